@@ -1,0 +1,572 @@
+//! The compare engine: inventory of every entry, content of all or a selection of
+//! files, with live-source drift tolerance (DESIGN.md "Verification semantics").
+//!
+//! Two sorted walks are merge-joined, so memory does not grow with the number of
+//! files. Differences are findings collected into a [`CompareReport`]; only
+//! "could not compare at all" is an `Err`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::deadline::{Deadline, TimedOut};
+use crate::findings::Findings;
+use crate::select::{BottomK, ContentSelection, in_slice};
+use crate::walk::{Entry, Kind, Walk, WalkError};
+
+const CHUNK: usize = 1 << 20;
+
+/// How to compare a restored tree.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    pub selection: ContentSelection,
+    /// Glob patterns relative to the tree root (`*.tmp`, `cache/**`).
+    pub exclude: Vec<String>,
+    /// The backup time T. Source entries modified after T are drift, not failures.
+    /// `None` compares exactly.
+    pub drift_since: Option<SystemTime>,
+    /// Canaries: always content-checked, must be restored and match.
+    pub expect: Vec<PathBuf>,
+    pub deadline: Deadline,
+    /// Where to write the manifest of content-checked files (JSON lines).
+    pub manifest_out: Option<PathBuf>,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions {
+            selection: ContentSelection::All,
+            exclude: Vec::new(),
+            drift_since: None,
+            expect: Vec::new(),
+            deadline: Deadline::none(),
+            manifest_out: None,
+        }
+    }
+}
+
+/// The outcome of one canary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectStatus {
+    Matched,
+    Missing,
+    Mismatched,
+    ChangedSinceBackup,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpectResult {
+    pub path: String,
+    pub status: ExpectStatus,
+}
+
+/// Everything a compare found. Counts are exact; lists are capped.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CompareReport {
+    /// Non-directory entries present on both sides (restored entries when there
+    /// is no source).
+    pub files_compared: u64,
+    pub dirs_compared: u64,
+    /// Non-directory entries in the restored tree, and their bytes.
+    pub restored_files: u64,
+    pub restored_bytes: u64,
+    pub content_checked: u64,
+    pub bytes_checked: u64,
+    pub missing: Findings,
+    pub mismatched: Findings,
+    pub extra: Findings,
+    pub changed_since_backup: Findings,
+    pub new_since_backup: Findings,
+    /// Restored entries that could not be read: the restore is not usable.
+    pub unreadable: Findings,
+    /// Source entries that could not be read: nothing can be said about them.
+    pub source_unreadable: Findings,
+    pub expect: Vec<ExpectResult>,
+    pub manifest_sha256: Option<String>,
+}
+
+impl CompareReport {
+    /// True when the trees differ in any way an exact compare cares about.
+    pub fn has_differences(&self) -> bool {
+        !(self.missing.is_empty()
+            && self.mismatched.is_empty()
+            && self.extra.is_empty()
+            && self.changed_since_backup.is_empty()
+            && self.new_since_backup.is_empty()
+            && self.unreadable.is_empty()
+            && self.source_unreadable.is_empty())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("cannot read {side} {path}: {source}")]
+    Root {
+        side: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("invalid exclude pattern {pattern:?}: {message}")]
+    Exclude { pattern: String, message: String },
+    #[error("cannot write the run manifest {path}: {source}")]
+    Manifest { path: PathBuf, source: io::Error },
+    #[error("verify {0}")]
+    TimedOut(#[from] TimedOut),
+}
+
+/// Builds the exclude matcher; `*` also matches `/`, so `*.tmp` matches anywhere.
+pub fn exclude_set(patterns: &[String]) -> Result<Option<GlobSet>, CompareError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let g = Glob::new(p).map_err(|e| CompareError::Exclude {
+            pattern: p.clone(),
+            message: e.kind().to_string(),
+        })?;
+        b.add(g);
+    }
+    b.build().map(Some).map_err(|e| CompareError::Exclude {
+        pattern: patterns.join(", "),
+        message: e.to_string(),
+    })
+}
+
+/// Compares `restored` against `source` (or only inventories and reads it when
+/// `source` is `None`).
+pub fn compare(
+    source: Option<&Path>,
+    restored: &Path,
+    opts: &CompareOptions,
+) -> Result<CompareReport, CompareError> {
+    for (side, p) in [("source", source), ("restored tree", Some(restored))] {
+        if let Some(p) = p {
+            std::fs::read_dir(p).map_err(|e| CompareError::Root {
+                side,
+                path: p.to_path_buf(),
+                source: e,
+            })?;
+        }
+    }
+    let excludes = exclude_set(&opts.exclude)?;
+    let mut c = Comparer {
+        source,
+        restored,
+        opts,
+        report: CompareReport::default(),
+        manifest: match &opts.manifest_out {
+            Some(p) => Some(ManifestWriter::create(p)?),
+            None => None,
+        },
+        sample: match &opts.selection {
+            ContentSelection::Sample { files, seed } => Some(BottomK::new(*files, *seed)),
+            _ => None,
+        },
+        expect: opts
+            .expect
+            .iter()
+            .map(|p| (p.clone(), ExpectStatus::Missing))
+            .collect(),
+    };
+    let mut src = source.map(|p| Walk::new(p, excludes.clone()));
+    let mut dst = Walk::new(restored, excludes);
+    let mut a = next_source(&mut src, &mut c.report);
+    let mut b = next_restored(&mut dst, &mut c.report);
+    loop {
+        opts.deadline.check()?;
+        match (a.take(), b.take()) {
+            (None, None) => break,
+            (Some(x), None) => {
+                c.only_source(&x);
+                a = next_source(&mut src, &mut c.report);
+            }
+            (None, Some(y)) => {
+                c.only_restored(&y)?;
+                b = next_restored(&mut dst, &mut c.report);
+            }
+            (Some(x), Some(y)) => match x.rel.cmp(&y.rel) {
+                std::cmp::Ordering::Less => {
+                    c.only_source(&x);
+                    a = next_source(&mut src, &mut c.report);
+                    b = Some(y);
+                }
+                std::cmp::Ordering::Greater => {
+                    c.only_restored(&y)?;
+                    b = next_restored(&mut dst, &mut c.report);
+                    a = Some(x);
+                }
+                std::cmp::Ordering::Equal => {
+                    c.both(&x, &y)?;
+                    a = next_source(&mut src, &mut c.report);
+                    b = next_restored(&mut dst, &mut c.report);
+                }
+            },
+        }
+    }
+    if let Some(sample) = c.sample.take() {
+        for rel in sample.into_sorted() {
+            opts.deadline.check()?;
+            c.check_selected(&rel)?;
+        }
+    }
+    c.finish()
+}
+
+fn next_source(w: &mut Option<Walk>, r: &mut CompareReport) -> Option<Entry> {
+    let w = w.as_mut()?;
+    loop {
+        match w.next()? {
+            Ok(e) => return Some(e),
+            Err(WalkError { rel, message }) => r.source_unreadable.push(display(&rel), message),
+        }
+    }
+}
+
+fn next_restored(w: &mut Walk, r: &mut CompareReport) -> Option<Entry> {
+    loop {
+        match w.next()? {
+            Ok(e) => {
+                if e.kind != Kind::Dir {
+                    r.restored_files += 1;
+                    r.restored_bytes += e.size;
+                }
+                return Some(e);
+            }
+            Err(WalkError { rel, message }) => r.unreadable.push(display(&rel), message),
+        }
+    }
+}
+
+/// A path as it appears in records: relative, `/`-separated, lossy for non-UTF-8.
+pub fn display(rel: &Path) -> String {
+    rel.to_string_lossy().into_owned()
+}
+
+struct Comparer<'a> {
+    source: Option<&'a Path>,
+    restored: &'a Path,
+    opts: &'a CompareOptions,
+    report: CompareReport,
+    manifest: Option<ManifestWriter>,
+    sample: Option<BottomK>,
+    expect: BTreeMap<PathBuf, ExpectStatus>,
+}
+
+impl Comparer<'_> {
+    fn after_backup(&self, t: SystemTime) -> bool {
+        self.opts.drift_since.is_some_and(|since| t > since)
+    }
+
+    fn set_expect(&mut self, rel: &Path, status: ExpectStatus) {
+        if let Some(s) = self.expect.get_mut(rel) {
+            *s = status;
+        }
+    }
+
+    fn only_source(&mut self, x: &Entry) {
+        if self.after_backup(x.mtime) {
+            self.report
+                .new_since_backup
+                .push(display(&x.rel), x.kind.name().into());
+            self.set_expect(&x.rel, ExpectStatus::ChangedSinceBackup);
+        } else {
+            self.report
+                .missing
+                .push(display(&x.rel), x.kind.name().into());
+        }
+    }
+
+    fn only_restored(&mut self, y: &Entry) -> Result<(), CompareError> {
+        if self.source.is_some() {
+            self.report.extra.push(display(&y.rel), y.kind.name().into());
+            return Ok(());
+        }
+        // No source: an inventory of what was restored, content read per policy.
+        if y.kind == Kind::Dir {
+            self.report.dirs_compared += 1;
+            return Ok(());
+        }
+        self.report.files_compared += 1;
+        self.set_expect(&y.rel, ExpectStatus::Matched);
+        if y.kind == Kind::File {
+            self.consider_content(&y.rel)?;
+        }
+        Ok(())
+    }
+
+    fn differ(&mut self, x: &Entry, what: String, drift_time: SystemTime) {
+        if self.after_backup(drift_time) {
+            self.report
+                .changed_since_backup
+                .push(display(&x.rel), what);
+            self.set_expect(&x.rel, ExpectStatus::ChangedSinceBackup);
+        } else {
+            self.report.mismatched.push(display(&x.rel), what);
+            self.set_expect(&x.rel, ExpectStatus::Mismatched);
+        }
+    }
+
+    fn both(&mut self, x: &Entry, y: &Entry) -> Result<(), CompareError> {
+        if x.kind == Kind::Dir {
+            self.report.dirs_compared += 1;
+        } else {
+            self.report.files_compared += 1;
+        }
+        self.set_expect(&x.rel, ExpectStatus::Matched);
+        if x.kind != y.kind {
+            let what = format!(
+                "type: {} in source, {} restored",
+                x.kind.name(),
+                y.kind.name()
+            );
+            self.differ(x, what, x.mtime);
+            return Ok(());
+        }
+        match x.kind {
+            Kind::Symlink if x.target != y.target => {
+                let what = format!(
+                    "symlink target: {} in source, {} restored",
+                    x.target.as_deref().map(display).unwrap_or_default(),
+                    y.target.as_deref().map(display).unwrap_or_default()
+                );
+                self.differ(x, what, x.mtime);
+                return Ok(());
+            }
+            Kind::File if x.size != y.size => {
+                let what = format!("size: {} bytes in source, {} restored", x.size, y.size);
+                self.differ(x, what, x.mtime);
+                return Ok(());
+            }
+            _ => {}
+        }
+        if x.kind != Kind::Symlink && x.mode != y.mode {
+            // chmod changes ctime, not mtime: judge mode drift by ctime.
+            let what = format!("mode: {:04o} in source, {:04o} restored", x.mode, y.mode);
+            self.differ(x, what, x.ctime);
+            return Ok(());
+        }
+        if x.kind == Kind::File {
+            self.consider_content(&x.rel)?;
+        }
+        Ok(())
+    }
+
+    /// Content-checks now (all, rotate, canary) or offers to the sample.
+    fn consider_content(&mut self, rel: &Path) -> Result<(), CompareError> {
+        let forced = self.expect.contains_key(rel);
+        let now = forced
+            || match &self.opts.selection {
+                ContentSelection::All => true,
+                ContentSelection::Rotate { over, slice, seed } => {
+                    in_slice(*seed, *over, *slice, rel)
+                }
+                ContentSelection::Sample { .. } | ContentSelection::None => false,
+            };
+        if now {
+            return self.check_selected(rel);
+        }
+        if let Some(s) = &mut self.sample {
+            s.offer(rel);
+        }
+        Ok(())
+    }
+
+    fn check_selected(&mut self, rel: &Path) -> Result<(), CompareError> {
+        let dst = self.restored.join(rel);
+        let src = self.source.map(|s| s.join(rel));
+        match content_check(src.as_deref(), &dst, &self.opts.deadline) {
+            Ok(out) => {
+                self.report.content_checked += 1;
+                self.report.bytes_checked += out.bytes;
+                if let Some(m) = &mut self.manifest {
+                    m.line(rel, out.bytes, &out.sha256, out.first_diff.is_none())
+                        .map_err(|e| CompareError::Manifest {
+                            path: m.path.clone(),
+                            source: e,
+                        })?;
+                }
+                if let Some(at) = out.first_diff {
+                    let mtime = src
+                        .as_deref()
+                        .and_then(|s| std::fs::symlink_metadata(s).ok())
+                        .and_then(|m| m.modified().ok())
+                        .unwrap_or(SystemTime::UNIX_EPOCH);
+                    let entry = Entry {
+                        rel: rel.to_path_buf(),
+                        kind: Kind::File,
+                        size: out.bytes,
+                        mode: 0,
+                        mtime,
+                        ctime: mtime,
+                        target: None,
+                    };
+                    self.differ(&entry, format!("content differs at byte {at}"), mtime);
+                }
+            }
+            Err(ContentError::TimedOut(t)) => return Err(CompareError::TimedOut(t)),
+            Err(ContentError::Source(e)) => {
+                self.report.source_unreadable.push(display(rel), e.to_string());
+                self.set_expect(rel, ExpectStatus::Mismatched);
+            }
+            Err(ContentError::Restored(e)) => {
+                self.report.unreadable.push(display(rel), e.to_string());
+                self.set_expect(rel, ExpectStatus::Mismatched);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<CompareReport, CompareError> {
+        if let Some(m) = self.manifest.take() {
+            let path = m.path.clone();
+            let sha = m
+                .finish()
+                .map_err(|e| CompareError::Manifest { path, source: e })?;
+            self.report.manifest_sha256 = Some(sha);
+        }
+        self.report.expect = self
+            .expect
+            .into_iter()
+            .map(|(p, status)| ExpectResult {
+                path: display(&p),
+                status,
+            })
+            .collect();
+        Ok(self.report)
+    }
+}
+
+/// The result of reading one file's bytes.
+#[derive(Debug)]
+pub struct ContentOutcome {
+    pub bytes: u64,
+    /// SHA-256 of the restored bytes.
+    pub sha256: String,
+    /// Offset of the first differing byte; `None` when equal (or no source).
+    pub first_diff: Option<u64>,
+}
+
+#[derive(Debug)]
+pub enum ContentError {
+    Source(io::Error),
+    Restored(io::Error),
+    TimedOut(TimedOut),
+}
+
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Streams the restored file (and the source, when given) in large chunks, hashes
+/// the restored bytes and compares them with the source bytes directly.
+pub fn content_check(
+    source: Option<&Path>,
+    restored: &Path,
+    deadline: &Deadline,
+) -> Result<ContentOutcome, ContentError> {
+    let mut dst = File::open(restored).map_err(ContentError::Restored)?;
+    let mut src = match source {
+        Some(p) => Some(File::open(p).map_err(ContentError::Source)?),
+        None => None,
+    };
+    let mut a = vec![0u8; CHUNK];
+    let mut b = vec![0u8; if src.is_some() { CHUNK } else { 0 }];
+    let mut hasher = Sha256::new();
+    let mut offset = 0u64;
+    let mut first_diff = None;
+    loop {
+        deadline.check().map_err(ContentError::TimedOut)?;
+        let n = fill(&mut dst, &mut a).map_err(ContentError::Restored)?;
+        hasher.update(&a[..n]);
+        if let Some(s) = &mut src
+            && first_diff.is_none()
+        {
+            let m = fill(s, &mut b).map_err(ContentError::Source)?;
+            if let Some(i) = a[..n.min(m)].iter().zip(&b[..n.min(m)]).position(|(x, y)| x != y) {
+                first_diff = Some(offset + i as u64);
+            } else if n != m {
+                first_diff = Some(offset + n.min(m) as u64);
+            }
+        }
+        offset += n as u64;
+        if n < a.len() {
+            break;
+        }
+    }
+    Ok(ContentOutcome {
+        bytes: offset,
+        sha256: hex::encode(hasher.finalize()),
+        first_diff,
+    })
+}
+
+/// Writes the run manifest (one JSON object per content-checked file) and hashes
+/// it as it goes, so the record can pin the manifest by its SHA-256.
+struct ManifestWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    hasher: Sha256,
+}
+
+#[derive(Serialize)]
+struct ManifestLine<'a> {
+    path: &'a str,
+    size: u64,
+    sha256: &'a str,
+    #[serde(rename = "match")]
+    matched: bool,
+}
+
+impl ManifestWriter {
+    fn create(path: &Path) -> Result<ManifestWriter, CompareError> {
+        let err = |e| CompareError::Manifest {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let f = File::create(path).map_err(err)?;
+        Ok(ManifestWriter {
+            path: path.to_path_buf(),
+            out: BufWriter::new(f),
+            hasher: Sha256::new(),
+        })
+    }
+
+    fn line(&mut self, rel: &Path, size: u64, sha256: &str, matched: bool) -> io::Result<()> {
+        let p = display(rel);
+        let mut line = serde_json::to_vec(&ManifestLine {
+            path: &p,
+            size,
+            sha256,
+            matched,
+        })?;
+        line.push(b'\n');
+        self.hasher.update(&line);
+        self.out.write_all(&line)
+    }
+
+    fn finish(mut self) -> io::Result<String> {
+        self.out.flush()?;
+        self.out.get_ref().sync_all()?;
+        Ok(hex::encode(self.hasher.finalize()))
+    }
+}

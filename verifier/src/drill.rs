@@ -1,0 +1,378 @@
+//! One drill, start to finish: sandbox, restore, compare, objectives, verdict.
+//!
+//! `run_drill` never panics on bad input and always returns a record; the caller
+//! appends it to the ledger. Findings make a `fail`; being unable to run makes an
+//! `error`; anything that verified nothing is never a `pass`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
+
+use crate::compare::{CompareError, CompareOptions, CompareReport, ExpectStatus, compare};
+use crate::deadline::{Deadline, humanize};
+use crate::driver::{BackupInfo, Driver, DriverError, RestoreStats};
+use crate::findings::Findings;
+use crate::record::*;
+use crate::sandbox::Sandbox;
+use crate::select::ContentSelection;
+
+/// What to verify after the restore.
+#[derive(Debug, Clone)]
+pub struct VerifySpec {
+    pub selection: ContentSelection,
+    pub exclude: Vec<String>,
+    /// Fewer restored files than this fails the drill.
+    pub min_files: u64,
+    /// Canaries: must be restored and match.
+    pub expect: Vec<PathBuf>,
+}
+
+impl Default for VerifySpec {
+    fn default() -> Self {
+        VerifySpec {
+            selection: ContentSelection::All,
+            exclude: Vec::new(),
+            min_files: 1,
+            expect: Vec::new(),
+        }
+    }
+}
+
+/// One configured backup to drill.
+pub struct DrillSpec {
+    pub job: String,
+    pub system: Option<String>,
+    pub driver: Box<dyn Driver>,
+    /// Live data to compare against; `None` reads the restored tree only.
+    pub source: Option<PathBuf>,
+    pub verify: VerifySpec,
+    pub timeout: Option<Duration>,
+    pub rto: Option<Duration>,
+    pub rpo: Option<Duration>,
+}
+
+/// Where and when a drill runs.
+#[derive(Debug, Clone)]
+pub struct DrillEnv {
+    pub sandbox_dir: PathBuf,
+    /// Run artifacts go to `state_dir/runs/<id>/`.
+    pub state_dir: PathBuf,
+    pub trigger: Trigger,
+    /// Timestamps in records are written with this UTC offset.
+    pub offset: FixedOffset,
+    pub host: String,
+    pub agent_version: String,
+    /// The drill's start time; `None` reads the clock.
+    pub now: Option<SystemTime>,
+}
+
+impl DrillEnv {
+    /// An environment with the local host name and UTC timestamps.
+    pub fn new(sandbox_dir: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> DrillEnv {
+        DrillEnv {
+            sandbox_dir: sandbox_dir.into(),
+            state_dir: state_dir.into(),
+            trigger: Trigger {
+                kind: TriggerKind::Manual,
+                reason: None,
+            },
+            offset: FixedOffset::east_opt(0).expect("zero offset"),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            now: None,
+        }
+    }
+
+    fn stamp(&self, t: SystemTime) -> DateTime<FixedOffset> {
+        DateTime::<Utc>::from(t)
+            .with_timezone(&self.offset)
+            .trunc_subsecs(3)
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// Runs one drill and returns its (not yet appended) record.
+pub fn run_drill(spec: &DrillSpec, env: &DrillEnv) -> Record {
+    let started = env.now.unwrap_or_else(SystemTime::now);
+    let clock = Instant::now();
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut d = Drill {
+        fails: Vec::new(),
+        errors: Vec::new(),
+    };
+    let deadline = spec.timeout.map(Deadline::after).unwrap_or(Deadline::none());
+    let mut backup = BackupInfo {
+        kind: spec.driver.kind().to_string(),
+        ..BackupInfo::default()
+    };
+    let mut stats = RestoreStats::default();
+    let mut report: Option<CompareReport> = None;
+    let mut restore_time = Duration::ZERO;
+    let mut verify_time = Duration::ZERO;
+    let mut artifacts = None;
+
+    let sandbox = match Sandbox::create(&env.sandbox_dir, &spec.job) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            d.errors.push(format!(
+                "cannot create a sandbox under {}: {e}; check that sandbox_dir exists and is writable",
+                env.sandbox_dir.display()
+            ));
+            None
+        }
+    };
+    let sandbox_path = sandbox
+        .as_ref()
+        .map(|s| s.path().display().to_string())
+        .unwrap_or_default();
+
+    if let Some(sb) = &sandbox {
+        let t = Instant::now();
+        let restored = spec.driver.locate().and_then(|mut info| {
+            let r = spec.driver.restore(&mut info, sb.path(), &deadline);
+            backup = info;
+            r
+        });
+        restore_time = t.elapsed();
+        match restored {
+            Ok(s) => stats = s,
+            Err(e) => d.driver_error(&e),
+        }
+        if d.fails.is_empty() && d.errors.is_empty() {
+            let t = Instant::now();
+            let run_dir = env.state_dir.join("runs").join(&id);
+            let opts = CompareOptions {
+                selection: spec.verify.selection.clone(),
+                exclude: spec.verify.exclude.clone(),
+                drift_since: backup.created_at,
+                expect: spec.verify.expect.clone(),
+                deadline,
+                manifest_out: Some(run_dir.join("manifest.jsonl")),
+            };
+            match compare(spec.source.as_deref(), sb.path(), &opts) {
+                Ok(r) => {
+                    artifacts = Some(format!("runs/{id}"));
+                    report = Some(r);
+                }
+                Err(CompareError::TimedOut(t)) => {
+                    d.fails.push(format!("verify {t} (the job's timeout)"))
+                }
+                Err(e) => d.errors.push(format!("cannot verify: {e}")),
+            }
+            verify_time = t.elapsed();
+        }
+    }
+
+    let r = report.clone().unwrap_or_default();
+    if let Some(r) = &report {
+        d.judge(spec, &stats, r);
+    }
+
+    // Objectives.
+    let mut objectives = Objectives {
+        rto_seconds: spec.rto.map(|d| d.as_secs()),
+        rpo_seconds: spec.rpo.map(|d| d.as_secs()),
+        ..Objectives::default()
+    };
+    let age = backup
+        .created_at
+        .map(|t| match started.duration_since(t) {
+            Ok(a) => a.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64),
+        });
+    if let Some(rpo) = spec.rpo {
+        match age {
+            Some(a) => {
+                let met = a <= rpo.as_secs() as i64;
+                objectives.rpo_met = Some(met);
+                if !met {
+                    d.fails.push(format!(
+                        "backup is {} old, older than the RPO of {}",
+                        humanize(Duration::from_secs(a as u64)),
+                        humanize(rpo)
+                    ));
+                }
+            }
+            None if !backup.id.is_empty() => {
+                objectives.rpo_met = Some(false);
+                d.fails
+                    .push("the backup time is unknown, so the RPO cannot be shown to be met".into());
+            }
+            None => {}
+        }
+    }
+    if let (Some(rto), Some(_)) = (spec.rto, &report) {
+        let took = restore_time + verify_time;
+        let met = took <= rto;
+        objectives.rto_met = Some(met);
+        if !met {
+            d.fails.push(format!(
+                "restore and verify took {}, longer than the RTO of {}",
+                humanize(took),
+                humanize(rto)
+            ));
+        }
+    }
+
+    let removed = match sandbox {
+        Some(sb) => {
+            let p = sb.path().to_path_buf();
+            match sb.remove() {
+                Ok(()) => true,
+                Err(e) => {
+                    d.errors.push(format!("the sandbox {} could not be removed: {e}", p.display()));
+                    false
+                }
+            }
+        }
+        None => true,
+    };
+
+    let result = if !d.fails.is_empty() {
+        Verdict::Fail
+    } else if !d.errors.is_empty() {
+        Verdict::Error
+    } else {
+        Verdict::Pass
+    };
+    let mut reasons = d.fails;
+    reasons.extend(d.errors);
+
+    let finished = started + clock.elapsed();
+    Record {
+        format: FORMAT.to_string(),
+        id,
+        seq: 0,
+        job: spec.job.clone(),
+        system: spec.system.clone(),
+        host: env.host.clone(),
+        agent_version: env.agent_version.clone(),
+        trigger: env.trigger.clone(),
+        started_at: env.stamp(started),
+        finished_at: env.stamp(finished),
+        result,
+        reasons,
+        backup: BackupSection {
+            kind: backup.kind,
+            id: (!backup.id.is_empty()).then_some(backup.id),
+            location: backup.location.map(|p| p.display().to_string()),
+            sha256: backup.sha256,
+            created_at: backup.created_at.map(|t| env.stamp(t)),
+            age_seconds: age,
+        },
+        restore: RestoreSection {
+            duration_seconds: secs(restore_time),
+            files: stats.files,
+            bytes: stats.bytes,
+            exit_code: stats.exit_code,
+        },
+        verify: VerifySection {
+            duration_seconds: secs(verify_time),
+            against: if spec.source.is_some() { "source" } else { "none" }.into(),
+            content: spec.verify.selection.mode_name().into(),
+            files_compared: r.files_compared,
+            dirs_compared: r.dirs_compared,
+            content_checked: r.content_checked,
+            bytes_checked: r.bytes_checked,
+            sample_seed: spec.verify.selection.seed(),
+            rotate: match spec.verify.selection {
+                ContentSelection::Rotate { over, slice, .. } => Some(RotateSlice { slice, over }),
+                _ => None,
+            },
+            missing: r.missing,
+            mismatched: r.mismatched,
+            extra: r.extra,
+            changed_since_backup: r.changed_since_backup,
+            new_since_backup: r.new_since_backup,
+            unreadable: r.unreadable,
+            source_unreadable: r.source_unreadable,
+            expect: r.expect,
+            manifest_sha256: r.manifest_sha256,
+        },
+        objectives,
+        sandbox: SandboxSection {
+            path: sandbox_path,
+            removed,
+        },
+        artifacts,
+        prev_hash: String::new(),
+        hash: String::new(),
+        signature: None,
+    }
+}
+
+struct Drill {
+    fails: Vec<String>,
+    errors: Vec<String>,
+}
+
+/// At most this many reasons name individual paths per category.
+const NAMED: usize = 3;
+
+impl Drill {
+    fn driver_error(&mut self, e: &DriverError) {
+        let text = format!("restore failed: {e}");
+        if e.is_finding() {
+            self.fails.push(text);
+        } else {
+            self.errors.push(text);
+        }
+    }
+
+    fn list(&mut self, f: &Findings, one: impl Fn(&str, &str) -> String, many: &str, error: bool) {
+        if f.count == 0 {
+            return;
+        }
+        let out = if error { &mut self.errors } else { &mut self.fails };
+        if f.count as usize <= NAMED {
+            out.extend(f.items.iter().map(|i| one(&i.path, &i.what)));
+        } else {
+            let eg: Vec<&str> = f.items.iter().take(NAMED).map(|i| i.path.as_str()).collect();
+            out.push(format!("{} {many}, e.g. {}", f.count, eg.join(", ")));
+        }
+    }
+
+    fn judge(&mut self, spec: &DrillSpec, stats: &RestoreStats, r: &CompareReport) {
+        if stats.files == 0 && r.restored_files == 0 {
+            self.fails.push("the restore produced no files".into());
+        }
+        self.list(&r.missing, |p, _| format!("missing from the restore: {p}"), "entries missing from the restore", false);
+        self.list(
+            &r.mismatched,
+            |p, w| {
+                let kind = if w.starts_with("content") {
+                    "content"
+                } else {
+                    w.split(':').next().unwrap_or("entry")
+                };
+                format!("{kind} mismatch: {p} ({w})")
+            },
+            "entries differ from the source",
+            false,
+        );
+        self.list(&r.unreadable, |p, w| format!("restored entry unreadable: {p} ({w})"), "restored entries unreadable", false);
+        self.list(&r.source_unreadable, |p, w| format!("cannot read source entry {p}: {w}"), "source entries unreadable", true);
+        for e in &r.expect {
+            match e.status {
+                ExpectStatus::Missing => self.fails.push(format!("canary missing: {}", e.path)),
+                ExpectStatus::Mismatched => {
+                    self.fails.push(format!("canary does not match the source: {}", e.path))
+                }
+                ExpectStatus::Matched | ExpectStatus::ChangedSinceBackup => {}
+            }
+        }
+        if r.restored_files < spec.verify.min_files {
+            self.fails.push(format!(
+                "only {} files restored, fewer than min_files = {}",
+                r.restored_files, spec.verify.min_files
+            ));
+        }
+        if r.files_compared == 0 && r.restored_files > 0 {
+            self.fails.push("nothing was verified: no restored file matched a source file".into());
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! `dir`: a plain copy of the data (rsync mirror, NAS share copy). The restore is
+//! a copy into the sandbox that keeps mode, mtime and symlinks.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::safe::{self, Refusal};
+use super::{BackupInfo, Driver, DriverError, RestoreStats};
+use crate::deadline::Deadline;
+
+#[derive(Debug, Clone)]
+pub struct DirDriver {
+    pub path: PathBuf,
+    /// Backup time; when unset, the newest change time (ctime) in the copy,
+    /// which is when the copy was last written.
+    pub backup_time: Option<SystemTime>,
+}
+
+impl Driver for DirDriver {
+    fn kind(&self) -> &'static str {
+        "dir"
+    }
+
+    fn locate(&self) -> Result<BackupInfo, DriverError> {
+        match std::fs::metadata(&self.path) {
+            Ok(m) if m.is_dir() => Ok(BackupInfo {
+                kind: "dir".into(),
+                id: self.path.display().to_string(),
+                location: Some(self.path.clone()),
+                created_at: self.backup_time,
+                sha256: None,
+            }),
+            Ok(_) => Err(DriverError::NotFound(format!(
+                "{} is not a directory",
+                self.path.display()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(DriverError::NotFound(self.path.display().to_string()))
+            }
+            Err(e) => Err(DriverError::Read {
+                path: self.path.clone(),
+                source: e,
+            }),
+        }
+    }
+
+    fn restore(
+        &self,
+        backup: &mut BackupInfo,
+        sandbox: &Path,
+        deadline: &Deadline,
+    ) -> Result<RestoreStats, DriverError> {
+        let mut stats = RestoreStats::default();
+        let mut newest_change = 0i64;
+        let mut dirs = Vec::new();
+        let walk = walkdir::WalkDir::new(&self.path)
+            .min_depth(1)
+            .follow_links(false)
+            .sort_by(|a, b| a.file_name().cmp(b.file_name()));
+        for e in walk {
+            deadline.check()?;
+            let e = e.map_err(|e| DriverError::Read {
+                path: e.path().unwrap_or(&self.path).to_path_buf(),
+                source: e.into(),
+            })?;
+            let read_err = |err| DriverError::Read {
+                path: e.path().to_path_buf(),
+                source: err,
+            };
+            let meta = e.metadata().map_err(|err| read_err(err.into()))?;
+            newest_change = newest_change.max(meta.ctime());
+            let rel = e.path().strip_prefix(&self.path).unwrap_or(e.path()).to_path_buf();
+            let dest = sandbox.join(&rel);
+            let refused = |r: Refusal| match r {
+                Refusal::Unsafe(why) => DriverError::Unsafe {
+                    path: self.path.clone(),
+                    entry: rel.display().to_string(),
+                    why,
+                },
+                Refusal::Io(path, source) => DriverError::Sandbox { path, source },
+            };
+            let sandbox_err = |err| DriverError::Sandbox {
+                path: dest.clone(),
+                source: err,
+            };
+            let mtime = filetime::FileTime::from_last_modification_time(&meta);
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                std::fs::create_dir(&dest).map_err(sandbox_err)?;
+                dirs.push((dest.clone(), meta.permissions(), mtime));
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(e.path()).map_err(read_err)?;
+                safe::check_link_target(&rel, &target).map_err(|why| refused(Refusal::Unsafe(why)))?;
+                std::os::unix::fs::symlink(&target, &dest).map_err(sandbox_err)?;
+                let _ = filetime::set_symlink_file_times(&dest, mtime, mtime);
+                stats.files += 1;
+            } else if ft.is_file() {
+                let mut from = std::fs::File::open(e.path()).map_err(read_err)?;
+                let mut to = safe::create_new(&dest).map_err(refused)?;
+                let n = copy_file(&mut from, &mut to, deadline).map_err(|c| match c {
+                    CopyError::Read(err) => read_err(err),
+                    CopyError::Write(err) => sandbox_err(err),
+                    CopyError::TimedOut(t) => DriverError::TimedOut(t),
+                })?;
+                drop(to);
+                std::fs::set_permissions(&dest, meta.permissions()).map_err(sandbox_err)?;
+                let _ = filetime::set_file_mtime(&dest, mtime);
+                stats.files += 1;
+                stats.bytes += n;
+            } else {
+                return Err(refused(Refusal::Unsafe(
+                    "special file (device, FIFO or socket) not restored".into(),
+                )));
+            }
+        }
+        for (dir, perms, mtime) in dirs.into_iter().rev() {
+            std::fs::set_permissions(&dir, perms).map_err(|e| DriverError::Sandbox {
+                path: dir.clone(),
+                source: e,
+            })?;
+            let _ = filetime::set_file_mtime(&dir, mtime);
+        }
+        if backup.created_at.is_none() && newest_change > 0 {
+            backup.created_at = Some(UNIX_EPOCH + Duration::from_secs(newest_change as u64));
+        }
+        Ok(stats)
+    }
+}
+
+enum CopyError {
+    Read(std::io::Error),
+    Write(std::io::Error),
+    TimedOut(crate::deadline::TimedOut),
+}
+
+fn copy_file(
+    from: &mut std::fs::File,
+    to: &mut std::fs::File,
+    deadline: &Deadline,
+) -> Result<u64, CopyError> {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        deadline.check().map_err(CopyError::TimedOut)?;
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        to.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        total += n as u64;
+    }
+}

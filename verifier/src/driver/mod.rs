@@ -1,0 +1,96 @@
+//! Restore drivers: one trait, one file per backup type.
+//!
+//! A driver finds the backup ([`Driver::locate`]) and restores it into an empty
+//! sandbox ([`Driver::restore`]). A damaged, missing or hostile backup is a
+//! finding (the drill fails); not being able to run at all is an error.
+
+mod dir;
+mod safe;
+mod tar;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+pub use dir::DirDriver;
+pub use tar::TarDriver;
+
+use crate::deadline::{Deadline, TimedOut};
+
+/// What a drill knows about the backup it restores.
+#[derive(Debug, Clone, Default)]
+pub struct BackupInfo {
+    /// Backup type as configured: "dir", "tar", …
+    pub kind: String,
+    /// A human-meaningful identity: archive file name, snapshot id, …
+    pub id: String,
+    /// Where the backup is.
+    pub location: Option<PathBuf>,
+    /// When the backup was taken (T of the drift rules); `None` when unknown.
+    pub created_at: Option<SystemTime>,
+    /// SHA-256 of the backup file as read during the restore, when it is one file.
+    pub sha256: Option<String>,
+}
+
+/// What a restore produced.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreStats {
+    /// Non-directory entries written into the sandbox.
+    pub files: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// Exit status of the restore tool, for drivers that run one.
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("backup not found: {0}")]
+    NotFound(String),
+    #[error("backup {path} is damaged: {detail}")]
+    Damaged { path: PathBuf, detail: String },
+    #[error("unsafe entry {entry:?} in {path} refused: {why}")]
+    Unsafe {
+        path: PathBuf,
+        entry: String,
+        why: String,
+    },
+    #[error("restore {0}")]
+    TimedOut(#[from] TimedOut),
+    #[error("cannot read backup {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot write {path} in the sandbox: {source}")]
+    Sandbox { path: PathBuf, source: io::Error },
+}
+
+impl DriverError {
+    /// True when the error says something about the backup (the drill fails),
+    /// false when the drill could not run (the drill errs).
+    pub fn is_finding(&self) -> bool {
+        match self {
+            DriverError::NotFound(_)
+            | DriverError::Damaged { .. }
+            | DriverError::Unsafe { .. }
+            | DriverError::TimedOut(_) => true,
+            DriverError::Read { .. } | DriverError::Sandbox { .. } => false,
+        }
+    }
+}
+
+/// A backup type.
+pub trait Driver: Send + Sync {
+    /// The configured backup type name.
+    fn kind(&self) -> &'static str;
+
+    /// Finds the backup to restore and what is known about it before restoring.
+    fn locate(&self) -> Result<BackupInfo, DriverError>;
+
+    /// Restores `backup` into the empty directory `sandbox`. May fill in
+    /// `backup.sha256` and `backup.created_at`.
+    fn restore(
+        &self,
+        backup: &mut BackupInfo,
+        sandbox: &Path,
+        deadline: &Deadline,
+    ) -> Result<RestoreStats, DriverError>;
+}

@@ -1,0 +1,140 @@
+//! Path safety for restores: nothing is ever created outside the sandbox.
+//!
+//! Entry names are checked lexically (no absolute paths, no `..`), link targets
+//! must stay inside the sandbox, and no write goes through an existing symlink:
+//! every ancestor of a destination is `lstat`ed and files are created with
+//! `O_EXCL`, which refuses to follow a symlink at the final component.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// Why an entry is refused.
+#[derive(Debug)]
+pub enum Refusal {
+    Unsafe(String),
+    Io(PathBuf, io::Error),
+}
+
+/// Normalises an entry name to a relative path; `Ok(None)` for the root (".").
+pub fn safe_rel(name: &Path) -> Result<Option<PathBuf>, String> {
+    let mut out = PathBuf::new();
+    for c in name.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("path contains '..'".into()),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err("absolute path".into());
+            }
+        }
+    }
+    Ok(if out.as_os_str().is_empty() {
+        None
+    } else {
+        Some(out)
+    })
+}
+
+/// A symlink at `rel` pointing to `target` must resolve inside the sandbox.
+pub fn check_link_target(rel: &Path, target: &Path) -> Result<(), String> {
+    if target.is_absolute() {
+        return Err(format!(
+            "symlink points to absolute path {}",
+            target.display()
+        ));
+    }
+    let mut depth: i64 = rel.components().count() as i64 - 1;
+    for c in target.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err(format!(
+                        "symlink target {} points outside the sandbox",
+                        target.display()
+                    ));
+                }
+            }
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => {
+                return Err("symlink points to an absolute path".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the missing parent directories of `root/rel`, refusing to pass
+/// through a symlink or a non-directory.
+pub fn ensure_parent(root: &Path, rel: &Path) -> Result<(), Refusal> {
+    let mut cur = root.to_path_buf();
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    for c in parent.components() {
+        cur.push(c);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Refusal::Unsafe(format!(
+                    "would write through symlink {}",
+                    cur.strip_prefix(root).unwrap_or(&cur).display()
+                )));
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Refusal::Unsafe(format!(
+                    "parent {} is not a directory",
+                    cur.strip_prefix(root).unwrap_or(&cur).display()
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir(&cur).map_err(|e| Refusal::Io(cur.clone(), e))?;
+            }
+            Err(e) => return Err(Refusal::Io(cur.clone(), e)),
+        }
+    }
+    Ok(())
+}
+
+/// Clears the way for a new non-directory entry at `dest` (a later archive
+/// member replaces an earlier one, as tar does).
+pub fn clear_dest(dest: &Path) -> Result<(), Refusal> {
+    match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() => Err(Refusal::Unsafe(
+            "an entry replaces an existing directory".into(),
+        )),
+        Ok(_) => std::fs::remove_file(dest).map_err(|e| Refusal::Io(dest.to_path_buf(), e)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Creates a new file; `O_EXCL` never follows a symlink.
+pub fn create_new(dest: &Path) -> Result<File, Refusal> {
+    clear_dest(dest)?;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .map_err(|e| Refusal::Io(dest.to_path_buf(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_lexically() {
+        assert_eq!(safe_rel(Path::new("./a/b")).unwrap(), Some("a/b".into()));
+        assert_eq!(safe_rel(Path::new("./")).unwrap(), None);
+        assert!(safe_rel(Path::new("a/../../etc")).is_err());
+        assert!(safe_rel(Path::new("/etc/passwd")).is_err());
+    }
+
+    #[test]
+    fn link_targets_stay_inside() {
+        assert!(check_link_target(Path::new("a/l"), Path::new("../b")).is_ok());
+        assert!(check_link_target(Path::new("a/l"), Path::new("../../b")).is_err());
+        assert!(check_link_target(Path::new("l"), Path::new("/etc")).is_err());
+        assert!(check_link_target(Path::new("a/b/l"), Path::new("c/../../x")).is_ok());
+    }
+}

@@ -1,0 +1,354 @@
+//! `tar`: a `.tar`, `.tar.gz` or `.tar.zst` archive; `path` may be a glob, the
+//! newest match wins. Extraction is done here, entry by entry, so that every
+//! name and link is checked before anything is written (see `safe`).
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use super::safe::{self, Refusal};
+use super::{BackupInfo, Driver, DriverError, RestoreStats};
+use crate::deadline::Deadline;
+
+const CHUNK: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct TarDriver {
+    /// A path or glob pattern.
+    pub path: String,
+    /// Backup time when the archive's mtime is not it.
+    pub backup_time: Option<SystemTime>,
+}
+
+/// Finds the newest file matching `pattern` (a plain path matches itself).
+pub fn newest_match(pattern: &str) -> Result<PathBuf, DriverError> {
+    let paths = glob::glob(pattern).map_err(|e| {
+        DriverError::NotFound(format!("{pattern} is not a valid glob pattern: {e}"))
+    })?;
+    let mut best: Option<(SystemTime, PathBuf)> = None;
+    for p in paths.flatten() {
+        let Ok(m) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if !m.is_file() {
+            continue;
+        }
+        let t = m.modified().unwrap_or(UNIX_EPOCH);
+        if best.as_ref().is_none_or(|(bt, bp)| (t, &p) > (*bt, bp)) {
+            best = Some((t, p));
+        }
+    }
+    best.map(|(_, p)| p)
+        .ok_or_else(|| DriverError::NotFound(format!("no file matches {pattern}")))
+}
+
+impl Driver for TarDriver {
+    fn kind(&self) -> &'static str {
+        "tar"
+    }
+
+    fn locate(&self) -> Result<BackupInfo, DriverError> {
+        let path = newest_match(&self.path)?;
+        let meta = std::fs::metadata(&path).map_err(|e| DriverError::Read {
+            path: path.clone(),
+            source: e,
+        })?;
+        Ok(BackupInfo {
+            kind: "tar".into(),
+            id: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            created_at: self.backup_time.or(meta.modified().ok()),
+            location: Some(path),
+            sha256: None,
+        })
+    }
+
+    fn restore(
+        &self,
+        backup: &mut BackupInfo,
+        sandbox: &Path,
+        deadline: &Deadline,
+    ) -> Result<RestoreStats, DriverError> {
+        let path = backup
+            .location
+            .clone()
+            .ok_or_else(|| DriverError::NotFound(self.path.clone()))?;
+        let file = File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => DriverError::NotFound(path.display().to_string()),
+            _ => DriverError::Read {
+                path: path.clone(),
+                source: e,
+            },
+        })?;
+        let mut raw = BufReader::with_capacity(CHUNK, Hashing::new(file));
+        let magic = raw
+            .fill_buf()
+            .map_err(|e| DriverError::Read {
+                path: path.clone(),
+                source: e,
+            })?
+            .get(..4)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        let damaged = |e: io::Error| DriverError::Damaged {
+            path: path.clone(),
+            detail: e.to_string(),
+        };
+        let mut x = Extract::new(&path, sandbox, deadline);
+        let mut raw = if magic.starts_with(&[0x1f, 0x8b]) {
+            let dec = flate2::bufread::MultiGzDecoder::new(raw);
+            let mut dec = x.run(dec)?;
+            io::copy(&mut dec, &mut io::sink()).map_err(damaged)?;
+            dec.into_inner()
+        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            let dec = zstd::stream::read::Decoder::with_buffer(raw).map_err(damaged)?;
+            let mut dec = x.run(dec)?;
+            io::copy(&mut dec, &mut io::sink()).map_err(damaged)?;
+            dec.finish()
+        } else {
+            raw = x.run(raw)?;
+            raw
+        };
+        io::copy(&mut raw, &mut io::sink()).map_err(|e| DriverError::Read {
+            path: path.clone(),
+            source: e,
+        })?;
+        backup.sha256 = Some(hex::encode(raw.into_inner().hasher.finalize()));
+        Ok(x.stats)
+    }
+}
+
+/// Hashes every byte read from the archive file.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R> Hashing<R> {
+    fn new(inner: R) -> Self {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+struct Extract<'a> {
+    archive: &'a Path,
+    root: &'a Path,
+    deadline: &'a Deadline,
+    stats: RestoreStats,
+    /// Directory modes and times, applied last (children change a dir's mtime).
+    dirs: Vec<(PathBuf, u32, u64)>,
+}
+
+impl<'a> Extract<'a> {
+    fn new(archive: &'a Path, root: &'a Path, deadline: &'a Deadline) -> Self {
+        Extract {
+            archive,
+            root,
+            deadline,
+            stats: RestoreStats::default(),
+            dirs: Vec::new(),
+        }
+    }
+
+    fn damaged(&self, detail: String) -> DriverError {
+        DriverError::Damaged {
+            path: self.archive.to_path_buf(),
+            detail,
+        }
+    }
+
+    fn refused(&self, entry: &Path, r: Refusal) -> DriverError {
+        match r {
+            Refusal::Unsafe(why) => DriverError::Unsafe {
+                path: self.archive.to_path_buf(),
+                entry: entry.display().to_string(),
+                why,
+            },
+            Refusal::Io(path, source) => DriverError::Sandbox { path, source },
+        }
+    }
+
+    /// Extracts every entry of the tar stream `r` and hands `r` back so the
+    /// caller can read (and check) the rest of the file.
+    fn run<R: Read>(&mut self, r: R) -> Result<R, DriverError> {
+        let mut archive = tar::Archive::new(r);
+        let entries = archive
+            .entries()
+            .map_err(|e| self.damaged(e.to_string()))?;
+        for entry in entries {
+            self.deadline.check()?;
+            let mut entry = entry.map_err(|e| self.damaged(e.to_string()))?;
+            self.entry(&mut entry)?;
+        }
+        for (dir, mode, mtime) in self.dirs.drain(..).rev() {
+            set_mode(&dir, mode).map_err(|e| DriverError::Sandbox {
+                path: dir.clone(),
+                source: e,
+            })?;
+            let t = filetime::FileTime::from_unix_time(mtime as i64, 0);
+            let _ = filetime::set_file_mtime(&dir, t);
+        }
+        Ok(archive.into_inner())
+    }
+
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<(), DriverError> {
+        let name = entry
+            .path()
+            .map_err(|e| self.damaged(format!("bad entry name: {e}")))?
+            .into_owned();
+        let rel = match safe::safe_rel(&name) {
+            Ok(Some(rel)) => rel,
+            Ok(None) => return Ok(()),
+            Err(why) => return Err(self.refused(&name, Refusal::Unsafe(why))),
+        };
+        let header = entry.header();
+        let mode = header.mode().unwrap_or(0o644) & 0o1777;
+        let mtime = header.mtime().unwrap_or(0);
+        let kind = header.entry_type();
+        let dest = self.root.join(&rel);
+        safe::ensure_parent(self.root, &rel).map_err(|r| self.refused(&name, r))?;
+        match kind {
+            tar::EntryType::Directory => {
+                match std::fs::symlink_metadata(&dest) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => {
+                        return Err(self.refused(
+                            &name,
+                            Refusal::Unsafe("a directory replaces a file or link".into()),
+                        ));
+                    }
+                    Err(_) => std::fs::create_dir(&dest).map_err(|e| DriverError::Sandbox {
+                        path: dest.clone(),
+                        source: e,
+                    })?,
+                }
+                self.dirs.push((dest, mode, mtime));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mut f = safe::create_new(&dest).map_err(|r| self.refused(&name, r))?;
+                let n = self.copy(entry, &mut f, &dest)?;
+                drop(f);
+                set_mode(&dest, mode).map_err(|e| DriverError::Sandbox {
+                    path: dest.clone(),
+                    source: e,
+                })?;
+                let t = filetime::FileTime::from_unix_time(mtime as i64, 0);
+                let _ = filetime::set_file_mtime(&dest, t);
+                self.stats.files += 1;
+                self.stats.bytes += n;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| self.damaged(format!("bad link target: {e}")))?
+                    .ok_or_else(|| self.damaged(format!("symlink {} has no target", rel.display())))?
+                    .into_owned();
+                safe::check_link_target(&rel, &target)
+                    .map_err(|why| self.refused(&name, Refusal::Unsafe(why)))?;
+                safe::clear_dest(&dest).map_err(|r| self.refused(&name, r))?;
+                std::os::unix::fs::symlink(&target, &dest).map_err(|e| DriverError::Sandbox {
+                    path: dest.clone(),
+                    source: e,
+                })?;
+                let t = filetime::FileTime::from_unix_time(mtime as i64, 0);
+                let _ = filetime::set_symlink_file_times(&dest, t, t);
+                self.stats.files += 1;
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| self.damaged(format!("bad link target: {e}")))?
+                    .ok_or_else(|| self.damaged(format!("hard link {} has no target", rel.display())))?
+                    .into_owned();
+                let target_rel = match safe::safe_rel(&target) {
+                    Ok(Some(t)) => t,
+                    _ => {
+                        return Err(self.refused(
+                            &name,
+                            Refusal::Unsafe(format!(
+                                "hard link to {} outside the archive",
+                                target.display()
+                            )),
+                        ));
+                    }
+                };
+                let src = self.root.join(&target_rel);
+                safe::ensure_parent(self.root, &target_rel).map_err(|r| self.refused(&name, r))?;
+                match std::fs::symlink_metadata(&src) {
+                    Ok(m) if m.is_file() => {}
+                    _ => {
+                        return Err(self.refused(
+                            &name,
+                            Refusal::Unsafe(format!(
+                                "hard link to {}, which is not a file restored before it",
+                                target.display()
+                            )),
+                        ));
+                    }
+                }
+                safe::clear_dest(&dest).map_err(|r| self.refused(&name, r))?;
+                std::fs::hard_link(&src, &dest).map_err(|e| DriverError::Sandbox {
+                    path: dest.clone(),
+                    source: e,
+                })?;
+                self.stats.files += 1;
+            }
+            other => {
+                let what = match other {
+                    tar::EntryType::Char | tar::EntryType::Block => "device node",
+                    tar::EntryType::Fifo => "FIFO",
+                    _ => "unsupported entry type",
+                };
+                return Err(self.refused(&name, Refusal::Unsafe(format!("{what} not restored"))));
+            }
+        }
+        Ok(())
+    }
+
+    fn copy<R: Read>(
+        &self,
+        entry: &mut tar::Entry<R>,
+        f: &mut File,
+        dest: &Path,
+    ) -> Result<u64, DriverError> {
+        use std::io::Write;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            self.deadline.check()?;
+            let n = match entry.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.damaged(format!("{}: {e}", dest.strip_prefix(self.root).unwrap_or(dest).display()))),
+            };
+            f.write_all(&buf[..n]).map_err(|e| DriverError::Sandbox {
+                path: dest.to_path_buf(),
+                source: e,
+            })?;
+            total += n as u64;
+        }
+        Ok(total)
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+}

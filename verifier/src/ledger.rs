@@ -1,0 +1,389 @@
+//! The ledger: an append-only JSON-lines file of records, hash-chained.
+//!
+//! `hash` is SHA-256 over the record's canonical JSON (keys sorted, no spaces)
+//! without `hash` and `signature`; `prev_hash` is the previous record's `hash`.
+//! Appends take an exclusive lock, write one line, and fsync before returning.
+//! A small head file beside the ledger remembers the last `seq` and `hash`, so
+//! removing records from the end is noticed too.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::record::{FORMAT, Record};
+
+/// `prev_hash` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot open ledger {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("cannot write ledger {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot read ledger {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error(
+        "ledger {path} line {line} is not a valid record ({detail}); run `restore-verifier evidence verify` for details"
+    )]
+    Corrupt {
+        path: PathBuf,
+        line: u64,
+        detail: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    path: PathBuf,
+}
+
+/// The canonical JSON text of a value: object keys sorted, no whitespace.
+pub fn canonical(v: &Value) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    write(&m[k], out);
+                }
+                out.push('}');
+            }
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(x, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut s = String::new();
+    write(v, &mut s);
+    s
+}
+
+/// The `hash` a record value must carry.
+pub fn record_hash(v: &Value) -> String {
+    let mut v = v.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("hash");
+        m.remove("signature");
+    }
+    hex::encode(Sha256::digest(canonical(&v).as_bytes()))
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default)]
+pub struct ChainReport {
+    pub records: u64,
+    pub first: Option<Record>,
+    pub last: Option<Record>,
+    /// `hash` of the last good record (or GENESIS).
+    pub head_hash: String,
+    /// The first problem; `None` when the chain holds.
+    pub problem: Option<ChainProblem>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChainProblem {
+    /// 1-based line number in the ledger file (0 for the file as a whole).
+    pub line: u64,
+    pub what: String,
+}
+
+impl Ledger {
+    pub fn new(path: impl Into<PathBuf>) -> Ledger {
+        Ledger { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn head_path(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".head");
+        PathBuf::from(p)
+    }
+
+    /// Appends `rec`, setting its `seq`, `prev_hash` and `hash`. Safe against
+    /// concurrent appenders (in other processes too) and durable on return.
+    pub fn append(&self, rec: &mut Record) -> Result<(), LedgerError> {
+        let werr = |e| LedgerError::Write {
+            path: self.path.clone(),
+            source: e,
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(werr)?;
+        }
+        let created = !self.path.exists();
+        let f = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .map_err(|e| LedgerError::Open {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        f.lock().map_err(werr)?;
+        let (seq, prev) = match self.last_line(&f)? {
+            None => (1, GENESIS.to_string()),
+            Some((line, text)) => {
+                let v: Value = serde_json::from_str(&text).map_err(|e| LedgerError::Corrupt {
+                    path: self.path.clone(),
+                    line,
+                    detail: e.to_string(),
+                })?;
+                let seq = v["seq"].as_u64().unwrap_or(line);
+                let hash = v["hash"].as_str().unwrap_or_default().to_string();
+                (seq + 1, hash)
+            }
+        };
+        rec.seq = seq;
+        rec.prev_hash = prev;
+        rec.hash = String::new();
+        rec.signature = None;
+        let mut v = serde_json::to_value(&*rec).expect("records serialize");
+        let hash = record_hash(&v);
+        v["hash"] = Value::String(hash.clone());
+        let mut line = canonical(&v);
+        line.push('\n');
+        (&f).write_all(line.as_bytes()).map_err(werr)?;
+        f.sync_data().map_err(werr)?;
+        if created && let Some(dir) = self.path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(werr)?;
+        }
+        self.write_head(seq, &hash).map_err(werr)?;
+        rec.hash = hash;
+        Ok(())
+    }
+
+    fn write_head(&self, seq: u64, hash: &str) -> io::Result<()> {
+        let head = self.head_path();
+        let tmp = head.with_extension("head.tmp");
+        let mut f = File::create(&tmp)?;
+        writeln!(f, "{seq} {hash}")?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &head)
+    }
+
+    /// The last complete line (1-based number, text), reading backwards from the end.
+    fn last_line(&self, f: &File) -> Result<Option<(u64, String)>, LedgerError> {
+        let rerr = |e| LedgerError::Read {
+            path: self.path.clone(),
+            source: e,
+        };
+        let len = f.metadata().map_err(rerr)?.len();
+        if len == 0 {
+            return Ok(None);
+        }
+        let mut last = [0u8; 1];
+        f.read_exact_at(&mut last, len - 1).map_err(rerr)?;
+        if last[0] != b'\n' {
+            return Err(LedgerError::Corrupt {
+                path: self.path.clone(),
+                line: self.count_lines(f)? + 1,
+                detail: "the last line is incomplete (a write was interrupted)".into(),
+            });
+        }
+        let end = len - 1;
+        let mut chunk = 64 * 1024u64;
+        loop {
+            let start = end.saturating_sub(chunk);
+            let mut buf = vec![0u8; (end - start) as usize];
+            f.read_exact_at(&mut buf, start).map_err(rerr)?;
+            if let Some(i) = buf.iter().rposition(|b| *b == b'\n') {
+                let text = String::from_utf8_lossy(&buf[i + 1..]).into_owned();
+                return Ok(Some((self.count_lines(f)?, text)));
+            }
+            if start == 0 {
+                return Ok(Some((1, String::from_utf8_lossy(&buf).into_owned())));
+            }
+            chunk *= 4;
+        }
+    }
+
+    fn count_lines(&self, f: &File) -> Result<u64, LedgerError> {
+        let mut n = 0u64;
+        let mut off = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let k = f.read_at(&mut buf, off).map_err(|e| LedgerError::Read {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            if k == 0 {
+                return Ok(n);
+            }
+            n += buf[..k].iter().filter(|b| **b == b'\n').count() as u64;
+            off += k as u64;
+        }
+    }
+
+    fn open_shared(&self) -> Result<Option<File>, LedgerError> {
+        match File::open(&self.path) {
+            Ok(f) => {
+                f.lock_shared().map_err(|e| LedgerError::Read {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+                Ok(Some(f))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(LedgerError::Open {
+                path: self.path.clone(),
+                source: e,
+            }),
+        }
+    }
+
+    /// Streams the records in ledger order. A missing ledger has none.
+    pub fn records(&self) -> Result<Records, LedgerError> {
+        Ok(Records {
+            path: self.path.clone(),
+            lines: self
+                .open_shared()?
+                .map(|f| BufReader::with_capacity(256 * 1024, f).lines()),
+            line: 0,
+        })
+    }
+
+    /// Checks the whole chain and stops at the first bad line.
+    pub fn verify(&self) -> Result<ChainReport, LedgerError> {
+        let mut report = ChainReport {
+            head_hash: GENESIS.to_string(),
+            ..ChainReport::default()
+        };
+        let Some(f) = self.open_shared()? else {
+            return Err(LedgerError::Open {
+                path: self.path.clone(),
+                source: io::Error::new(io::ErrorKind::NotFound, "no such file"),
+            });
+        };
+        let mut reader = BufReader::with_capacity(256 * 1024, f);
+        let mut prev = GENESIS.to_string();
+        let mut line_no = 0u64;
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let n = reader.read_until(b'\n', &mut buf).map_err(|e| LedgerError::Read {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            let bad = |what: String| Some(ChainProblem { line: line_no, what });
+            if buf.last() != Some(&b'\n') {
+                report.problem = bad("incomplete last line (a write was interrupted)".into());
+                return Ok(report);
+            }
+            let v: Value = match serde_json::from_slice(&buf) {
+                Ok(v) => v,
+                Err(e) => {
+                    report.problem = bad(format!("not a JSON record: {e}"));
+                    return Ok(report);
+                }
+            };
+            if v["format"] != FORMAT {
+                report.problem = bad(format!("unknown format {}", v["format"]));
+                return Ok(report);
+            }
+            let stored = v["hash"].as_str().unwrap_or_default().to_string();
+            if record_hash(&v) != stored {
+                report.problem = bad("record was changed after it was written (its hash does not match its content)".into());
+                return Ok(report);
+            }
+            if v["prev_hash"].as_str() != Some(prev.as_str()) {
+                report.problem = bad(format!(
+                    "prev_hash does not match the hash of {}: a record before this one was removed, inserted or reordered",
+                    if line_no == 1 { "the chain start".to_string() } else { format!("line {}", line_no - 1) }
+                ));
+                return Ok(report);
+            }
+            if v["seq"].as_u64() != Some(line_no) {
+                report.problem = bad(format!("seq is {}, expected {line_no}", v["seq"]));
+                return Ok(report);
+            }
+            let rec: Record = match serde_json::from_value(v) {
+                Ok(r) => r,
+                Err(e) => {
+                    report.problem = bad(format!("record fields are invalid: {e}"));
+                    return Ok(report);
+                }
+            };
+            prev = stored;
+            report.records += 1;
+            report.head_hash = prev.clone();
+            if report.first.is_none() {
+                report.first = Some(rec.clone());
+            }
+            report.last = Some(rec);
+        }
+        if let Ok(head) = std::fs::read_to_string(self.head_path()) {
+            let mut it = head.split_whitespace();
+            let seq: u64 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let hash = it.next().unwrap_or_default();
+            if seq > report.records {
+                report.problem = Some(ChainProblem {
+                    line: report.records + 1,
+                    what: format!(
+                        "the ledger ends at seq {} but its head file records seq {seq}: records were removed from the end",
+                        report.records
+                    ),
+                });
+            } else if seq == report.records && hash != report.head_hash {
+                report.problem = Some(ChainProblem {
+                    line: report.records,
+                    what: "the last record's hash differs from the one in the head file: the end of the ledger was replaced".into(),
+                });
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Iterator over the records of a ledger.
+pub struct Records {
+    path: PathBuf,
+    lines: Option<std::io::Lines<BufReader<File>>>,
+    line: u64,
+}
+
+impl Iterator for Records {
+    type Item = Result<Record, LedgerError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let line = self.lines.as_mut()?.next()?;
+        self.line += 1;
+        Some(match line {
+            Err(e) => Err(LedgerError::Read {
+                path: self.path.clone(),
+                source: e,
+            }),
+            Ok(text) => serde_json::from_str(&text).map_err(|e| LedgerError::Corrupt {
+                path: self.path.clone(),
+                line: self.line,
+                detail: e.to_string(),
+            }),
+        })
+    }
+}

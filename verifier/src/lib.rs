@@ -1,0 +1,29 @@
+//! restore-verifier's engine: restore a backup into a throw-away sandbox, compare
+//! it with the live source, and keep hash-chained evidence of the result.
+//!
+//! Synchronous and free of CLI or config-file concerns, so that one drill is one
+//! call: build a [`DrillSpec`], call [`run_drill`], append the [`Record`] to a
+//! [`Ledger`].
+
+mod compare;
+mod deadline;
+mod drill;
+pub mod driver;
+mod findings;
+mod ledger;
+mod record;
+mod sandbox;
+mod select;
+mod walk;
+
+pub use compare::{
+    CompareError, CompareOptions, CompareReport, ExpectResult, ExpectStatus, compare,
+    content_check, display,
+};
+pub use deadline::{Deadline, TimedOut, humanize};
+pub use drill::{DrillEnv, DrillSpec, VerifySpec, run_drill};
+pub use findings::{Finding, Findings, LIST_CAP};
+pub use ledger::{ChainProblem, ChainReport, GENESIS, Ledger, LedgerError, Records, canonical, record_hash};
+pub use record::*;
+pub use sandbox::{PREFIX as SANDBOX_PREFIX, Sandbox};
+pub use select::{ContentSelection, in_slice, path_key};

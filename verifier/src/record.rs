@@ -1,0 +1,139 @@
+//! The evidence record of one drill (DESIGN.md "Evidence record").
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+use crate::compare::ExpectResult;
+use crate::findings::Findings;
+
+pub const FORMAT: &str = "restore-verifier/record/v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Error,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerKind {
+    Schedule,
+    Manual,
+    Change,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub kind: TriggerKind,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackupSection {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: Option<String>,
+    pub location: Option<String>,
+    pub sha256: Option<String>,
+    pub created_at: Option<DateTime<FixedOffset>>,
+    pub age_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestoreSection {
+    pub duration_seconds: f64,
+    pub files: u64,
+    pub bytes: u64,
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RotateSlice {
+    pub slice: u64,
+    pub over: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerifySection {
+    pub duration_seconds: f64,
+    /// "source" (live data), or "none" (restored tree read, nothing to compare with).
+    pub against: String,
+    /// all | sample | rotate | none
+    pub content: String,
+    pub files_compared: u64,
+    pub dirs_compared: u64,
+    pub content_checked: u64,
+    pub bytes_checked: u64,
+    pub sample_seed: Option<u64>,
+    pub rotate: Option<RotateSlice>,
+    pub missing: Findings,
+    pub mismatched: Findings,
+    pub extra: Findings,
+    pub changed_since_backup: Findings,
+    pub new_since_backup: Findings,
+    pub unreadable: Findings,
+    pub source_unreadable: Findings,
+    pub expect: Vec<ExpectResult>,
+    pub manifest_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Objectives {
+    pub rto_seconds: Option<u64>,
+    pub rto_met: Option<bool>,
+    pub rpo_seconds: Option<u64>,
+    pub rpo_met: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SandboxSection {
+    pub path: String,
+    pub removed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub format: String,
+    pub id: String,
+    /// Position in the ledger, from 1; set when appended.
+    pub seq: u64,
+    pub job: String,
+    pub system: Option<String>,
+    pub host: String,
+    pub agent_version: String,
+    pub trigger: Trigger,
+    pub started_at: DateTime<FixedOffset>,
+    pub finished_at: DateTime<FixedOffset>,
+    pub result: Verdict,
+    pub reasons: Vec<String>,
+    pub backup: BackupSection,
+    pub restore: RestoreSection,
+    pub verify: VerifySection,
+    pub objectives: Objectives,
+    pub sandbox: SandboxSection,
+    /// Where this drill's artifacts (manifest of checked files) are, relative to
+    /// the state directory.
+    pub artifacts: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
