@@ -1,1 +1,253 @@
-fn main() {}
+//! `restore-verifier`: the command line (DESIGN.md "Command line").
+
+mod config;
+mod demo;
+mod drills;
+mod evidence;
+mod exit;
+mod output;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use verifier::{CompareOptions, TriggerKind};
+
+use crate::config::Check;
+use crate::exit::{CliError, Outcome};
+
+#[derive(Parser)]
+#[command(name = "restore-verifier", version, about = "Proves backups can really be restored: restore drills with hash-chained evidence.")]
+struct Cli {
+    /// Config file [default: $RESTORE_VERIFIER_CONFIG, else /etc/restore-verifier/config.toml]
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long, global = true)]
+    quiet: bool,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TriggerArg {
+    Schedule,
+    Manual,
+    Change,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make sample data and a backup, drill it and a corrupted copy, verify the ledger.
+    Demo {
+        /// Where to put the demo [default: a directory under $TMPDIR].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Drill now: restore, verify, record (all jobs when none is named).
+    Run {
+        jobs: Vec<String>,
+        #[arg(long, value_enum, default_value_t = TriggerArg::Manual)]
+        trigger: TriggerArg,
+        /// Why this drill runs, e.g. a change ticket.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print each record as one JSON line on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two trees the way a drill does (no restore).
+    Compare {
+        source: PathBuf,
+        restored: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read and check the evidence ledger.
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the config file; errors are printed as file:line:col: key: message.
+    Check,
+}
+
+#[derive(Subcommand)]
+enum EvidenceCommand {
+    /// List records.
+    List {
+        #[arg(long)]
+        job: Option<String>,
+        /// YYYY-MM-DD (in the configured time zone) or RFC 3339.
+        #[arg(long)]
+        since: Option<String>,
+        /// YYYY-MM-DD (inclusive) or RFC 3339.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one record by id, id prefix or seq.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the hash chain of a ledger.
+    Verify {
+        /// Ledger file [default: state_dir/ledger.jsonl of the config].
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+    },
+}
+
+fn init_logging(format: LogFormat, quiet: bool) {
+    let default = if quiet { "error" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RESTORE_VERIFIER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+fn load(flag: Option<&Path>, check: Check) -> Result<config::Config, CliError> {
+    Ok(config::load(&config::config_path(flag), check)?)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { Outcome::Usage } else { Outcome::Success }.into();
+        }
+    };
+    init_logging(cli.log_format, cli.quiet);
+    match dispatch(cli) {
+        Ok(o) => o.into(),
+        Err(e) => {
+            match &e {
+                CliError::Config(c) => eprintln!("{c}\nrestore-verifier: the configuration has {} error(s)", c.0.len()),
+                CliError::Usage(m) => eprintln!("restore-verifier: {m}"),
+                CliError::Other(err) => eprintln!("restore-verifier: {err:#}"),
+            }
+            e.outcome().into()
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
+    let cfg_flag = cli.config.as_deref();
+    match cli.command {
+        Command::Demo { dir } => demo::run(dir),
+        Command::Config { command: ConfigCommand::Check } => {
+            let cfg = load(cfg_flag, Check::Paths)?;
+            print!("{}", config::describe(&cfg, chrono::Utc::now()));
+            Ok(Outcome::Success)
+        }
+        Command::Run { jobs, trigger, reason, json } => {
+            let cfg = load(cfg_flag, Check::Values)?;
+            let selected = drills::select(&cfg, &jobs).map_err(CliError::Usage)?;
+            let kind = match trigger {
+                TriggerArg::Schedule => TriggerKind::Schedule,
+                TriggerArg::Manual => TriggerKind::Manual,
+                TriggerArg::Change => TriggerKind::Change,
+            };
+            let mut all_pass = true;
+            for job in selected {
+                let rec = drills::drill(&cfg, job, kind, reason.clone())?;
+                all_pass &= rec.result == verifier::Verdict::Pass;
+                if json {
+                    println!("{}", serde_json::to_string(&rec).map_err(anyhow::Error::from)?);
+                }
+                if !cli.quiet || !json {
+                    eprint!("{}", output::summary(&rec));
+                }
+            }
+            Ok(if all_pass { Outcome::Success } else { Outcome::Failed })
+        }
+        Command::Compare { source, restored, json } => {
+            let report = verifier::compare(Some(&source), &restored, &CompareOptions::default())
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            if json {
+                println!("{}", serde_json::to_string(&report).map_err(anyhow::Error::from)?);
+            } else {
+                print!("{}", compare_text(&report));
+            }
+            Ok(if report.has_differences() { Outcome::Failed } else { Outcome::Success })
+        }
+        Command::Evidence { command } => match command {
+            EvidenceCommand::Verify { ledger: Some(path) } => evidence::verify(&verifier::Ledger::new(path)),
+            EvidenceCommand::Verify { ledger: None } => {
+                evidence::verify(&drills::ledger(&load(cfg_flag, Check::Values)?))
+            }
+            EvidenceCommand::List { job, since, until, json } => {
+                let cfg = load(cfg_flag, Check::Values)?;
+                let tz = cfg.agent.timezone;
+                let filter = evidence::Filter {
+                    job,
+                    since: since.map(|s| evidence::parse_date(&s, tz, false)).transpose()?,
+                    until: until.map(|s| evidence::parse_date(&s, tz, true)).transpose()?,
+                };
+                evidence::list(&drills::ledger(&cfg), &filter, json)
+            }
+            EvidenceCommand::Show { id, json } => {
+                evidence::show(&drills::ledger(&load(cfg_flag, Check::Values)?), &id, json)
+            }
+        },
+    }
+}
+
+fn compare_text(r: &verifier::CompareReport) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} files and {} directories compared, {} files content-checked ({})",
+        r.files_compared,
+        r.dirs_compared,
+        r.content_checked,
+        output::bytes(r.bytes_checked)
+    );
+    for (name, f) in [
+        ("missing", &r.missing),
+        ("mismatched", &r.mismatched),
+        ("extra", &r.extra),
+        ("unreadable in restored tree", &r.unreadable),
+        ("unreadable in source", &r.source_unreadable),
+    ] {
+        if f.count > 0 {
+            let _ = writeln!(s, "{name}: {}", f.count);
+            for i in &f.items {
+                let _ = writeln!(s, "  {}{}", i.path, if i.what.is_empty() { String::new() } else { format!("  ({})", i.what) });
+            }
+        }
+    }
+    if !r.has_differences() {
+        let _ = writeln!(s, "no differences");
+    }
+    s
+}

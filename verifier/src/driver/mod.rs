@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 pub use dir::DirDriver;
-pub use tar::TarDriver;
+pub use tar::{TarDriver, newest_match};
 
 use crate::deadline::{Deadline, TimedOut};
 

@@ -1,0 +1,741 @@
+//! The configuration file (DESIGN.md "Configuration"): parsing with positions,
+//! validation that reports every problem it can find, and conversion into the
+//! library's drill specs.
+//!
+//! Each section (`[agent]`, every `[[job]]`) is deserialized on its own so that
+//! one mistake does not hide the next; values that need more than a type check
+//! (durations, cron, time zone, names, paths) keep their spans and are validated
+//! afterwards, all of them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+pub const DEFAULT_CONFIG: &str = "/etc/restore-verifier/config.toml";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/restore-verifier";
+pub const DEFAULT_SANDBOX_DIR: &str = "/var/tmp/restore-verifier";
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// One problem in a config file, with its position and key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            if self.key.is_empty() { "(file)" } else { &self.key },
+            self.message
+        )
+    }
+}
+
+/// All problems found in a config file.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<Diagnostic>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub state_dir: PathBuf,
+    pub sandbox_dir: PathBuf,
+    pub max_concurrent_drills: u32,
+    pub timezone: chrono_tz::Tz,
+    pub listen: Option<SocketAddr>,
+    pub api_token_file: Option<PathBuf>,
+    pub signing_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Backup {
+    Dir {
+        path: PathBuf,
+        backup_time: Option<SystemTime>,
+    },
+    Tar {
+        path: String,
+        backup_time: Option<SystemTime>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    All,
+    Sample,
+    Rotate,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Verify {
+    pub content: Content,
+    pub sample_files: u64,
+    pub rotate_over: u64,
+    pub seed: Option<u64>,
+    pub exclude: Vec<String>,
+    pub min_files: u64,
+    pub expect: Vec<PathBuf>,
+}
+
+impl Default for Verify {
+    fn default() -> Self {
+        Verify {
+            content: Content::All,
+            sample_files: 200,
+            rotate_over: 12,
+            seed: None,
+            exclude: Vec::new(),
+            min_files: 1,
+            expect: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub system: Option<String>,
+    /// The expression as written, and as the cron crate reads it.
+    pub schedule: Option<(String, cron::Schedule)>,
+    pub timeout: Duration,
+    pub rto: Option<Duration>,
+    pub rpo: Option<Duration>,
+    pub max_interval: Option<Duration>,
+    pub catch_up: bool,
+    pub jitter: Option<Duration>,
+    pub source: Option<PathBuf>,
+    pub backup: Backup,
+    pub verify: Verify,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub agent: AgentConfig,
+    pub jobs: Vec<Job>,
+}
+
+// ---- raw, as written -------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    state_dir: Option<Spanned<String>>,
+    sandbox_dir: Option<Spanned<String>>,
+    max_concurrent_drills: Option<Spanned<i64>>,
+    timezone: Option<Spanned<String>>,
+    listen: Option<Spanned<String>>,
+    api_token_file: Option<Spanned<String>>,
+    signing_key_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: Spanned<String>,
+    system: Option<String>,
+    schedule: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    rto: Option<Spanned<String>>,
+    rpo: Option<Spanned<String>>,
+    max_interval: Option<Spanned<String>>,
+    catch_up: Option<bool>,
+    jitter: Option<Spanned<String>>,
+    source: Option<Spanned<String>>,
+    backup: Spanned<RawBackup>,
+    verify: Option<RawVerify>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    path: Option<Spanned<String>>,
+    backup_time: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    content: Option<Spanned<String>>,
+    sample_files: Option<Spanned<i64>>,
+    rotate_over: Option<Spanned<i64>>,
+    seed: Option<Spanned<i64>>,
+    exclude: Option<Vec<Spanned<String>>>,
+    min_files: Option<Spanned<i64>>,
+    expect: Option<Vec<Spanned<String>>>,
+}
+
+// ---- parsing ---------------------------------------------------------------
+
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+    diags: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn at(&mut self, span: std::ops::Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+        let (line, col) = line_col(self.text, span.start);
+        self.diags.push(Diagnostic {
+            file: self.file.to_path_buf(),
+            line,
+            col,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn de<T: for<'de> Deserialize<'de>>(&mut self, v: Spanned<DeValue<'_>>, prefix: &str) -> Option<T> {
+        let outer = v.span();
+        match serde_path_to_error::deserialize::<_, T>(ValueDeserializer::from(v)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let path = e.path().to_string();
+                let key = match path.as_str() {
+                    "." | "" => prefix.to_string(),
+                    p => format!("{prefix}.{p}"),
+                };
+                let inner = e.into_inner();
+                let span = inner.span().unwrap_or(outer);
+                self.at(span, key, inner.message().to_string());
+                None
+            }
+        }
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+/// Parses a duration such as "90s", "2h", "7d" or "1h 30m".
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. \"90s\", \"2h\", \"7d\""))?;
+    if d.is_zero() {
+        return Err(format!("duration {s:?} must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// Reads a 5-field crontab line (or 6-7 fields with seconds) with crontab's
+/// day-of-week numbers (0 and 7 are Sunday), which the cron crate numbers 1-7
+/// from Sunday; numbers are rewritten to names before parsing.
+pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let mut full: Vec<String> = match fields.len() {
+        5 => std::iter::once("0").chain(fields.iter().copied()).map(String::from).collect(),
+        6 | 7 => fields.iter().map(|s| s.to_string()).collect(),
+        n => {
+            return Err(format!(
+                "cron expression {expr:?} has {n} fields; use 5 (minute hour day month weekday) or 6-7 with seconds"
+            ));
+        }
+    };
+    full[5] = crontab_weekdays(&full[5])?;
+    cron::Schedule::from_str(&full.join(" ")).map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
+}
+
+fn crontab_weekdays(field: &str) -> Result<String, String> {
+    const NAMES: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
+    let name = |s: &str| -> Result<String, String> {
+        match s.parse::<usize>() {
+            Ok(n) if n <= 7 => Ok(NAMES[n].to_string()),
+            Ok(n) => Err(format!("day of week {n} is out of range 0-7")),
+            Err(_) => Ok(s.to_string()),
+        }
+    };
+    let mut out = Vec::new();
+    for part in field.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (part, None),
+        };
+        let mapped = match range.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (name(a)?, name(b)?);
+                // "5-7" is Friday to Sunday; the cron crate wants ranges that do
+                // not wrap past Saturday.
+                if b == "SUN" && a != "SUN" && range.ends_with('7') {
+                    out.push("SUN".to_string());
+                    format!("{a}-SAT")
+                } else {
+                    format!("{a}-{b}")
+                }
+            }
+            None => name(range)?,
+        };
+        out.push(match step {
+            Some(s) => format!("{mapped}/{s}"),
+            None => mapped,
+        });
+    }
+    Ok(out.join(","))
+}
+
+fn parse_time(s: &str) -> Result<SystemTime, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(SystemTime::from)
+        .map_err(|e| format!("invalid time {s:?} ({e}); use RFC 3339, e.g. \"2026-11-01T02:30:00+09:00\""))
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// How much `load` checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Structure and values: what every command needs.
+    Values,
+    /// Also that backups and sources exist now (`config check`). A drill does not
+    /// need this: a missing backup is a failed drill, with a record.
+    Paths,
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path, check: Check) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: 0,
+            col: 0,
+            key: String::new(),
+            message: format!("cannot read the config file: {e}; pass -c FILE or set RESTORE_VERIFIER_CONFIG"),
+        }])
+    })?;
+    parse(path, &text, check)
+}
+
+/// Parses and validates config text; `path` is used in messages and to resolve
+/// relative paths (against the config file's directory).
+pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErrors> {
+    let mut cx = Ctx {
+        file: path,
+        text,
+        diags: Vec::new(),
+    };
+    let (root, syntax) = DeTable::parse_recoverable(text);
+    for e in syntax {
+        let span = e.span().unwrap_or(0..0);
+        cx.at(span, "", e.message().to_string());
+    }
+    if !cx.diags.is_empty() {
+        return Err(ConfigErrors(cx.diags));
+    }
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut raw_agent = RawAgent::default();
+    let mut raw_jobs: Vec<(usize, RawJob)> = Vec::new();
+    for (k, v) in root.get_ref().iter() {
+        match k.get_ref().as_ref() {
+            "agent" => {
+                if let Some(a) = cx.de::<RawAgent>(v.clone(), "agent") {
+                    raw_agent = a;
+                }
+            }
+            "job" => match v.get_ref() {
+                DeValue::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Some(j) = cx.de::<RawJob>(item.clone(), &format!("job[{i}]")) {
+                            raw_jobs.push((i, j));
+                        }
+                    }
+                }
+                _ => cx.at(v.span(), "job", "must be an array of tables: write [[job]]"),
+            },
+            other @ ("system" | "evidence" | "alert") => cx.at(
+                k.span(),
+                other,
+                "this section is not supported by this version of restore-verifier yet",
+            ),
+            other => cx.at(
+                k.span(),
+                other,
+                format!("unknown key `{other}`, expected `agent` or `job`"),
+            ),
+        }
+    }
+    let agent = agent_config(&mut cx, raw_agent, &base);
+    let mut jobs = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, rj) in raw_jobs {
+        let name = rj.name.get_ref().clone();
+        if !valid_name(&name) {
+            cx.at(rj.name.span(), format!("job[{i}].name"), format!("job name {name:?} must match [a-z0-9_-]+"));
+        }
+        if let Some(first) = names.insert(name.clone(), i) {
+            cx.at(
+                rj.name.span(),
+                format!("job[{i}].name"),
+                format!("duplicate job name {name:?} (also job[{first}])"),
+            );
+        }
+        if let Some(j) = job(&mut cx, i, rj, &base, check, &agent) {
+            jobs.push(j);
+        }
+    }
+    if cx.diags.is_empty() {
+        Ok(Config {
+            path: path.to_path_buf(),
+            agent,
+            jobs,
+        })
+    } else {
+        Err(ConfigErrors(cx.diags))
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+}
+
+fn agent_config(cx: &mut Ctx, a: RawAgent, base: &Path) -> AgentConfig {
+    let path = |v: Option<Spanned<String>>| v.map(|s| resolve(base, s.get_ref()));
+    let max = match a.max_concurrent_drills {
+        Some(m) if *m.get_ref() < 1 || *m.get_ref() > 1024 => {
+            cx.at(m.span(), "agent.max_concurrent_drills", "must be between 1 and 1024");
+            1
+        }
+        Some(m) => *m.get_ref() as u32,
+        None => 1,
+    };
+    let timezone = match a.timezone {
+        Some(tz) => match tz.get_ref().parse::<chrono_tz::Tz>() {
+            Ok(z) => z,
+            Err(_) => {
+                cx.at(
+                    tz.span(),
+                    "agent.timezone",
+                    format!("unknown time zone {:?}; use an IANA name such as \"Asia/Tokyo\" or \"UTC\"", tz.get_ref()),
+                );
+                chrono_tz::UTC
+            }
+        },
+        None => chrono_tz::UTC,
+    };
+    let listen = a.listen.and_then(|l| match l.get_ref().parse::<SocketAddr>() {
+        Ok(s) => Some(s),
+        Err(_) => {
+            cx.at(l.span(), "agent.listen", format!("{:?} is not an address:port such as \"127.0.0.1:9750\"", l.get_ref()));
+            None
+        }
+    });
+    AgentConfig {
+        state_dir: path(a.state_dir).unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+        sandbox_dir: path(a.sandbox_dir).unwrap_or_else(|| DEFAULT_SANDBOX_DIR.into()),
+        max_concurrent_drills: max,
+        timezone,
+        listen,
+        api_token_file: path(a.api_token_file),
+        signing_key_file: path(a.signing_key_file),
+    }
+}
+
+fn duration(cx: &mut Ctx, v: Option<Spanned<String>>, key: String) -> Option<Duration> {
+    let v = v?;
+    match parse_duration(v.get_ref()) {
+        Ok(d) => Some(d),
+        Err(m) => {
+            cx.at(v.span(), key, m);
+            None
+        }
+    }
+}
+
+fn count(cx: &mut Ctx, v: Option<Spanned<i64>>, key: String, min: i64, default: u64) -> u64 {
+    match v {
+        Some(n) if *n.get_ref() < min => {
+            cx.at(n.span(), key, format!("must be at least {min}"));
+            default
+        }
+        Some(n) => *n.get_ref() as u64,
+        None => default,
+    }
+}
+
+fn job(cx: &mut Ctx, i: usize, j: RawJob, base: &Path, check: Check, agent: &AgentConfig) -> Option<Job> {
+    let k = |key: &str| format!("job[{i}].{key}");
+    let schedule = j.schedule.and_then(|s| match parse_cron(s.get_ref()) {
+        Ok(sch) => Some((s.get_ref().clone(), sch)),
+        Err(m) => {
+            cx.at(s.span(), k("schedule"), m);
+            None
+        }
+    });
+    let timeout = duration(cx, j.timeout, k("timeout")).unwrap_or(DEFAULT_TIMEOUT);
+    let rto = duration(cx, j.rto, k("rto"));
+    let rpo = duration(cx, j.rpo, k("rpo"));
+    let max_interval = duration(cx, j.max_interval, k("max_interval"));
+    let jitter = duration(cx, j.jitter, k("jitter"));
+    let source = j.source.map(|s| {
+        let p = resolve(base, s.get_ref());
+        if check == Check::Paths && !p.is_dir() {
+            cx.at(s.span(), k("source"), format!("source directory {} does not exist or is not a directory", p.display()));
+        }
+        if let (Ok(sp), Ok(sb)) = (p.canonicalize(), agent.sandbox_dir.canonicalize())
+            && sb.starts_with(&sp)
+        {
+            cx.at(
+                s.span(),
+                k("source"),
+                format!("sandbox_dir {} is inside this source; move sandbox_dir elsewhere", sb.display()),
+            );
+        }
+        p
+    });
+
+    let b = j.backup.into_inner();
+    let backup_time = b.backup_time.and_then(|t| match parse_time(t.get_ref()) {
+        Ok(t) => Some(t),
+        Err(m) => {
+            cx.at(t.span(), k("backup.backup_time"), m);
+            None
+        }
+    });
+    let kind = b.kind.get_ref().as_str();
+    let backup = match (kind, b.path) {
+        ("dir" | "tar", None) => {
+            cx.at(b.kind.span(), k("backup.path"), format!("backup type {kind:?} needs `path`"));
+            None
+        }
+        ("dir", Some(p)) => {
+            let path = resolve(base, p.get_ref());
+            if check == Check::Paths && !path.is_dir() {
+                cx.at(p.span(), k("backup.path"), format!("backup directory {} does not exist", path.display()));
+            }
+            Some(Backup::Dir { path, backup_time })
+        }
+        ("tar", Some(p)) => {
+            let pattern = resolve(base, p.get_ref()).display().to_string();
+            if let Err(e) = glob::Pattern::new(&pattern) {
+                cx.at(p.span(), k("backup.path"), format!("invalid glob pattern: {e}"));
+            } else if check == Check::Paths
+                && verifier::driver::newest_match(&pattern).is_err()
+            {
+                cx.at(p.span(), k("backup.path"), format!("no backup file matches {pattern}"));
+            }
+            Some(Backup::Tar { path: pattern, backup_time })
+        }
+        (other @ ("restic" | "borg" | "postgres" | "command"), _) => {
+            cx.at(
+                b.kind.span(),
+                k("backup.type"),
+                format!("backup type {other:?} is not supported by this version yet; supported: \"dir\", \"tar\""),
+            );
+            None
+        }
+        (other, _) => {
+            cx.at(
+                b.kind.span(),
+                k("backup.type"),
+                format!("unknown backup type {other:?}; expected \"dir\" or \"tar\""),
+            );
+            None
+        }
+    };
+
+    let rv = j.verify.unwrap_or_default();
+    let mut verify = Verify::default();
+    if let Some(c) = rv.content {
+        verify.content = match c.get_ref().as_str() {
+            "all" => Content::All,
+            "sample" => Content::Sample,
+            "rotate" => Content::Rotate,
+            "none" => Content::None,
+            other => {
+                cx.at(c.span(), k("verify.content"), format!("unknown content mode {other:?}; expected \"all\", \"sample\", \"rotate\" or \"none\""));
+                Content::All
+            }
+        };
+    }
+    verify.sample_files = count(cx, rv.sample_files, k("verify.sample_files"), 1, verify.sample_files);
+    verify.rotate_over = count(cx, rv.rotate_over, k("verify.rotate_over"), 1, verify.rotate_over);
+    verify.min_files = count(cx, rv.min_files, k("verify.min_files"), 0, verify.min_files);
+    verify.seed = rv.seed.map(|s| *s.get_ref() as u64);
+    for p in rv.exclude.unwrap_or_default() {
+        match globset::Glob::new(p.get_ref()) {
+            Ok(_) => verify.exclude.push(p.into_inner()),
+            Err(e) => cx.at(p.span(), k("verify.exclude"), format!("invalid pattern: {}", e.kind())),
+        }
+    }
+    for p in rv.expect.unwrap_or_default() {
+        let rel = Path::new(p.get_ref());
+        if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            cx.at(p.span(), k("verify.expect"), "canaries are paths relative to the backup root, without `..`");
+        } else {
+            verify.expect.push(rel.to_path_buf());
+        }
+    }
+
+    Some(Job {
+        name: j.name.into_inner(),
+        system: j.system,
+        schedule,
+        timeout,
+        rto,
+        rpo,
+        max_interval,
+        catch_up: j.catch_up.unwrap_or(false),
+        jitter,
+        source,
+        backup: backup?,
+        verify,
+    })
+}
+
+/// What `config check` prints on success: the effective settings, in words.
+pub fn describe(cfg: &Config, now: chrono::DateTime<chrono::Utc>) -> String {
+    use std::fmt::Write;
+    let a = &cfg.agent;
+    let h = |d: Option<Duration>| d.map(verifier::humanize).unwrap_or_else(|| "-".into());
+    let mut s = format!("{}: OK, {} job(s)\n", cfg.path.display(), cfg.jobs.len());
+    let _ = writeln!(s, "  state_dir {}  sandbox_dir {}  timezone {}", a.state_dir.display(), a.sandbox_dir.display(), a.timezone);
+    let _ = writeln!(
+        s,
+        "  max_concurrent_drills {}  listen {}  api_token_file {}  signing_key_file {}",
+        a.max_concurrent_drills,
+        a.listen.map(|l| l.to_string()).unwrap_or_else(|| "off".into()),
+        a.api_token_file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+        a.signing_key_file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+    );
+    for j in &cfg.jobs {
+        let what = match &j.backup {
+            Backup::Dir { path, .. } => format!("dir {}", path.display()),
+            Backup::Tar { path, .. } => format!("tar {path}"),
+        };
+        let when = match &j.schedule {
+            Some((expr, sch)) => {
+                let next = sch
+                    .after(&now.with_timezone(&a.timezone))
+                    .next()
+                    .map(|t| t.format("%Y-%m-%d %H:%M %:z").to_string())
+                    .unwrap_or_else(|| "never".into());
+                format!("schedule {expr:?} (next {next})")
+            }
+            None => "manual/trigger only".into(),
+        };
+        let _ = writeln!(
+            s,
+            "  job {}: {what}; {when}; timeout {}, rto {}, rpo {}, max_interval {}, jitter {}, catch_up {}",
+            j.name,
+            verifier::humanize(j.timeout),
+            h(j.rto),
+            h(j.rpo),
+            h(j.max_interval),
+            h(j.jitter),
+            j.catch_up
+        );
+    }
+    s
+}
+
+/// The config file to use: `-c`, else `$RESTORE_VERIFIER_CONFIG`, else the default.
+pub fn config_path(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("RESTORE_VERIFIER_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| DEFAULT_CONFIG.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(text: &str) -> Vec<String> {
+        match parse(Path::new("/etc/rv.toml"), text, Check::Values) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn crontab_weekdays_follow_crontab() {
+        // 0 and 7 are Sunday in crontab; the cron crate would read 0 as invalid.
+        let s = parse_cron("30 2 * * 0").unwrap();
+        let sun = parse_cron("30 2 * * Sun").unwrap();
+        use chrono::TimeZone;
+        let t = chrono_tz::UTC.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap();
+        assert_eq!(s.after(&t).next(), sun.after(&t).next());
+        let fri_sun = parse_cron("0 0 * * 5-7").unwrap();
+        let days: Vec<_> = fri_sun.after(&t).take(3).map(|d| d.format("%a").to_string()).collect();
+        assert_eq!(days, ["Fri", "Sat", "Sun"]);
+        assert!(parse_cron("* * * *").is_err());
+        assert!(parse_cron("61 * * * *").is_err());
+        assert!(parse_cron("*/5 * * * * *").is_ok());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert!(parse_duration("2 fortnights").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_position() {
+        let text = r#"[agent]
+timezone = "Mars/Olympus"
+
+[[job]]
+name = "a"
+schedule = "not cron"
+rpo = "soon"
+[job.backup]
+type = "dir"
+path = "/x"
+
+[[job]]
+name = "a"
+[job.backup]
+type = "tar"
+path = "/y/*.tar"
+[job.verify]
+sample_filez = 3
+"#;
+        let e = errs(text);
+        assert!(e.iter().any(|m| m.starts_with("/etc/rv.toml:2:12: agent.timezone:")), "{e:#?}");
+        assert!(e.iter().any(|m| m.starts_with("/etc/rv.toml:6:12: job[0].schedule:")), "{e:#?}");
+        assert!(e.iter().any(|m| m.starts_with("/etc/rv.toml:7:7: job[0].rpo:")), "{e:#?}");
+        assert!(e.iter().any(|m| m.contains(":18:1: job[1].verify") && m.contains("sample_filez")), "{e:#?}");
+    }
+}

@@ -1,0 +1,125 @@
+//! Turning configured jobs into drills, running them, and keeping their records.
+
+use std::hash::{BuildHasher, Hasher};
+use anyhow::Context;
+use chrono::Offset;
+use verifier::driver::{DirDriver, Driver, TarDriver};
+use verifier::{
+    ContentSelection, DrillEnv, DrillSpec, Ledger, Record, Trigger, TriggerKind, VerifySpec,
+    run_drill,
+};
+
+use crate::config::{Backup, Config, Content, Job};
+
+pub fn ledger(cfg: &Config) -> Ledger {
+    Ledger::new(cfg.agent.state_dir.join("ledger.jsonl"))
+}
+
+/// A fresh random seed, for sampled drills without a configured one.
+fn random_seed() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// How many earlier drills of `job` rotated over content, to pick this drill's slice.
+fn rotation_position(ledger: &Ledger, job: &str) -> u64 {
+    ledger
+        .records()
+        .map(|it| {
+            it.filter_map(Result::ok)
+                .filter(|r| r.job == job && r.verify.rotate.is_some())
+                .count() as u64
+        })
+        .unwrap_or(0)
+}
+
+pub fn spec(job: &Job, ledger: &Ledger) -> DrillSpec {
+    let driver: Box<dyn Driver> = match &job.backup {
+        Backup::Dir { path, backup_time } => Box::new(DirDriver {
+            path: path.clone(),
+            backup_time: *backup_time,
+        }),
+        Backup::Tar { path, backup_time } => Box::new(TarDriver {
+            path: path.clone(),
+            backup_time: *backup_time,
+        }),
+    };
+    let v = &job.verify;
+    let selection = match v.content {
+        Content::All => ContentSelection::All,
+        Content::None => ContentSelection::None,
+        Content::Sample => ContentSelection::Sample {
+            files: v.sample_files,
+            seed: v.seed.unwrap_or_else(random_seed),
+        },
+        Content::Rotate => ContentSelection::Rotate {
+            over: v.rotate_over,
+            slice: rotation_position(ledger, &job.name) % v.rotate_over,
+            seed: v.seed.unwrap_or(0),
+        },
+    };
+    DrillSpec {
+        job: job.name.clone(),
+        system: job.system.clone(),
+        driver,
+        source: job.source.clone(),
+        verify: VerifySpec {
+            selection,
+            exclude: v.exclude.clone(),
+            min_files: v.min_files,
+            expect: v.expect.clone(),
+        },
+        timeout: Some(job.timeout),
+        rto: job.rto,
+        rpo: job.rpo,
+    }
+}
+
+pub fn env(cfg: &Config, kind: TriggerKind, reason: Option<String>) -> DrillEnv {
+    let mut env = DrillEnv::new(&cfg.agent.sandbox_dir, &cfg.agent.state_dir);
+    env.trigger = Trigger { kind, reason };
+    env.offset = chrono::Utc::now()
+        .with_timezone(&cfg.agent.timezone)
+        .offset()
+        .fix();
+    env
+}
+
+/// Runs one job's drill and appends its record to the ledger.
+pub fn drill(cfg: &Config, job: &Job, kind: TriggerKind, reason: Option<String>) -> anyhow::Result<Record> {
+    let ledger = ledger(cfg);
+    let spec = spec(job, &ledger);
+    let env = env(cfg, kind, reason);
+    tracing::info!(job = %job.name, "Drill started.");
+    let mut rec = run_drill(&spec, &env);
+    ledger
+        .append(&mut rec)
+        .with_context(|| format!("the drill of {} ran ({}) but its record could not be kept", job.name, rec.result))?;
+    tracing::info!(job = %job.name, seq = rec.seq, id = %rec.id, result = %rec.result, "Drill finished.");
+    Ok(rec)
+}
+
+/// The jobs named on the command line (all when none), or a usage error.
+pub fn select<'a>(cfg: &'a Config, names: &[String]) -> Result<Vec<&'a Job>, String> {
+    if names.is_empty() {
+        if cfg.jobs.is_empty() {
+            return Err(format!("{} configures no job; add a [[job]] section", cfg.path.display()));
+        }
+        return Ok(cfg.jobs.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            cfg.jobs.iter().find(|j| &j.name == n).ok_or_else(|| {
+                let known: Vec<&str> = cfg.jobs.iter().map(|j| j.name.as_str()).collect();
+                format!("no job named {n:?}; configured jobs: {}", known.join(", "))
+            })
+        })
+        .collect()
+}

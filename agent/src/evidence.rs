@@ -1,0 +1,148 @@
+//! `evidence list|show|verify`: reading the ledger back.
+
+use anyhow::Context;
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
+use verifier::{Ledger, Record};
+
+use crate::exit::{CliError, Outcome};
+use crate::output;
+
+/// Reads "2026-11-01" (a day in `tz`; `end` means the end of that day) or RFC 3339.
+pub fn parse_date(s: &str, tz: chrono_tz::Tz, end: bool) -> Result<DateTime<FixedOffset>, CliError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t);
+    }
+    let day = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        CliError::Usage(format!("invalid date {s:?}; use YYYY-MM-DD or RFC 3339 (2026-11-01T00:00:00+09:00)"))
+    })?;
+    let day = if end { day.succ_opt().unwrap_or(day) } else { day };
+    let t = tz
+        .from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight"))
+        .earliest()
+        .ok_or_else(|| CliError::Usage(format!("{s} does not exist in {tz}")))?;
+    Ok(t.fixed_offset())
+}
+
+pub struct Filter {
+    pub job: Option<String>,
+    pub since: Option<DateTime<FixedOffset>>,
+    /// Exclusive.
+    pub until: Option<DateTime<FixedOffset>>,
+}
+
+impl Filter {
+    fn keeps(&self, r: &Record) -> bool {
+        self.job.as_ref().is_none_or(|j| &r.job == j)
+            && self.since.is_none_or(|s| r.started_at >= s)
+            && self.until.is_none_or(|u| r.started_at < u)
+    }
+}
+
+pub fn list(ledger: &Ledger, filter: &Filter, json: bool) -> Result<Outcome, CliError> {
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    if !json {
+        writeln!(out, "{:>5}  {:<25}  {:<16}  {:<6}  {:<8}  {:<36}  REASON", "SEQ", "STARTED", "JOB", "RESULT", "TRIGGER", "ID").ok();
+    }
+    let mut n = 0;
+    for r in ledger.records()? {
+        let r = r.map_err(anyhow::Error::from)?;
+        if !filter.keeps(&r) {
+            continue;
+        }
+        n += 1;
+        if json {
+            writeln!(out, "{}", serde_json::to_string(&r).map_err(anyhow::Error::from)?).ok();
+        } else {
+            let trigger = serde_json::to_value(r.trigger.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            writeln!(
+                out,
+                "{:>5}  {:<25}  {:<16}  {:<6}  {:<8}  {:<36}  {}",
+                r.seq,
+                r.started_at.format("%Y-%m-%d %H:%M:%S %:z").to_string(),
+                r.job,
+                r.result.as_str(),
+                trigger,
+                r.id,
+                r.reasons.first().map(String::as_str).unwrap_or("")
+            )
+            .ok();
+        }
+    }
+    if n == 0 && !json {
+        eprintln!("no records in {} match", ledger.path().display());
+    }
+    Ok(Outcome::Success)
+}
+
+impl From<verifier::LedgerError> for CliError {
+    fn from(e: verifier::LedgerError) -> Self {
+        CliError::Other(e.into())
+    }
+}
+
+/// Finds a record by id, unique id prefix, or seq number.
+pub fn find(ledger: &Ledger, key: &str) -> Result<Record, CliError> {
+    let seq: Option<u64> = key.parse().ok();
+    let mut found = Vec::new();
+    for r in ledger.records()? {
+        let r = r.map_err(anyhow::Error::from)?;
+        if r.id == key || Some(r.seq) == seq {
+            return Ok(r);
+        }
+        if key.len() >= 4 && r.id.starts_with(key) {
+            found.push(r);
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(CliError::Usage(format!(
+            "no record {key:?} in {}; `restore-verifier evidence list` shows the ids",
+            ledger.path().display()
+        ))),
+        n => Err(CliError::Usage(format!("{key:?} matches {n} records; give more of the id"))),
+    }
+}
+
+pub fn show(ledger: &Ledger, key: &str, json: bool) -> Result<Outcome, CliError> {
+    let r = find(ledger, key)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r).context("record to JSON")?);
+    } else {
+        print!("{}", output::details(&r));
+    }
+    Ok(Outcome::Success)
+}
+
+/// Checks the chain; the text for people and the outcome.
+pub fn verify_text(ledger: &Ledger) -> Result<(String, Outcome), CliError> {
+    use std::fmt::Write;
+    let rep = ledger.verify()?;
+    let mut s = String::new();
+    let _ = writeln!(s, "ledger    {}", ledger.path().display());
+    let _ = writeln!(s, "records   {}", rep.records);
+    for (name, r) in [("first", &rep.first), ("last", &rep.last)] {
+        if let Some(r) = r {
+            let _ = writeln!(s, "{name:<9} seq {} id {} {} {} {}", r.seq, r.id, r.started_at.to_rfc3339(), r.job, r.result);
+        }
+    }
+    let _ = writeln!(s, "head hash {}", rep.head_hash);
+    let outcome = match rep.problem {
+        None => {
+            let _ = writeln!(s, "OK: the hash chain holds for all {} records", rep.records);
+            Outcome::Success
+        }
+        Some(p) => {
+            let _ = writeln!(s, "BROKEN at line {}: {}", p.line, p.what);
+            let _ = writeln!(s, "records before line {} verify; the ledger from there on cannot be trusted", p.line);
+            Outcome::Failed
+        }
+    };
+    Ok((s, outcome))
+}
+
+pub fn verify(ledger: &Ledger) -> Result<Outcome, CliError> {
+    let (text, outcome) = verify_text(ledger)?;
+    print!("{text}");
+    Ok(outcome)
+}
