@@ -1,0 +1,349 @@
+//! Drills of the committed fixtures through the library: the driver conformance
+//! table (good backups pass, each broken one yields its finding), drift, safety.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use rstest::rstest;
+use verifier::driver::{DirDriver, Driver, TarDriver};
+use verifier::{ContentSelection, DrillEnv, DrillSpec, Record, Verdict, VerifySpec, run_drill};
+
+struct Lab {
+    tmp: tempfile::TempDir,
+    source: PathBuf,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = source_tree(&tmp.path().join("source"));
+        Lab { tmp, source }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+
+    fn tar(&self, name: &str) -> Box<dyn Driver> {
+        let p = archive(name, &self.path("backups"));
+        Box::new(TarDriver {
+            path: p.display().to_string(),
+            backup_time: None,
+        })
+    }
+
+    fn spec(&self, driver: Box<dyn Driver>) -> DrillSpec {
+        DrillSpec {
+            job: "fixture".into(),
+            system: Some("Fixture file server".into()),
+            driver,
+            source: Some(self.source.clone()),
+            verify: VerifySpec::default(),
+            timeout: Some(Duration::from_secs(120)),
+            rto: None,
+            rpo: None,
+        }
+    }
+
+    /// Drills one day after the backup was taken.
+    fn drill(&self, spec: &DrillSpec) -> Record {
+        self.drill_at(spec, BACKUP_TIME + 86_400)
+    }
+
+    fn drill_at(&self, spec: &DrillSpec, now: u64) -> Record {
+        let mut env = DrillEnv::new(self.path("sandbox"), self.path("state"));
+        env.now = Some(at(now));
+        let rec = run_drill(spec, &env);
+        assert!(rec.sandbox.removed, "sandbox not removed: {rec:#?}");
+        assert!(is_empty_dir(&self.path("sandbox")), "sandbox dir not empty after the drill");
+        rec
+    }
+}
+
+fn reasons(r: &Record) -> String {
+    r.reasons.join("\n")
+}
+
+#[rstest]
+#[case::tar("good.tar")]
+#[case::tar_gz("good.tar.gz")]
+#[case::tar_zst("good.tar.zst")]
+#[case::dir("dir")]
+fn good_backups_pass(#[case] name: &str) {
+    let lab = Lab::new();
+    let driver: Box<dyn Driver> = if name == "dir" {
+        let copy = lab.path("backups/copy");
+        copy_tree(&lab.source, &copy);
+        Box::new(DirDriver { path: copy, backup_time: None })
+    } else {
+        lab.tar(name)
+    };
+    let rec = lab.drill(&lab.spec(driver));
+    assert_eq!(rec.result, Verdict::Pass, "{}", reasons(&rec));
+    assert!(rec.reasons.is_empty());
+    let files = file_count(&lab.source);
+    assert_eq!(files, 9, "the fixture tree has 9 files (8 regular, 1 symlink)");
+    assert_eq!(rec.verify.files_compared, files);
+    assert_eq!(rec.restore.files, files);
+    assert_eq!(rec.verify.content_checked, 8, "every regular file's bytes are checked");
+    assert_eq!(rec.verify.bytes_checked, rec.restore.bytes);
+    assert!(rec.verify.missing.is_empty() && rec.verify.mismatched.is_empty() && rec.verify.extra.is_empty());
+    // The run manifest lists every content-checked file with its SHA-256.
+    let manifest = std::fs::read_to_string(lab.path("state").join(rec.artifacts.as_ref().unwrap()).join("manifest.jsonl")).unwrap();
+    assert_eq!(manifest.lines().count(), 8);
+    assert!(manifest.contains("\"path\":\"経理/請求書.txt\""));
+    if name != "dir" {
+        assert_eq!(rec.backup.sha256.as_ref().unwrap().len(), 64);
+        assert_eq!(rec.backup.age_seconds, Some(86_400));
+    }
+}
+
+#[rstest]
+#[case::byte_changed("byte-changed.tar", "content mismatch: finance/ledger.csv")]
+#[case::member_missing("member-missing.tar", "missing from the restore: drawings/part-0002.bin")]
+#[case::truncated("truncated.tar", "truncated.tar is damaged")]
+#[case::truncated_zst("truncated.tar.zst", "truncated.tar.zst is damaged")]
+#[case::renamed_member("renamed-member.tar", "missing from the restore: docs/report.txt")]
+#[case::empty("empty.tar", "the restore produced no files")]
+fn broken_backups_fail_naming_the_path(#[case] name: &str, #[case] reason: &str) {
+    let lab = Lab::new();
+    let rec = lab.drill(&lab.spec(lab.tar(name)));
+    assert_eq!(rec.result, Verdict::Fail, "{rec:#?}");
+    assert!(reasons(&rec).contains(reason), "expected {reason:?} in:\n{}", reasons(&rec));
+}
+
+#[test]
+fn renamed_member_is_also_extra() {
+    let lab = Lab::new();
+    let rec = lab.drill(&lab.spec(lab.tar("renamed-member.tar")));
+    assert!(rec.verify.extra.contains("docs/report-old.txt"));
+    assert!(rec.verify.mismatched.contains("latest"), "the symlink target changed too");
+}
+
+#[test]
+fn empty_archive_lists_every_missing_file() {
+    let lab = Lab::new();
+    let rec = lab.drill(&lab.spec(lab.tar("empty.tar")));
+    // 9 files and 6 directories.
+    assert_eq!(rec.verify.missing.count, 15);
+}
+
+#[test]
+fn backup_older_than_rpo_fails() {
+    let lab = Lab::new();
+    let mut spec = lab.spec(lab.tar("good.tar"));
+    spec.rpo = Some(Duration::from_secs(26 * 3600));
+    let rec = lab.drill_at(&spec, BACKUP_TIME + 3600);
+    assert_eq!(rec.result, Verdict::Pass, "{}", reasons(&rec));
+    assert_eq!(rec.objectives.rpo_met, Some(true));
+    let rec = lab.drill_at(&spec, BACKUP_TIME + 3 * 86_400);
+    assert_eq!(rec.result, Verdict::Fail);
+    assert_eq!(rec.objectives.rpo_met, Some(false));
+    assert!(reasons(&rec).contains("backup is 3d old, older than the RPO of 1d 2h"), "{}", reasons(&rec));
+}
+
+#[test]
+fn restore_slower_than_rto_fails() {
+    let lab = Lab::new();
+    let mut spec = lab.spec(lab.tar("good.tar"));
+    spec.rto = Some(Duration::from_nanos(1));
+    let rec = lab.drill(&spec);
+    assert_eq!(rec.result, Verdict::Fail);
+    assert_eq!(rec.objectives.rto_met, Some(false));
+    assert!(reasons(&rec).contains("longer than the RTO"));
+}
+
+#[test]
+fn missing_canary_fails() {
+    let lab = Lab::new();
+    let mut spec = lab.spec(lab.tar("member-missing.tar"));
+    spec.verify.expect = vec!["drawings/part-0002.bin".into(), "finance/ledger.csv".into()];
+    let rec = lab.drill(&spec);
+    assert!(reasons(&rec).contains("canary missing: drawings/part-0002.bin"), "{}", reasons(&rec));
+    assert!(!reasons(&rec).contains("canary missing: finance/ledger.csv"));
+
+    // A canary that is nowhere at all also fails, even when everything else passes.
+    let mut spec = lab.spec(lab.tar("good.tar"));
+    spec.verify.expect = vec!["finance/ledger.xlsx".into()];
+    let rec = lab.drill(&spec);
+    assert_eq!(rec.result, Verdict::Fail);
+    assert!(reasons(&rec).contains("canary missing: finance/ledger.xlsx"));
+}
+
+#[test]
+fn canaries_are_content_checked_even_when_sampling() {
+    let lab = Lab::new();
+    let mut spec = lab.spec(lab.tar("byte-changed.tar"));
+    spec.verify.selection = ContentSelection::Sample { files: 1, seed: 1 };
+    spec.verify.expect = vec!["finance/ledger.csv".into()];
+    let rec = lab.drill(&spec);
+    assert_eq!(rec.result, Verdict::Fail);
+    assert!(reasons(&rec).contains("canary does not match the source: finance/ledger.csv"), "{}", reasons(&rec));
+}
+
+#[test]
+fn fewer_than_min_files_fails() {
+    let lab = Lab::new();
+    let mut spec = lab.spec(lab.tar("good.tar"));
+    spec.verify.min_files = 10;
+    let rec = lab.drill(&spec);
+    assert_eq!(rec.result, Verdict::Fail);
+    assert!(reasons(&rec).contains("only 9 files restored, fewer than min_files = 10"));
+}
+
+fn set_mtime(p: &Path, secs: u64) {
+    let t = filetime::FileTime::from_system_time(at(secs));
+    filetime::set_file_mtime(p, t).unwrap();
+}
+
+#[test]
+fn source_changed_after_backup_is_drift_not_failure() {
+    let lab = Lab::new();
+    let report = lab.source.join("docs/report.txt");
+    std::fs::write(&report, "rewritten after the backup\n").unwrap();
+    set_mtime(&report, BACKUP_TIME + 600);
+    let new = lab.source.join("docs/new-after-backup.txt");
+    std::fs::write(&new, "new\n").unwrap();
+    set_mtime(&new, BACKUP_TIME + 700);
+    let rec = lab.drill(&lab.spec(lab.tar("good.tar")));
+    assert_eq!(rec.result, Verdict::Pass, "{}", reasons(&rec));
+    assert!(rec.verify.changed_since_backup.contains("docs/report.txt"));
+    assert!(rec.verify.new_since_backup.contains("docs/new-after-backup.txt"));
+}
+
+#[test]
+fn silent_source_corruption_before_backup_time_fails() {
+    let lab = Lab::new();
+    let p = lab.source.join("drawings/part-0001.bin");
+    let mut data = std::fs::read(&p).unwrap();
+    data[4000] ^= 0xff;
+    std::fs::write(&p, &data).unwrap();
+    set_mtime(&p, TREE_TIME);
+    let rec = lab.drill(&lab.spec(lab.tar("good.tar")));
+    assert_eq!(rec.result, Verdict::Fail);
+    assert!(reasons(&rec).contains("content mismatch: drawings/part-0001.bin (content differs at byte 4000)"), "{}", reasons(&rec));
+}
+
+#[rstest]
+#[case::dotdot("escape-dotdot.tar", "path contains '..'")]
+#[case::absolute("escape-absolute.tar", "absolute path")]
+#[case::symlink_out("symlink-out-then-write.tar", "points outside the sandbox")]
+#[case::symlink_in("symlink-in-then-write.tar", "would write through symlink alias")]
+fn hostile_entries_are_refused(#[case] name: &str, #[case] why: &str) {
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("sandbox")).unwrap();
+    let spec = lab.spec(lab.tar(name));
+    let before = snapshot(lab.tmp.path());
+    let rec = lab.drill(&spec);
+    assert_eq!(rec.result, Verdict::Fail);
+    assert!(reasons(&rec).contains("refused") && reasons(&rec).contains(why), "{}", reasons(&rec));
+    let mut after = snapshot(lab.tmp.path());
+    // The sandbox dir's own mtime changes as sandboxes come and go; nothing else may.
+    after.insert(lab.path("sandbox"), before[&lab.path("sandbox")]);
+    assert_eq!(before, after, "something outside the sandbox changed");
+    assert!(!Path::new("/tmp/restore-verifier-fixture-absolute.txt").exists());
+    assert!(!lab.path("escaped-dotdot.txt").exists() && !lab.path("sandbox/escaped-dotdot.txt").exists());
+    assert!(!lab.path("sandbox/outside").exists());
+}
+
+#[test]
+fn sandbox_is_removed_after_error() {
+    let lab = Lab::new();
+    let mut spec = lab.spec(lab.tar("good.tar"));
+    spec.source = Some(lab.path("no-such-source"));
+    let rec = lab.drill(&spec);
+    assert_eq!(rec.result, Verdict::Error);
+    assert!(reasons(&rec).contains("cannot verify: cannot read source"), "{}", reasons(&rec));
+}
+
+#[test]
+fn missing_backup_fails() {
+    let lab = Lab::new();
+    let spec = lab.spec(Box::new(TarDriver {
+        path: lab.path("backups/none-*.tar").display().to_string(),
+        backup_time: None,
+    }));
+    let rec = lab.drill(&spec);
+    assert_eq!(rec.result, Verdict::Fail);
+    assert!(reasons(&rec).contains("backup not found: no file matches"), "{}", reasons(&rec));
+}
+
+#[test]
+fn newest_matching_archive_wins() {
+    let lab = Lab::new();
+    let dir = lab.path("backups");
+    let old = archive("byte-changed.tar", &dir);
+    std::fs::rename(&old, dir.join("share-1.tar")).unwrap();
+    set_mtime(&dir.join("share-1.tar"), BACKUP_TIME - 86_400);
+    let new = archive("good.tar", &dir);
+    std::fs::rename(&new, dir.join("share-2.tar")).unwrap();
+    let spec = lab.spec(Box::new(TarDriver {
+        path: dir.join("share-*.tar").display().to_string(),
+        backup_time: None,
+    }));
+    let rec = lab.drill(&spec);
+    assert_eq!(rec.result, Verdict::Pass, "{}", reasons(&rec));
+    assert_eq!(rec.backup.id.as_deref(), Some("share-2.tar"));
+}
+
+#[test]
+fn timeout_fails_the_drill() {
+    let lab = Lab::new();
+    let mut spec = lab.spec(lab.tar("good.tar"));
+    spec.timeout = Some(Duration::ZERO);
+    let rec = lab.drill(&spec);
+    assert_eq!(rec.result, Verdict::Fail);
+    assert!(reasons(&rec).contains("timed out"), "{}", reasons(&rec));
+}
+
+fn manifest_paths(lab: &Lab, rec: &Record) -> Vec<String> {
+    let text = std::fs::read_to_string(lab.path("state").join(rec.artifacts.as_ref().unwrap()).join("manifest.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn same_seed_same_sample() {
+    let lab = Lab::new();
+    let mut spec = lab.spec(lab.tar("good.tar"));
+    spec.verify.selection = ContentSelection::Sample { files: 3, seed: 42 };
+    let a = lab.drill(&spec);
+    let b = lab.drill(&spec);
+    assert_eq!(a.verify.content_checked, 3);
+    assert_eq!(a.verify.sample_seed, Some(42));
+    assert_eq!(manifest_paths(&lab, &a), manifest_paths(&lab, &b));
+    assert_eq!(a.verify.manifest_sha256, b.verify.manifest_sha256);
+}
+
+#[test]
+fn rotation_covers_every_file_in_n_drills() {
+    let lab = Lab::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for slice in 0..3 {
+        let mut spec = lab.spec(lab.tar("good.tar"));
+        spec.verify.selection = ContentSelection::Rotate { over: 3, slice, seed: 0 };
+        let rec = lab.drill(&spec);
+        assert_eq!(rec.result, Verdict::Pass);
+        for p in manifest_paths(&lab, &rec) {
+            assert!(seen.insert(p), "slices overlap");
+        }
+    }
+    assert_eq!(seen.len(), 8);
+}
+
+#[test]
+fn without_source_the_restore_is_read_in_full() {
+    let lab = Lab::new();
+    let mut spec = lab.spec(lab.tar("good.tar"));
+    spec.source = None;
+    let rec = lab.drill(&spec);
+    assert_eq!(rec.result, Verdict::Pass, "{}", reasons(&rec));
+    assert_eq!(rec.verify.against, "none");
+    assert_eq!(rec.verify.files_compared, 9);
+    assert_eq!(rec.verify.content_checked, 8);
+}
