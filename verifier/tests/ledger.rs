@@ -1,0 +1,173 @@
+//! The ledger's hash chain catches every single-record edit, deletion, insertion
+//! and swap, and stays intact under concurrent appenders.
+
+use std::path::Path;
+
+use chrono::{DateTime, FixedOffset};
+use verifier::*;
+
+fn record(job: &str, n: u64) -> Record {
+    let t: DateTime<FixedOffset> = DateTime::parse_from_rfc3339("2026-11-01T02:30:00+09:00").unwrap();
+    Record {
+        format: FORMAT.into(),
+        id: format!("id-{job}-{n}"),
+        seq: 0,
+        job: job.into(),
+        system: None,
+        host: "host".into(),
+        agent_version: "test".into(),
+        trigger: Trigger { kind: TriggerKind::Manual, reason: Some(format!("run {n}")) },
+        started_at: t,
+        finished_at: t,
+        result: if n % 3 == 0 { Verdict::Fail } else { Verdict::Pass },
+        reasons: vec![],
+        backup: BackupSection::default(),
+        restore: RestoreSection { duration_seconds: 1.25, ..Default::default() },
+        verify: VerifySection::default(),
+        objectives: Objectives::default(),
+        sandbox: SandboxSection::default(),
+        artifacts: None,
+        prev_hash: String::new(),
+        hash: String::new(),
+        signature: None,
+    }
+}
+
+fn ledger_with(dir: &Path, n: u64) -> Ledger {
+    let l = Ledger::new(dir.join("ledger.jsonl"));
+    for i in 1..=n {
+        let mut r = record("job", i);
+        l.append(&mut r).unwrap();
+        assert_eq!(r.seq, i);
+    }
+    l
+}
+
+fn lines(l: &Ledger) -> Vec<String> {
+    std::fs::read_to_string(l.path()).unwrap().lines().map(String::from).collect()
+}
+
+fn write(l: &Ledger, lines: &[String]) {
+    std::fs::write(l.path(), lines.iter().map(|s| format!("{s}\n")).collect::<String>()).unwrap();
+}
+
+fn first_bad(l: &Ledger) -> Option<u64> {
+    l.verify().unwrap().problem.map(|p| p.line)
+}
+
+#[test]
+fn intact_ledger_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let l = ledger_with(tmp.path(), 5);
+    let rep = l.verify().unwrap();
+    assert!(rep.problem.is_none(), "{:?}", rep.problem);
+    assert_eq!(rep.records, 5);
+    assert_eq!(rep.first.unwrap().seq, 1);
+    assert_eq!(rep.last.unwrap().hash, rep.head_hash);
+    let recs: Vec<Record> = l.records().unwrap().map(Result::unwrap).collect();
+    assert_eq!(recs[0].prev_hash, GENESIS);
+    assert_eq!(recs[1].prev_hash, recs[0].hash);
+}
+
+#[test]
+fn edited_record_is_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let l = ledger_with(tmp.path(), 5);
+    let mut ls = lines(&l);
+    ls[2] = ls[2].replace("\"result\":\"fail\"", "\"result\":\"pass\"");
+    write(&l, &ls);
+    assert_eq!(first_bad(&l), Some(3));
+}
+
+#[test]
+fn removed_record_is_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let l = ledger_with(tmp.path(), 5);
+    let mut ls = lines(&l);
+    ls.remove(1);
+    write(&l, &ls);
+    assert_eq!(first_bad(&l), Some(2));
+}
+
+#[test]
+fn removed_last_record_is_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let l = ledger_with(tmp.path(), 5);
+    let mut ls = lines(&l);
+    ls.pop();
+    write(&l, &ls);
+    let rep = l.verify().unwrap();
+    assert!(rep.problem.unwrap().what.contains("removed from the end"));
+}
+
+#[test]
+fn inserted_record_is_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let l = ledger_with(tmp.path(), 5);
+    let mut ls = lines(&l);
+    let copy = ls[1].clone();
+    ls.insert(2, copy);
+    write(&l, &ls);
+    assert_eq!(first_bad(&l), Some(3));
+}
+
+#[test]
+fn swapped_records_are_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let l = ledger_with(tmp.path(), 5);
+    let mut ls = lines(&l);
+    ls.swap(2, 3);
+    write(&l, &ls);
+    assert_eq!(first_bad(&l), Some(3));
+}
+
+#[test]
+fn torn_last_line_is_reported_and_appends_refuse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let l = ledger_with(tmp.path(), 2);
+    let text = std::fs::read_to_string(l.path()).unwrap();
+    std::fs::write(l.path(), &text[..text.len() - 10]).unwrap();
+    assert_eq!(first_bad(&l), Some(2));
+    let err = l.append(&mut record("job", 3)).unwrap_err();
+    assert!(err.to_string().contains("incomplete"), "{err}");
+}
+
+#[test]
+fn concurrent_appenders_keep_the_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("ledger.jsonl");
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                // A Ledger per thread, as separate processes would have.
+                let l = Ledger::new(path);
+                for i in 0..25 {
+                    l.append(&mut record(&format!("job{t}"), i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    let rep = Ledger::new(path).verify().unwrap();
+    assert!(rep.problem.is_none(), "{:?}", rep.problem);
+    assert_eq!(rep.records, 100);
+}
+
+#[test]
+fn hash_covers_fields_added_later() {
+    // A field this version does not know is still covered by the hash.
+    let tmp = tempfile::tempdir().unwrap();
+    let l = ledger_with(tmp.path(), 1);
+    let mut v: serde_json::Value = serde_json::from_str(&lines(&l)[0]).unwrap();
+    v["future_field"] = serde_json::json!(1);
+    write(&l, &[canonical(&v)]);
+    assert_eq!(first_bad(&l), Some(1));
+    // Re-hashing the forged last record passes the chain, but not the head file.
+    v["hash"] = serde_json::json!(record_hash(&v));
+    write(&l, &[canonical(&v)]);
+    let rep = l.verify().unwrap();
+    assert!(rep.problem.unwrap().what.contains("the end of the ledger was replaced"));
+    std::fs::remove_file(tmp.path().join("ledger.jsonl.head")).unwrap();
+    assert!(first_bad(&l).is_none(), "without the head file, only signatures can catch this");
+}
