@@ -1,1 +1,292 @@
-fn main(){}
+//! End-to-end tests: the real `restore-verifier` binary on the committed fixtures.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use rstest::rstest;
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_restore-verifier"));
+    c.env_remove("RESTORE_VERIFIER_CONFIG");
+    c
+}
+
+struct Site {
+    tmp: tempfile::TempDir,
+    config: PathBuf,
+}
+
+const AGENT: &str = r#"[agent]
+state_dir = "state"
+sandbox_dir = "sandbox"
+timezone = "Asia/Tokyo"
+"#;
+
+fn job(name: &str, backup_glob: &str) -> String {
+    format!(
+        r#"
+[[job]]
+name = "{name}"
+system = "Fixture file server"
+source = "source"
+  [job.backup]
+  type = "tar"
+  path = "{backup_glob}"
+"#
+    )
+}
+
+impl Site {
+    /// A directory with the fixture source, a good and a corrupted backup, and
+    /// a config made of AGENT plus `jobs`.
+    fn new(jobs: &str) -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        source_tree(&tmp.path().join("source"));
+        let good = archive("good.tar", &tmp.path().join("backups/good"));
+        std::fs::rename(&good, good.with_file_name("share-2026-01-02.tar")).unwrap();
+        let bad = archive("byte-changed.tar", &tmp.path().join("backups/bad"));
+        std::fs::rename(&bad, bad.with_file_name("share-2026-01-02.tar")).unwrap();
+        let config = tmp.path().join("config.toml");
+        std::fs::write(&config, format!("{AGENT}{jobs}")).unwrap();
+        Site { tmp, config }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        bin().arg("-c").arg(&self.config).args(args).output().unwrap()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn records(out: &Output) -> Vec<Value> {
+    text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn two_jobs() -> Site {
+    Site::new(&format!("{}{}", job("good", "backups/good/share-*.tar"), job("bad", "backups/bad/share-*.tar")))
+}
+
+#[test]
+fn run_reports_pass_and_fail_with_exit_codes() {
+    let site = two_jobs();
+    let out = site.run(&["run", "good", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let recs = records(&out);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["result"], "pass");
+    assert_eq!(recs[0]["trigger"]["kind"], "manual");
+    assert_eq!(recs[0]["verify"]["files_compared"], 9);
+    assert_eq!(recs[0]["backup"]["id"], "share-2026-01-02.tar");
+    assert!(recs[0]["restore"]["duration_seconds"].is_number());
+    assert!(recs[0]["verify"]["duration_seconds"].is_number());
+    assert!(recs[0]["started_at"].as_str().unwrap().ends_with("+09:00"), "timestamps in the configured zone");
+    let err = text(&out.stderr);
+    assert!(err.contains("good: PASS") && err.contains("9 files compared"), "{err}");
+
+    let out = site.run(&["run", "bad"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("bad: FAIL"), "{err}");
+    assert!(err.contains("content mismatch: finance/ledger.csv"), "{err}");
+
+    let out = site.run(&["run", "--trigger", "change", "--reason", "CHG-1234 kernel update", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "one of the two jobs fails");
+    let recs = records(&out);
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["trigger"]["kind"], "change");
+    assert_eq!(recs[0]["trigger"]["reason"], "CHG-1234 kernel update");
+    assert!(is_empty_dir(&site.path("sandbox")), "sandboxes are removed");
+}
+
+#[test]
+fn unknown_job_is_a_usage_error() {
+    let site = two_jobs();
+    let out = site.run(&["run", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no job named \"nope\"; configured jobs: good, bad"));
+}
+
+#[rstest]
+#[case::unknown_key("  colour = \"red\"\n", "config.toml:12:3: job[0].backup.colour: unknown field `colour`")]
+#[case::bad_cron("schedule = \"61 2 * * *\"\n", "config.toml:16:12: job[1].schedule: invalid cron expression")]
+#[case::bad_duration("rpo = \"26 hourz\"\n", "config.toml:16:7: job[1].rpo: invalid duration")]
+#[case::missing_backup("[job.backup]\ntype = \"tar\"\npath = \"backups/none-*.tar\"\n", "job[1].backup.path: no backup file matches")]
+#[case::duplicate_name("", "config.toml:15:8: job[1].name: duplicate job name \"good\"")]
+fn config_check_reports_position_and_key(#[case] extra: &str, #[case] expected: &str) {
+    // job[0] is "good"; `extra` goes into job[0].backup for the unknown key and
+    // into a second job otherwise.
+    let text_cfg = if expected.contains("colour") {
+        format!("{AGENT}{}", job("good", "backups/good/share-*.tar").replace("  path =", &format!("{extra}  path =")))
+    } else {
+        let second = if expected.contains("duplicate") {
+            job("good", "backups/bad/share-*.tar")
+        } else if expected.contains("backup.path") {
+            format!("\n[[job]]\nname = \"other\"\n{extra}")
+        } else {
+            format!("\n[[job]]\nname = \"other\"\n{extra}[job.backup]\ntype = \"dir\"\npath = \"source\"\n")
+        };
+        format!("{AGENT}{}{second}", job("good", "backups/good/share-*.tar"))
+    };
+    let site = Site::new("");
+    std::fs::write(&site.config, &text_cfg).unwrap();
+    let out = site.run(&["config", "check"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(expected), "expected {expected:?} in:\n{err}\nconfig:\n{text_cfg}");
+    // Commands that drill refuse a broken config the same way.
+    if !expected.contains("backup.path") {
+        assert_eq!(site.run(&["run"]).status.code(), Some(2));
+    }
+}
+
+#[test]
+fn config_check_accepts_a_good_config() {
+    let site = two_jobs();
+    let out = site.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let so = text(&out.stdout);
+    assert!(so.contains("OK, 2 job(s)"), "{so}");
+    assert!(so.contains("job good: tar "), "{so}");
+}
+
+#[test]
+fn concurrent_runs_leave_a_ledger_that_verifies() {
+    let jobs: String = (0..4).map(|i| job(&format!("j{i}"), "backups/good/share-*.tar")).collect();
+    let site = Site::new(&jobs);
+    let children: Vec<_> = (0..5)
+        .map(|_| {
+            bin().arg("-c").arg(&site.config).args(["run", "--quiet"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert_eq!(c.wait().unwrap().code(), Some(0));
+    }
+    let out = site.run(&["evidence", "verify"]);
+    let so = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{so}");
+    assert!(so.contains("records   20"), "{so}");
+    assert!(so.contains("OK: the hash chain holds"));
+}
+
+#[test]
+fn evidence_verify_names_the_first_bad_line() {
+    let site = two_jobs();
+    for _ in 0..2 {
+        site.run(&["run"]);
+    }
+    let ledger = site.path("state/ledger.jsonl");
+    let out = bin().args(["evidence", "verify", "--ledger"]).arg(&ledger).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "--ledger needs no config: {}", text(&out.stderr));
+    let original = std::fs::read_to_string(&ledger).unwrap();
+    let mut lines: Vec<&str> = original.lines().collect();
+    let edited = lines[1].replace("\"result\":\"fail\"", "\"result\":\"pass\"");
+    assert_ne!(edited, lines[1]);
+    lines[1] = &edited;
+    std::fs::write(&ledger, lines.join("\n") + "\n").unwrap();
+    let out = site.run(&["evidence", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let so = text(&out.stdout);
+    assert!(so.contains("BROKEN at line 2: record was changed"), "{so}");
+}
+
+#[test]
+fn evidence_list_and_show() {
+    let site = two_jobs();
+    site.run(&["run"]);
+    let out = site.run(&["evidence", "list", "--json"]);
+    assert_eq!(records(&out).len(), 2);
+    let out = site.run(&["evidence", "list", "--job", "bad"]);
+    let so = text(&out.stdout);
+    assert!(so.contains("bad") && so.contains("fail") && !so.contains(" good "), "{so}");
+    let out = site.run(&["evidence", "list", "--since", "2099-01-01", "--json"]);
+    assert!(records(&out).is_empty());
+    let id = records(&site.run(&["evidence", "list", "--json"]))[1]["id"].as_str().unwrap().to_string();
+    let out = site.run(&["evidence", "show", &id]);
+    let so = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(so.contains("bad: FAIL") && so.contains("mismatched: 1") && so.contains("finance/ledger.csv"), "{so}");
+    let out = site.run(&["evidence", "show", "2", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(site.run(&["evidence", "show", "no-such-id"]).status.code(), Some(2));
+}
+
+#[test]
+fn compare_command_exits_1_on_differences() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = source_tree(&tmp.path().join("a"));
+    let b = source_tree(&tmp.path().join("b"));
+    let out = bin().arg("compare").arg(&a).arg(&b).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("no differences"));
+    std::fs::write(b.join("docs/report.txt"), "changed").unwrap();
+    std::fs::remove_file(b.join("empty.txt")).unwrap();
+    let out = bin().arg("compare").arg(&a).arg(&b).arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mismatched"]["count"], 1);
+    assert_eq!(v["mismatched"]["items"][0]["path"], "docs/report.txt");
+    assert_eq!(v["missing"]["items"][0]["path"], "empty.txt");
+}
+
+fn manifest_paths(site: &Site, rec: &Value) -> Vec<String> {
+    let p = site.path("state").join(rec["artifacts"].as_str().unwrap()).join("manifest.jsonl");
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn unseeded_sample_records_its_seed_and_the_seed_replays_it() {
+    let sampled = |seed: &str| {
+        format!("{}  [job.verify]\n  content = \"sample\"\n  sample_files = 3\n{seed}", job("s", "backups/good/share-*.tar"))
+    };
+    let site = Site::new(&sampled(""));
+    let first = records(&site.run(&["run", "--json"])).remove(0);
+    let seed = first["verify"]["sample_seed"].as_u64().expect("the seed used is recorded");
+    assert_eq!(first["verify"]["content_checked"], 3);
+    std::fs::write(&site.config, format!("{AGENT}{}", sampled(&format!("  seed = {seed}\n")))).unwrap();
+    let again = records(&site.run(&["run", "--json"])).remove(0);
+    assert_eq!(again["verify"]["sample_seed"].as_u64(), Some(seed));
+    assert_eq!(manifest_paths(&site, &first), manifest_paths(&site, &again));
+}
+
+#[test]
+fn demo_shows_one_pass_and_one_fail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = bin().args(["demo", "--dir"]).arg(&dir).output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("demo-fileserver: PASS"), "{err}");
+    assert!(err.contains("demo-corrupted: FAIL"), "{err}");
+    assert!(err.contains("content mismatch: finance/ledger-2026.csv"), "{err}");
+    assert!(err.contains("OK: the hash chain holds for all 2 records"), "{err}");
+    assert!(Path::new(&dir.join("state/ledger.jsonl")).exists());
+    // A second demo in the same place starts over instead of failing.
+    let out = bin().args(["demo", "--dir"]).arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    // It never deletes a directory it did not make.
+    let other = tmp.path().join("mine");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("precious.txt"), "keep").unwrap();
+    let out = bin().args(["demo", "--dir"]).arg(&other).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(other.join("precious.txt").exists());
+}

@@ -222,7 +222,8 @@ impl Ctx<'_> {
         match serde_path_to_error::deserialize::<_, T>(ValueDeserializer::from(v)) {
             Ok(t) => Some(t),
             Err(e) => {
-                let path = e.path().to_string();
+                // serde_spanned's wrapper shows up in paths; people never wrote it.
+                let path = e.path().to_string().replace(".$__serde_spanned_private_value", "").replace("$__serde_spanned_private_value", "");
                 let key = match path.as_str() {
                     "." | "" => prefix.to_string(),
                     p => format!("{prefix}.{p}"),
@@ -270,7 +271,13 @@ pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
         }
     };
     full[5] = crontab_weekdays(&full[5])?;
-    cron::Schedule::from_str(&full.join(" ")).map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
+    cron::Schedule::from_str(&full.join(" ")).map_err(|e| {
+        // The crate's message quotes the rewritten expression and points at it;
+        // its last line is the part that makes sense for what the user wrote.
+        let msg = e.to_string();
+        let last = msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+        format!("invalid cron expression {expr:?}: {last}")
+    })
 }
 
 fn crontab_weekdays(field: &str) -> Result<String, String> {
@@ -591,7 +598,13 @@ fn job(cx: &mut Ctx, i: usize, j: RawJob, base: &Path, check: Check, agent: &Age
     verify.sample_files = count(cx, rv.sample_files, k("verify.sample_files"), 1, verify.sample_files);
     verify.rotate_over = count(cx, rv.rotate_over, k("verify.rotate_over"), 1, verify.rotate_over);
     verify.min_files = count(cx, rv.min_files, k("verify.min_files"), 0, verify.min_files);
-    verify.seed = rv.seed.map(|s| *s.get_ref() as u64);
+    verify.seed = rv.seed.and_then(|s| match u64::try_from(*s.get_ref()) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            cx.at(s.span(), k("verify.seed"), "must be 0 or more");
+            None
+        }
+    });
     for p in rv.exclude.unwrap_or_default() {
         match globset::Glob::new(p.get_ref()) {
             Ok(_) => verify.exclude.push(p.into_inner()),
@@ -701,6 +714,16 @@ mod tests {
         assert!(parse_cron("* * * *").is_err());
         assert!(parse_cron("61 * * * *").is_err());
         assert!(parse_cron("*/5 * * * * *").is_ok());
+    }
+
+    #[test]
+    fn shipped_example_config_parses() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/config.example.toml"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let cfg = parse(path, &text, Check::Values).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.jobs.len(), 2);
+        assert_eq!(cfg.agent.timezone, chrono_tz::Asia::Tokyo);
+        assert!(cfg.jobs.iter().all(|j| j.schedule.is_some()));
     }
 
     #[test]

@@ -24,7 +24,8 @@ fn random_seed() -> u64 {
             .unwrap_or_default()
             .as_nanos(),
     );
-    h.finish()
+    // Kept within i64 so the seed can be written back into the config file.
+    h.finish() & i64::MAX as u64
 }
 
 /// How many earlier drills of `job` rotated over content, to pick this drill's slice.
