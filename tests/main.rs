@@ -60,7 +60,12 @@ impl Site {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        bin().arg("-c").arg(&self.config).args(args).output().unwrap()
+        bin()
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap()
     }
 }
 
@@ -69,11 +74,18 @@ fn text(b: &[u8]) -> String {
 }
 
 fn records(out: &Output) -> Vec<Value> {
-    text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn two_jobs() -> Site {
-    Site::new(&format!("{}{}", job("good", "backups/good/share-*.tar"), job("bad", "backups/bad/share-*.tar")))
+    Site::new(&format!(
+        "{}{}",
+        job("good", "backups/good/share-*.tar"),
+        job("bad", "backups/bad/share-*.tar")
+    ))
 }
 
 #[test]
@@ -89,17 +101,33 @@ fn run_reports_pass_and_fail_with_exit_codes() {
     assert_eq!(recs[0]["backup"]["id"], "share-2026-01-02.tar");
     assert!(recs[0]["restore"]["duration_seconds"].is_number());
     assert!(recs[0]["verify"]["duration_seconds"].is_number());
-    assert!(recs[0]["started_at"].as_str().unwrap().ends_with("+09:00"), "timestamps in the configured zone");
+    assert!(
+        recs[0]["started_at"].as_str().unwrap().ends_with("+09:00"),
+        "timestamps in the configured zone"
+    );
     let err = text(&out.stderr);
-    assert!(err.contains("good: PASS") && err.contains("9 files compared"), "{err}");
+    assert!(
+        err.contains("good: PASS") && err.contains("9 files compared"),
+        "{err}"
+    );
 
     let out = site.run(&["run", "bad"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("bad: FAIL"), "{err}");
-    assert!(err.contains("content mismatch: finance/ledger.csv"), "{err}");
+    assert!(
+        err.contains("content mismatch: finance/ledger.csv"),
+        "{err}"
+    );
 
-    let out = site.run(&["run", "--trigger", "change", "--reason", "CHG-1234 kernel update", "--json"]);
+    let out = site.run(&[
+        "run",
+        "--trigger",
+        "change",
+        "--reason",
+        "CHG-1234 kernel update",
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(1), "one of the two jobs fails");
     let recs = records(&out);
     assert_eq!(recs.len(), 2);
@@ -117,23 +145,41 @@ fn unknown_job_is_a_usage_error() {
 }
 
 #[rstest]
-#[case::unknown_key("  colour = \"red\"\n", "config.toml:12:3: job[0].backup.colour: unknown field `colour`")]
-#[case::bad_cron("schedule = \"61 2 * * *\"\n", "config.toml:16:12: job[1].schedule: invalid cron expression")]
-#[case::bad_duration("rpo = \"26 hourz\"\n", "config.toml:16:7: job[1].rpo: invalid duration")]
-#[case::missing_backup("[job.backup]\ntype = \"tar\"\npath = \"backups/none-*.tar\"\n", "job[1].backup.path: no backup file matches")]
+#[case::unknown_key(
+    "  colour = \"red\"\n",
+    "config.toml:12:3: job[0].backup.colour: unknown field `colour`"
+)]
+#[case::bad_cron(
+    "schedule = \"61 2 * * *\"\n",
+    "config.toml:16:12: job[1].schedule: invalid cron expression"
+)]
+#[case::bad_duration(
+    "rpo = \"26 hourz\"\n",
+    "config.toml:16:7: job[1].rpo: invalid duration"
+)]
+#[case::missing_backup(
+    "[job.backup]\ntype = \"tar\"\npath = \"backups/none-*.tar\"\n",
+    "job[1].backup.path: no backup file matches"
+)]
 #[case::duplicate_name("", "config.toml:15:8: job[1].name: duplicate job name \"good\"")]
 fn config_check_reports_position_and_key(#[case] extra: &str, #[case] expected: &str) {
     // job[0] is "good"; `extra` goes into job[0].backup for the unknown key and
     // into a second job otherwise.
     let text_cfg = if expected.contains("colour") {
-        format!("{AGENT}{}", job("good", "backups/good/share-*.tar").replace("  path =", &format!("{extra}  path =")))
+        format!(
+            "{AGENT}{}",
+            job("good", "backups/good/share-*.tar")
+                .replace("  path =", &format!("{extra}  path ="))
+        )
     } else {
         let second = if expected.contains("duplicate") {
             job("good", "backups/bad/share-*.tar")
         } else if expected.contains("backup.path") {
             format!("\n[[job]]\nname = \"other\"\n{extra}")
         } else {
-            format!("\n[[job]]\nname = \"other\"\n{extra}[job.backup]\ntype = \"dir\"\npath = \"source\"\n")
+            format!(
+                "\n[[job]]\nname = \"other\"\n{extra}[job.backup]\ntype = \"dir\"\npath = \"source\"\n"
+            )
         };
         format!("{AGENT}{}{second}", job("good", "backups/good/share-*.tar"))
     };
@@ -142,7 +188,10 @@ fn config_check_reports_position_and_key(#[case] extra: &str, #[case] expected: 
     let out = site.run(&["config", "check"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains(expected), "expected {expected:?} in:\n{err}\nconfig:\n{text_cfg}");
+    assert!(
+        err.contains(expected),
+        "expected {expected:?} in:\n{err}\nconfig:\n{text_cfg}"
+    );
     // Commands that drill refuse a broken config the same way.
     if !expected.contains("backup.path") {
         assert_eq!(site.run(&["run"]).status.code(), Some(2));
@@ -161,11 +210,16 @@ fn config_check_accepts_a_good_config() {
 
 #[test]
 fn concurrent_runs_leave_a_ledger_that_verifies() {
-    let jobs: String = (0..4).map(|i| job(&format!("j{i}"), "backups/good/share-*.tar")).collect();
+    let jobs: String = (0..4)
+        .map(|i| job(&format!("j{i}"), "backups/good/share-*.tar"))
+        .collect();
     let site = Site::new(&jobs);
     let children: Vec<_> = (0..5)
         .map(|_| {
-            bin().arg("-c").arg(&site.config).args(["run", "--quiet"])
+            bin()
+                .arg("-c")
+                .arg(&site.config)
+                .args(["run", "--quiet"])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
@@ -189,8 +243,17 @@ fn evidence_verify_names_the_first_bad_line() {
         site.run(&["run"]);
     }
     let ledger = site.path("state/ledger.jsonl");
-    let out = bin().args(["evidence", "verify", "--ledger"]).arg(&ledger).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "--ledger needs no config: {}", text(&out.stderr));
+    let out = bin()
+        .args(["evidence", "verify", "--ledger"])
+        .arg(&ledger)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "--ledger needs no config: {}",
+        text(&out.stderr)
+    );
     let original = std::fs::read_to_string(&ledger).unwrap();
     let mut lines: Vec<&str> = original.lines().collect();
     let edited = lines[1].replace("\"result\":\"fail\"", "\"result\":\"pass\"");
@@ -211,18 +274,32 @@ fn evidence_list_and_show() {
     assert_eq!(records(&out).len(), 2);
     let out = site.run(&["evidence", "list", "--job", "bad"]);
     let so = text(&out.stdout);
-    assert!(so.contains("bad") && so.contains("fail") && !so.contains(" good "), "{so}");
+    assert!(
+        so.contains("bad") && so.contains("fail") && !so.contains(" good "),
+        "{so}"
+    );
     let out = site.run(&["evidence", "list", "--since", "2099-01-01", "--json"]);
     assert!(records(&out).is_empty());
-    let id = records(&site.run(&["evidence", "list", "--json"]))[1]["id"].as_str().unwrap().to_string();
+    let id = records(&site.run(&["evidence", "list", "--json"]))[1]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let out = site.run(&["evidence", "show", &id]);
     let so = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
-    assert!(so.contains("bad: FAIL") && so.contains("mismatched: 1") && so.contains("finance/ledger.csv"), "{so}");
+    assert!(
+        so.contains("bad: FAIL")
+            && so.contains("mismatched: 1")
+            && so.contains("finance/ledger.csv"),
+        "{so}"
+    );
     let out = site.run(&["evidence", "show", "2", "--json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["id"], id.as_str());
-    assert_eq!(site.run(&["evidence", "show", "no-such-id"]).status.code(), Some(2));
+    assert_eq!(
+        site.run(&["evidence", "show", "no-such-id"]).status.code(),
+        Some(2)
+    );
 }
 
 #[test]
@@ -235,7 +312,13 @@ fn compare_command_exits_1_on_differences() {
     assert!(text(&out.stdout).contains("no differences"));
     std::fs::write(b.join("docs/report.txt"), "changed").unwrap();
     std::fs::remove_file(b.join("empty.txt")).unwrap();
-    let out = bin().arg("compare").arg(&a).arg(&b).arg("--json").output().unwrap();
+    let out = bin()
+        .arg("compare")
+        .arg(&a)
+        .arg(&b)
+        .arg("--json")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["mismatched"]["count"], 1);
@@ -244,24 +327,41 @@ fn compare_command_exits_1_on_differences() {
 }
 
 fn manifest_paths(site: &Site, rec: &Value) -> Vec<String> {
-    let p = site.path("state").join(rec["artifacts"].as_str().unwrap()).join("manifest.jsonl");
+    let p = site
+        .path("state")
+        .join(rec["artifacts"].as_str().unwrap())
+        .join("manifest.jsonl");
     std::fs::read_to_string(p)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["path"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["path"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
 #[test]
 fn unseeded_sample_records_its_seed_and_the_seed_replays_it() {
     let sampled = |seed: &str| {
-        format!("{}  [job.verify]\n  content = \"sample\"\n  sample_files = 3\n{seed}", job("s", "backups/good/share-*.tar"))
+        format!(
+            "{}  [job.verify]\n  content = \"sample\"\n  sample_files = 3\n{seed}",
+            job("s", "backups/good/share-*.tar")
+        )
     };
     let site = Site::new(&sampled(""));
     let first = records(&site.run(&["run", "--json"])).remove(0);
-    let seed = first["verify"]["sample_seed"].as_u64().expect("the seed used is recorded");
+    let seed = first["verify"]["sample_seed"]
+        .as_u64()
+        .expect("the seed used is recorded");
     assert_eq!(first["verify"]["content_checked"], 3);
-    std::fs::write(&site.config, format!("{AGENT}{}", sampled(&format!("  seed = {seed}\n")))).unwrap();
+    std::fs::write(
+        &site.config,
+        format!("{AGENT}{}", sampled(&format!("  seed = {seed}\n"))),
+    )
+    .unwrap();
     let again = records(&site.run(&["run", "--json"])).remove(0);
     assert_eq!(again["verify"]["sample_seed"].as_u64(), Some(seed));
     assert_eq!(manifest_paths(&site, &first), manifest_paths(&site, &again));
@@ -276,8 +376,14 @@ fn demo_shows_one_pass_and_one_fail() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("demo-fileserver: PASS"), "{err}");
     assert!(err.contains("demo-corrupted: FAIL"), "{err}");
-    assert!(err.contains("content mismatch: finance/ledger-2026.csv"), "{err}");
-    assert!(err.contains("OK: the hash chain holds for all 2 records"), "{err}");
+    assert!(
+        err.contains("content mismatch: finance/ledger-2026.csv"),
+        "{err}"
+    );
+    assert!(
+        err.contains("OK: the hash chain holds for all 2 records"),
+        "{err}"
+    );
     assert!(Path::new(&dir.join("state/ledger.jsonl")).exists());
     // A second demo in the same place starts over instead of failing.
     let out = bin().args(["demo", "--dir"]).arg(&dir).output().unwrap();

@@ -41,7 +41,11 @@ impl fmt::Display for Diagnostic {
             self.file.display(),
             self.line,
             self.col,
-            if self.key.is_empty() { "(file)" } else { &self.key },
+            if self.key.is_empty() {
+                "(file)"
+            } else {
+                &self.key
+            },
             self.message
         )
     }
@@ -206,7 +210,12 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn at(&mut self, span: std::ops::Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+    fn at(
+        &mut self,
+        span: std::ops::Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         let (line, col) = line_col(self.text, span.start);
         self.diags.push(Diagnostic {
             file: self.file.to_path_buf(),
@@ -217,13 +226,21 @@ impl Ctx<'_> {
         });
     }
 
-    fn de<T: for<'de> Deserialize<'de>>(&mut self, v: Spanned<DeValue<'_>>, prefix: &str) -> Option<T> {
+    fn de<T: for<'de> Deserialize<'de>>(
+        &mut self,
+        v: Spanned<DeValue<'_>>,
+        prefix: &str,
+    ) -> Option<T> {
         let outer = v.span();
         match serde_path_to_error::deserialize::<_, T>(ValueDeserializer::from(v)) {
             Ok(t) => Some(t),
             Err(e) => {
                 // serde_spanned's wrapper shows up in paths; people never wrote it.
-                let path = e.path().to_string().replace(".$__serde_spanned_private_value", "").replace("$__serde_spanned_private_value", "");
+                let path = e
+                    .path()
+                    .to_string()
+                    .replace(".$__serde_spanned_private_value", "")
+                    .replace("$__serde_spanned_private_value", "");
                 let key = match path.as_str() {
                     "." | "" => prefix.to_string(),
                     p => format!("{prefix}.{p}"),
@@ -242,7 +259,12 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }
 
@@ -262,7 +284,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
     let fields: Vec<&str> = expr.split_whitespace().collect();
     let mut full: Vec<String> = match fields.len() {
-        5 => std::iter::once("0").chain(fields.iter().copied()).map(String::from).collect(),
+        5 => std::iter::once("0")
+            .chain(fields.iter().copied())
+            .map(String::from)
+            .collect(),
         6 | 7 => fields.iter().map(|s| s.to_string()).collect(),
         n => {
             return Err(format!(
@@ -275,7 +300,13 @@ pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
         // The crate's message quotes the rewritten expression and points at it;
         // its last line is the part that makes sense for what the user wrote.
         let msg = e.to_string();
-        let last = msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+        let last = msg
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string();
         format!("invalid cron expression {expr:?}: {last}")
     })
 }
@@ -320,13 +351,16 @@ fn crontab_weekdays(field: &str) -> Result<String, String> {
 fn parse_time(s: &str) -> Result<SystemTime, String> {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(SystemTime::from)
-        .map_err(|e| format!("invalid time {s:?} ({e}); use RFC 3339, e.g. \"2026-11-01T02:30:00+09:00\""))
+        .map_err(|e| {
+            format!("invalid time {s:?} ({e}); use RFC 3339, e.g. \"2026-11-01T02:30:00+09:00\"")
+        })
 }
 
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// How much `load` checks.
@@ -347,7 +381,9 @@ pub fn load(path: &Path, check: Check) -> Result<Config, ConfigErrors> {
             line: 0,
             col: 0,
             key: String::new(),
-            message: format!("cannot read the config file: {e}; pass -c FILE or set RESTORE_VERIFIER_CONFIG"),
+            message: format!(
+                "cannot read the config file: {e}; pass -c FILE or set RESTORE_VERIFIER_CONFIG"
+            ),
         }])
     })?;
     parse(path, &text, check)
@@ -407,7 +443,11 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
     for (i, rj) in raw_jobs {
         let name = rj.name.get_ref().clone();
         if !valid_name(&name) {
-            cx.at(rj.name.span(), format!("job[{i}].name"), format!("job name {name:?} must match [a-z0-9_-]+"));
+            cx.at(
+                rj.name.span(),
+                format!("job[{i}].name"),
+                format!("job name {name:?} must match [a-z0-9_-]+"),
+            );
         }
         if let Some(first) = names.insert(name.clone(), i) {
             cx.at(
@@ -433,14 +473,22 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
-    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
 }
 
 fn agent_config(cx: &mut Ctx, a: RawAgent, base: &Path) -> AgentConfig {
     let path = |v: Option<Spanned<String>>| v.map(|s| resolve(base, s.get_ref()));
     let max = match a.max_concurrent_drills {
         Some(m) if *m.get_ref() < 1 || *m.get_ref() > 1024 => {
-            cx.at(m.span(), "agent.max_concurrent_drills", "must be between 1 and 1024");
+            cx.at(
+                m.span(),
+                "agent.max_concurrent_drills",
+                "must be between 1 and 1024",
+            );
             1
         }
         Some(m) => *m.get_ref() as u32,
@@ -460,13 +508,22 @@ fn agent_config(cx: &mut Ctx, a: RawAgent, base: &Path) -> AgentConfig {
         },
         None => chrono_tz::UTC,
     };
-    let listen = a.listen.and_then(|l| match l.get_ref().parse::<SocketAddr>() {
-        Ok(s) => Some(s),
-        Err(_) => {
-            cx.at(l.span(), "agent.listen", format!("{:?} is not an address:port such as \"127.0.0.1:9750\"", l.get_ref()));
-            None
-        }
-    });
+    let listen = a
+        .listen
+        .and_then(|l| match l.get_ref().parse::<SocketAddr>() {
+            Ok(s) => Some(s),
+            Err(_) => {
+                cx.at(
+                    l.span(),
+                    "agent.listen",
+                    format!(
+                        "{:?} is not an address:port such as \"127.0.0.1:9750\"",
+                        l.get_ref()
+                    ),
+                );
+                None
+            }
+        });
     AgentConfig {
         state_dir: path(a.state_dir).unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
         sandbox_dir: path(a.sandbox_dir).unwrap_or_else(|| DEFAULT_SANDBOX_DIR.into()),
@@ -500,7 +557,14 @@ fn count(cx: &mut Ctx, v: Option<Spanned<i64>>, key: String, min: i64, default: 
     }
 }
 
-fn job(cx: &mut Ctx, i: usize, j: RawJob, base: &Path, check: Check, agent: &AgentConfig) -> Option<Job> {
+fn job(
+    cx: &mut Ctx,
+    i: usize,
+    j: RawJob,
+    base: &Path,
+    check: Check,
+    agent: &AgentConfig,
+) -> Option<Job> {
     let k = |key: &str| format!("job[{i}].{key}");
     let schedule = j.schedule.and_then(|s| match parse_cron(s.get_ref()) {
         Ok(sch) => Some((s.get_ref().clone(), sch)),
@@ -517,7 +581,14 @@ fn job(cx: &mut Ctx, i: usize, j: RawJob, base: &Path, check: Check, agent: &Age
     let source = j.source.map(|s| {
         let p = resolve(base, s.get_ref());
         if check == Check::Paths && !p.is_dir() {
-            cx.at(s.span(), k("source"), format!("source directory {} does not exist or is not a directory", p.display()));
+            cx.at(
+                s.span(),
+                k("source"),
+                format!(
+                    "source directory {} does not exist or is not a directory",
+                    p.display()
+                ),
+            );
         }
         if let (Ok(sp), Ok(sb)) = (p.canonicalize(), agent.sandbox_dir.canonicalize())
             && sb.starts_with(&sp)
@@ -525,7 +596,10 @@ fn job(cx: &mut Ctx, i: usize, j: RawJob, base: &Path, check: Check, agent: &Age
             cx.at(
                 s.span(),
                 k("source"),
-                format!("sandbox_dir {} is inside this source; move sandbox_dir elsewhere", sb.display()),
+                format!(
+                    "sandbox_dir {} is inside this source; move sandbox_dir elsewhere",
+                    sb.display()
+                ),
             );
         }
         p
@@ -542,26 +616,43 @@ fn job(cx: &mut Ctx, i: usize, j: RawJob, base: &Path, check: Check, agent: &Age
     let kind = b.kind.get_ref().as_str();
     let backup = match (kind, b.path) {
         ("dir" | "tar", None) => {
-            cx.at(b.kind.span(), k("backup.path"), format!("backup type {kind:?} needs `path`"));
+            cx.at(
+                b.kind.span(),
+                k("backup.path"),
+                format!("backup type {kind:?} needs `path`"),
+            );
             None
         }
         ("dir", Some(p)) => {
             let path = resolve(base, p.get_ref());
             if check == Check::Paths && !path.is_dir() {
-                cx.at(p.span(), k("backup.path"), format!("backup directory {} does not exist", path.display()));
+                cx.at(
+                    p.span(),
+                    k("backup.path"),
+                    format!("backup directory {} does not exist", path.display()),
+                );
             }
             Some(Backup::Dir { path, backup_time })
         }
         ("tar", Some(p)) => {
             let pattern = resolve(base, p.get_ref()).display().to_string();
             if let Err(e) = glob::Pattern::new(&pattern) {
-                cx.at(p.span(), k("backup.path"), format!("invalid glob pattern: {e}"));
-            } else if check == Check::Paths
-                && verifier::driver::newest_match(&pattern).is_err()
-            {
-                cx.at(p.span(), k("backup.path"), format!("no backup file matches {pattern}"));
+                cx.at(
+                    p.span(),
+                    k("backup.path"),
+                    format!("invalid glob pattern: {e}"),
+                );
+            } else if check == Check::Paths && verifier::driver::newest_match(&pattern).is_err() {
+                cx.at(
+                    p.span(),
+                    k("backup.path"),
+                    format!("no backup file matches {pattern}"),
+                );
             }
-            Some(Backup::Tar { path: pattern, backup_time })
+            Some(Backup::Tar {
+                path: pattern,
+                backup_time,
+            })
         }
         (other @ ("restic" | "borg" | "postgres" | "command"), _) => {
             cx.at(
@@ -595,8 +686,20 @@ fn job(cx: &mut Ctx, i: usize, j: RawJob, base: &Path, check: Check, agent: &Age
             }
         };
     }
-    verify.sample_files = count(cx, rv.sample_files, k("verify.sample_files"), 1, verify.sample_files);
-    verify.rotate_over = count(cx, rv.rotate_over, k("verify.rotate_over"), 1, verify.rotate_over);
+    verify.sample_files = count(
+        cx,
+        rv.sample_files,
+        k("verify.sample_files"),
+        1,
+        verify.sample_files,
+    );
+    verify.rotate_over = count(
+        cx,
+        rv.rotate_over,
+        k("verify.rotate_over"),
+        1,
+        verify.rotate_over,
+    );
     verify.min_files = count(cx, rv.min_files, k("verify.min_files"), 0, verify.min_files);
     verify.seed = rv.seed.and_then(|s| match u64::try_from(*s.get_ref()) {
         Ok(v) => Some(v),
@@ -608,13 +711,25 @@ fn job(cx: &mut Ctx, i: usize, j: RawJob, base: &Path, check: Check, agent: &Age
     for p in rv.exclude.unwrap_or_default() {
         match globset::Glob::new(p.get_ref()) {
             Ok(_) => verify.exclude.push(p.into_inner()),
-            Err(e) => cx.at(p.span(), k("verify.exclude"), format!("invalid pattern: {}", e.kind())),
+            Err(e) => cx.at(
+                p.span(),
+                k("verify.exclude"),
+                format!("invalid pattern: {}", e.kind()),
+            ),
         }
     }
     for p in rv.expect.unwrap_or_default() {
         let rel = Path::new(p.get_ref());
-        if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            cx.at(p.span(), k("verify.expect"), "canaries are paths relative to the backup root, without `..`");
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            cx.at(
+                p.span(),
+                k("verify.expect"),
+                "canaries are paths relative to the backup root, without `..`",
+            );
         } else {
             verify.expect.push(rel.to_path_buf());
         }
@@ -642,14 +757,28 @@ pub fn describe(cfg: &Config, now: chrono::DateTime<chrono::Utc>) -> String {
     let a = &cfg.agent;
     let h = |d: Option<Duration>| d.map(verifier::humanize).unwrap_or_else(|| "-".into());
     let mut s = format!("{}: OK, {} job(s)\n", cfg.path.display(), cfg.jobs.len());
-    let _ = writeln!(s, "  state_dir {}  sandbox_dir {}  timezone {}", a.state_dir.display(), a.sandbox_dir.display(), a.timezone);
+    let _ = writeln!(
+        s,
+        "  state_dir {}  sandbox_dir {}  timezone {}",
+        a.state_dir.display(),
+        a.sandbox_dir.display(),
+        a.timezone
+    );
     let _ = writeln!(
         s,
         "  max_concurrent_drills {}  listen {}  api_token_file {}  signing_key_file {}",
         a.max_concurrent_drills,
-        a.listen.map(|l| l.to_string()).unwrap_or_else(|| "off".into()),
-        a.api_token_file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
-        a.signing_key_file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+        a.listen
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "off".into()),
+        a.api_token_file
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "-".into()),
+        a.signing_key_file
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "-".into()),
     );
     for j in &cfg.jobs {
         let what = match &j.backup {
@@ -706,10 +835,16 @@ mod tests {
         let s = parse_cron("30 2 * * 0").unwrap();
         let sun = parse_cron("30 2 * * Sun").unwrap();
         use chrono::TimeZone;
-        let t = chrono_tz::UTC.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap();
+        let t = chrono_tz::UTC
+            .with_ymd_and_hms(2026, 11, 25, 0, 0, 0)
+            .unwrap();
         assert_eq!(s.after(&t).next(), sun.after(&t).next());
         let fri_sun = parse_cron("0 0 * * 5-7").unwrap();
-        let days: Vec<_> = fri_sun.after(&t).take(3).map(|d| d.format("%a").to_string()).collect();
+        let days: Vec<_> = fri_sun
+            .after(&t)
+            .take(3)
+            .map(|d| d.format("%a").to_string())
+            .collect();
         assert_eq!(days, ["Fri", "Sat", "Sun"]);
         assert!(parse_cron("* * * *").is_err());
         assert!(parse_cron("61 * * * *").is_err());
@@ -718,7 +853,10 @@ mod tests {
 
     #[test]
     fn shipped_example_config_parses() {
-        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/config.example.toml"));
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/config.example.toml"
+        ));
         let text = std::fs::read_to_string(path).unwrap();
         let cfg = parse(path, &text, Check::Values).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.jobs.len(), 2);
@@ -729,7 +867,10 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
         assert!(parse_duration("2 fortnights").is_err());
         assert!(parse_duration("0s").is_err());
     }
@@ -756,9 +897,25 @@ path = "/y/*.tar"
 sample_filez = 3
 "#;
         let e = errs(text);
-        assert!(e.iter().any(|m| m.starts_with("/etc/rv.toml:2:12: agent.timezone:")), "{e:#?}");
-        assert!(e.iter().any(|m| m.starts_with("/etc/rv.toml:6:12: job[0].schedule:")), "{e:#?}");
-        assert!(e.iter().any(|m| m.starts_with("/etc/rv.toml:7:7: job[0].rpo:")), "{e:#?}");
-        assert!(e.iter().any(|m| m.contains(":18:1: job[1].verify") && m.contains("sample_filez")), "{e:#?}");
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("/etc/rv.toml:2:12: agent.timezone:")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("/etc/rv.toml:6:12: job[0].schedule:")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("/etc/rv.toml:7:7: job[0].rpo:")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains(":18:1: job[1].verify") && m.contains("sample_filez")),
+            "{e:#?}"
+        );
     }
 }

@@ -43,24 +43,31 @@ fn prepare(dir: &Path) -> anyhow::Result<()> {
             );
         }
         if !empty {
-            fs::remove_dir_all(dir).with_context(|| format!("removing the old demo in {}", dir.display()))?;
+            fs::remove_dir_all(dir)
+                .with_context(|| format!("removing the old demo in {}", dir.display()))?;
         }
     }
     fs::create_dir_all(dir)?;
-    fs::write(dir.join(MARKER), "made by restore-verifier demo; safe to delete\n")?;
+    fs::write(
+        dir.join(MARKER),
+        "made by restore-verifier demo; safe to delete\n",
+    )?;
     Ok(())
 }
 
 const WORDS: &[&str] = &[
-    "backup", "restore", "drill", "ledger", "invoice", "supplier", "engine", "torque", "batch", "audit",
-    "control", "sample", "quality", "line", "shift", "part", "order", "lot", "press", "weld",
+    "backup", "restore", "drill", "ledger", "invoice", "supplier", "engine", "torque", "batch",
+    "audit", "control", "sample", "quality", "line", "shift", "part", "order", "lot", "press",
+    "weld",
 ];
 
 fn text(rng: &mut Rng, lines: u64) -> String {
     let mut s = String::new();
     for i in 0..lines {
         let n = 4 + rng.below(10);
-        let words: Vec<&str> = (0..n).map(|_| WORDS[rng.below(WORDS.len() as u64) as usize]).collect();
+        let words: Vec<&str> = (0..n)
+            .map(|_| WORDS[rng.below(WORDS.len() as u64) as usize])
+            .collect();
         s.push_str(&format!("{i:05} {}\n", words.join(" ")));
     }
     s
@@ -80,7 +87,10 @@ pub fn sample_data(root: &Path) -> anyhow::Result<u64> {
     for d in 0..25 {
         for f in 0..80 {
             let lines = 5 + rng.below(120);
-            put(format!("docs/dept-{d:02}/memo-{f:03}.txt"), text(&mut rng, lines).as_bytes())?;
+            put(
+                format!("docs/dept-{d:02}/memo-{f:03}.txt"),
+                text(&mut rng, lines).as_bytes(),
+            )?;
         }
     }
     for d in 0..10 {
@@ -94,16 +104,30 @@ pub fn sample_data(root: &Path) -> anyhow::Result<u64> {
         for m in 1..=12 {
             for day in [1, 15] {
                 let lines = 20 + rng.below(200);
-                put(format!("logs/{y}/{m:02}/{day:02}/press.log"), text(&mut rng, lines).as_bytes())?;
+                put(
+                    format!("logs/{y}/{m:02}/{day:02}/press.log"),
+                    text(&mut rng, lines).as_bytes(),
+                )?;
             }
         }
     }
     let mut csv = String::from("date,supplier,part,qty,amount_jpy\n");
     for i in 0..2000 {
-        csv.push_str(&format!("2026-{:02}-{:02},S{:03},P{:05},{},{}\n", 1 + i % 12, 1 + i % 28, rng.below(400), rng.below(90000), 1 + rng.below(100), rng.below(9_000_000)));
+        csv.push_str(&format!(
+            "2026-{:02}-{:02},S{:03},P{:05},{},{}\n",
+            1 + i % 12,
+            1 + i % 28,
+            rng.below(400),
+            rng.below(90000),
+            1 + rng.below(100),
+            rng.below(9_000_000)
+        ));
     }
     put(CORRUPTED_MEMBER.to_string(), csv.as_bytes())?;
-    put("経理/請求書_2026年11月.txt".to_string(), "請求書\n株式会社サンプル部品 御中\n合計 1,234,567 円\n".as_bytes())?;
+    put(
+        "経理/請求書_2026年11月.txt".to_string(),
+        "請求書\n株式会社サンプル部品 御中\n合計 1,234,567 円\n".as_bytes(),
+    )?;
     put("empty.txt".to_string(), b"")?;
     std::os::unix::fs::symlink("docs/dept-00/memo-000.txt", root.join("latest-memo.txt"))?;
     Ok(n + 1)
@@ -236,5 +260,9 @@ pub fn run(dir: Option<PathBuf>) -> Result<Outcome, CliError> {
         cfg_path.display(),
         cfg_path.display(),
     );
-    Ok(if as_expected { Outcome::Success } else { Outcome::Failed })
+    Ok(if as_expected {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
 }

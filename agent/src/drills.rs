@@ -1,8 +1,8 @@
 //! Turning configured jobs into drills, running them, and keeping their records.
 
-use std::hash::{BuildHasher, Hasher};
 use anyhow::Context;
 use chrono::Offset;
+use std::hash::{BuildHasher, Hasher};
 use verifier::driver::{DirDriver, Driver, TarDriver};
 use verifier::{
     ContentSelection, DrillEnv, DrillSpec, Ledger, Record, Trigger, TriggerKind, VerifySpec,
@@ -93,15 +93,23 @@ pub fn env(cfg: &Config, kind: TriggerKind, reason: Option<String>) -> DrillEnv 
 }
 
 /// Runs one job's drill and appends its record to the ledger.
-pub fn drill(cfg: &Config, job: &Job, kind: TriggerKind, reason: Option<String>) -> anyhow::Result<Record> {
+pub fn drill(
+    cfg: &Config,
+    job: &Job,
+    kind: TriggerKind,
+    reason: Option<String>,
+) -> anyhow::Result<Record> {
     let ledger = ledger(cfg);
     let spec = spec(job, &ledger);
     let env = env(cfg, kind, reason);
     tracing::info!(job = %job.name, "Drill started.");
     let mut rec = run_drill(&spec, &env);
-    ledger
-        .append(&mut rec)
-        .with_context(|| format!("the drill of {} ran ({}) but its record could not be kept", job.name, rec.result))?;
+    ledger.append(&mut rec).with_context(|| {
+        format!(
+            "the drill of {} ran ({}) but its record could not be kept",
+            job.name, rec.result
+        )
+    })?;
     tracing::info!(job = %job.name, seq = rec.seq, id = %rec.id, result = %rec.result, "Drill finished.");
     Ok(rec)
 }
@@ -110,7 +118,10 @@ pub fn drill(cfg: &Config, job: &Job, kind: TriggerKind, reason: Option<String>)
 pub fn select<'a>(cfg: &'a Config, names: &[String]) -> Result<Vec<&'a Job>, String> {
     if names.is_empty() {
         if cfg.jobs.is_empty() {
-            return Err(format!("{} configures no job; add a [[job]] section", cfg.path.display()));
+            return Err(format!(
+                "{} configures no job; add a [[job]] section",
+                cfg.path.display()
+            ));
         }
         return Ok(cfg.jobs.iter().collect());
     }

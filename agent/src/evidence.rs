@@ -8,14 +8,24 @@ use crate::exit::{CliError, Outcome};
 use crate::output;
 
 /// Reads "2026-11-01" (a day in `tz`; `end` means the end of that day) or RFC 3339.
-pub fn parse_date(s: &str, tz: chrono_tz::Tz, end: bool) -> Result<DateTime<FixedOffset>, CliError> {
+pub fn parse_date(
+    s: &str,
+    tz: chrono_tz::Tz,
+    end: bool,
+) -> Result<DateTime<FixedOffset>, CliError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t);
     }
     let day = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-        CliError::Usage(format!("invalid date {s:?}; use YYYY-MM-DD or RFC 3339 (2026-11-01T00:00:00+09:00)"))
+        CliError::Usage(format!(
+            "invalid date {s:?}; use YYYY-MM-DD or RFC 3339 (2026-11-01T00:00:00+09:00)"
+        ))
     })?;
-    let day = if end { day.succ_opt().unwrap_or(day) } else { day };
+    let day = if end {
+        day.succ_opt().unwrap_or(day)
+    } else {
+        day
+    };
     let t = tz
         .from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight"))
         .earliest()
@@ -42,7 +52,12 @@ pub fn list(ledger: &Ledger, filter: &Filter, json: bool) -> Result<Outcome, Cli
     let mut out = std::io::stdout().lock();
     use std::io::Write;
     if !json {
-        writeln!(out, "{:>5}  {:<25}  {:<16}  {:<6}  {:<8}  {:<36}  REASON", "SEQ", "STARTED", "JOB", "RESULT", "TRIGGER", "ID").ok();
+        writeln!(
+            out,
+            "{:>5}  {:<25}  {:<16}  {:<6}  {:<8}  {:<36}  REASON",
+            "SEQ", "STARTED", "JOB", "RESULT", "TRIGGER", "ID"
+        )
+        .ok();
     }
     let mut n = 0;
     for r in ledger.records()? {
@@ -52,9 +67,17 @@ pub fn list(ledger: &Ledger, filter: &Filter, json: bool) -> Result<Outcome, Cli
         }
         n += 1;
         if json {
-            writeln!(out, "{}", serde_json::to_string(&r).map_err(anyhow::Error::from)?).ok();
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&r).map_err(anyhow::Error::from)?
+            )
+            .ok();
         } else {
-            let trigger = serde_json::to_value(r.trigger.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let trigger = serde_json::to_value(r.trigger.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
             writeln!(
                 out,
                 "{:>5}  {:<25}  {:<16}  {:<6}  {:<8}  {:<36}  {}",
@@ -100,14 +123,19 @@ pub fn find(ledger: &Ledger, key: &str) -> Result<Record, CliError> {
             "no record {key:?} in {}; `restore-verifier evidence list` shows the ids",
             ledger.path().display()
         ))),
-        n => Err(CliError::Usage(format!("{key:?} matches {n} records; give more of the id"))),
+        n => Err(CliError::Usage(format!(
+            "{key:?} matches {n} records; give more of the id"
+        ))),
     }
 }
 
 pub fn show(ledger: &Ledger, key: &str, json: bool) -> Result<Outcome, CliError> {
     let r = find(ledger, key)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&r).context("record to JSON")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).context("record to JSON")?
+        );
     } else {
         print!("{}", output::details(&r));
     }
@@ -123,18 +151,34 @@ pub fn verify_text(ledger: &Ledger) -> Result<(String, Outcome), CliError> {
     let _ = writeln!(s, "records   {}", rep.records);
     for (name, r) in [("first", &rep.first), ("last", &rep.last)] {
         if let Some(r) = r {
-            let _ = writeln!(s, "{name:<9} seq {} id {} {} {} {}", r.seq, r.id, r.started_at.to_rfc3339(), r.job, r.result);
+            let _ = writeln!(
+                s,
+                "{name:<9} seq {} id {} {} {} {}",
+                r.seq,
+                r.id,
+                r.started_at.to_rfc3339(),
+                r.job,
+                r.result
+            );
         }
     }
     let _ = writeln!(s, "head hash {}", rep.head_hash);
     let outcome = match rep.problem {
         None => {
-            let _ = writeln!(s, "OK: the hash chain holds for all {} records", rep.records);
+            let _ = writeln!(
+                s,
+                "OK: the hash chain holds for all {} records",
+                rep.records
+            );
             Outcome::Success
         }
         Some(p) => {
             let _ = writeln!(s, "BROKEN at line {}: {}", p.line, p.what);
-            let _ = writeln!(s, "records before line {} verify; the ledger from there on cannot be trusted", p.line);
+            let _ = writeln!(
+                s,
+                "records before line {} verify; the ledger from there on cannot be trusted",
+                p.line
+            );
             Outcome::Failed
         }
     };

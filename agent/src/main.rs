@@ -18,7 +18,11 @@ use crate::config::Check;
 use crate::exit::{CliError, Outcome};
 
 #[derive(Parser)]
-#[command(name = "restore-verifier", version, about = "Proves backups can really be restored: restore drills with hash-chained evidence.")]
+#[command(
+    name = "restore-verifier",
+    version,
+    about = "Proves backups can really be restored: restore drills with hash-chained evidence."
+)]
 struct Cli {
     /// Config file [default: $RESTORE_VERIFIER_CONFIG, else /etc/restore-verifier/config.toml]
     #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
@@ -142,7 +146,12 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { Outcome::Usage } else { Outcome::Success }.into();
+            return if e.use_stderr() {
+                Outcome::Usage
+            } else {
+                Outcome::Success
+            }
+            .into();
         }
     };
     init_logging(cli.log_format, cli.quiet);
@@ -150,7 +159,10 @@ fn main() -> ExitCode {
         Ok(o) => o.into(),
         Err(e) => {
             match &e {
-                CliError::Config(c) => eprintln!("{c}\nrestore-verifier: the configuration has {} error(s)", c.0.len()),
+                CliError::Config(c) => eprintln!(
+                    "{c}\nrestore-verifier: the configuration has {} error(s)",
+                    c.0.len()
+                ),
                 CliError::Usage(m) => eprintln!("restore-verifier: {m}"),
                 CliError::Other(err) => eprintln!("restore-verifier: {err:#}"),
             }
@@ -163,12 +175,19 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
     let cfg_flag = cli.config.as_deref();
     match cli.command {
         Command::Demo { dir } => demo::run(dir),
-        Command::Config { command: ConfigCommand::Check } => {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
             let cfg = load(cfg_flag, Check::Paths)?;
             print!("{}", config::describe(&cfg, chrono::Utc::now()));
             Ok(Outcome::Success)
         }
-        Command::Run { jobs, trigger, reason, json } => {
+        Command::Run {
+            jobs,
+            trigger,
+            reason,
+            json,
+        } => {
             let cfg = load(cfg_flag, Check::Values)?;
             let selected = drills::select(&cfg, &jobs).map_err(CliError::Usage)?;
             let kind = match trigger {
@@ -181,36 +200,65 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 let rec = drills::drill(&cfg, job, kind, reason.clone())?;
                 all_pass &= rec.result == verifier::Verdict::Pass;
                 if json {
-                    println!("{}", serde_json::to_string(&rec).map_err(anyhow::Error::from)?);
+                    println!(
+                        "{}",
+                        serde_json::to_string(&rec).map_err(anyhow::Error::from)?
+                    );
                 }
                 if !cli.quiet || !json {
                     eprint!("{}", output::summary(&rec));
                 }
             }
-            Ok(if all_pass { Outcome::Success } else { Outcome::Failed })
+            Ok(if all_pass {
+                Outcome::Success
+            } else {
+                Outcome::Failed
+            })
         }
-        Command::Compare { source, restored, json } => {
+        Command::Compare {
+            source,
+            restored,
+            json,
+        } => {
             let report = verifier::compare(Some(&source), &restored, &CompareOptions::default())
                 .map_err(|e| CliError::Usage(e.to_string()))?;
             if json {
-                println!("{}", serde_json::to_string(&report).map_err(anyhow::Error::from)?);
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).map_err(anyhow::Error::from)?
+                );
             } else {
                 print!("{}", compare_text(&report));
             }
-            Ok(if report.has_differences() { Outcome::Failed } else { Outcome::Success })
+            Ok(if report.has_differences() {
+                Outcome::Failed
+            } else {
+                Outcome::Success
+            })
         }
         Command::Evidence { command } => match command {
-            EvidenceCommand::Verify { ledger: Some(path) } => evidence::verify(&verifier::Ledger::new(path)),
+            EvidenceCommand::Verify { ledger: Some(path) } => {
+                evidence::verify(&verifier::Ledger::new(path))
+            }
             EvidenceCommand::Verify { ledger: None } => {
                 evidence::verify(&drills::ledger(&load(cfg_flag, Check::Values)?))
             }
-            EvidenceCommand::List { job, since, until, json } => {
+            EvidenceCommand::List {
+                job,
+                since,
+                until,
+                json,
+            } => {
                 let cfg = load(cfg_flag, Check::Values)?;
                 let tz = cfg.agent.timezone;
                 let filter = evidence::Filter {
                     job,
-                    since: since.map(|s| evidence::parse_date(&s, tz, false)).transpose()?,
-                    until: until.map(|s| evidence::parse_date(&s, tz, true)).transpose()?,
+                    since: since
+                        .map(|s| evidence::parse_date(&s, tz, false))
+                        .transpose()?,
+                    until: until
+                        .map(|s| evidence::parse_date(&s, tz, true))
+                        .transpose()?,
                 };
                 evidence::list(&drills::ledger(&cfg), &filter, json)
             }
@@ -242,7 +290,16 @@ fn compare_text(r: &verifier::CompareReport) -> String {
         if f.count > 0 {
             let _ = writeln!(s, "{name}: {}", f.count);
             for i in &f.items {
-                let _ = writeln!(s, "  {}{}", i.path, if i.what.is_empty() { String::new() } else { format!("  ({})", i.what) });
+                let _ = writeln!(
+                    s,
+                    "  {}{}",
+                    i.path,
+                    if i.what.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({})", i.what)
+                    }
+                );
             }
         }
     }

@@ -12,7 +12,11 @@ pub fn bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 pub fn seconds(s: f64) -> String {
@@ -44,21 +48,38 @@ fn met(m: Option<bool>) -> &'static str {
 /// The few lines a sysadmin reads after a drill.
 pub fn summary(r: &Record) -> String {
     let mut s = String::new();
-    let system = r.system.as_deref().map(|x| format!("  ({x})")).unwrap_or_default();
+    let system = r
+        .system
+        .as_deref()
+        .map(|x| format!("  ({x})"))
+        .unwrap_or_default();
     let _ = writeln!(s, "{}: {}{system}", r.job, verdict(r.result));
     for reason in &r.reasons {
         let _ = writeln!(s, "  reason   {reason}");
     }
     let b = &r.backup;
-    let mut line = format!("  backup   {} {}", b.kind, b.id.as_deref().unwrap_or("(not found)"));
+    let mut line = format!(
+        "  backup   {} {}",
+        b.kind,
+        b.id.as_deref().unwrap_or("(not found)")
+    );
     if let Some(t) = b.created_at {
         let _ = write!(line, ", taken {}", t.format("%Y-%m-%d %H:%M:%S %:z"));
     }
     if let Some(a) = b.age_seconds {
-        let _ = write!(line, ", age {}", humanize(std::time::Duration::from_secs(a.max(0) as u64)));
+        let _ = write!(
+            line,
+            ", age {}",
+            humanize(std::time::Duration::from_secs(a.max(0) as u64))
+        );
     }
     if let Some(rpo) = r.objectives.rpo_seconds {
-        let _ = write!(line, " (RPO {}: {})", humanize(std::time::Duration::from_secs(rpo)), met(r.objectives.rpo_met));
+        let _ = write!(
+            line,
+            " (RPO {}: {})",
+            humanize(std::time::Duration::from_secs(rpo)),
+            met(r.objectives.rpo_met)
+        );
     }
     let _ = writeln!(s, "{line}");
     let _ = writeln!(
@@ -69,7 +90,10 @@ pub fn summary(r: &Record) -> String {
         seconds(r.restore.duration_seconds)
     );
     let v = &r.verify;
-    let seed = v.sample_seed.map(|x| format!(", seed {x}")).unwrap_or_default();
+    let seed = v
+        .sample_seed
+        .map(|x| format!(", seed {x}"))
+        .unwrap_or_default();
     let mut line = format!(
         "  verify   {} files compared against {}, {} content-checked ({}, {}{seed}) in {}",
         v.files_compared,
@@ -80,7 +104,12 @@ pub fn summary(r: &Record) -> String {
         seconds(v.duration_seconds)
     );
     if let Some(rto) = r.objectives.rto_seconds {
-        let _ = write!(line, " (RTO {}: {})", humanize(std::time::Duration::from_secs(rto)), met(r.objectives.rto_met));
+        let _ = write!(
+            line,
+            " (RTO {}: {})",
+            humanize(std::time::Duration::from_secs(rto)),
+            met(r.objectives.rto_met)
+        );
     }
     let _ = writeln!(s, "{line}");
     for (name, f) in [
@@ -121,17 +150,36 @@ pub fn details(r: &Record) -> String {
     let _ = writeln!(
         s,
         "  trigger  {}{}",
-        serde_json::to_value(r.trigger.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
-        r.trigger.reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default()
+        serde_json::to_value(r.trigger.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        r.trigger
+            .reason
+            .as_deref()
+            .map(|x| format!(": {x}"))
+            .unwrap_or_default()
     );
-    let _ = writeln!(s, "  host     {} (restore-verifier {})", r.host, r.agent_version);
+    let _ = writeln!(
+        s,
+        "  host     {} (restore-verifier {})",
+        r.host, r.agent_version
+    );
     if let Some(sha) = &r.backup.sha256 {
         let _ = writeln!(s, "  backup sha256 {sha}");
     }
     if let Some(m) = &r.verify.manifest_sha256 {
-        let _ = writeln!(s, "  manifest sha256 {m} ({})", r.artifacts.as_deref().unwrap_or("-"));
+        let _ = writeln!(
+            s,
+            "  manifest sha256 {m} ({})",
+            r.artifacts.as_deref().unwrap_or("-")
+        );
     }
-    let _ = writeln!(s, "  sandbox  {} (removed: {})", r.sandbox.path, r.sandbox.removed);
+    let _ = writeln!(
+        s,
+        "  sandbox  {} (removed: {})",
+        r.sandbox.path, r.sandbox.removed
+    );
     let _ = writeln!(s, "  hash     {}\n  prev     {}", r.hash, r.prev_hash);
     let v = &r.verify;
     findings(&mut s, "missing", &v.missing);

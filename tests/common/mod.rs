@@ -23,7 +23,10 @@ pub fn fixtures() -> PathBuf {
 pub fn source_tree(dst: &Path) -> PathBuf {
     copy_tree(&fixtures().join("tree"), dst);
     let t = filetime::FileTime::from_system_time(at(TREE_TIME));
-    let mut entries: Vec<_> = walkdir::WalkDir::new(dst).into_iter().map(|e| e.unwrap()).collect();
+    let mut entries: Vec<_> = walkdir::WalkDir::new(dst)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .collect();
     entries.reverse();
     for e in entries {
         let p = e.path();
@@ -31,7 +34,11 @@ pub fn source_tree(dst: &Path) -> PathBuf {
         if ft.is_dir() {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
         } else if ft.is_file() {
-            let mode = if p.ends_with("scripts/run.sh") { 0o755 } else { 0o644 };
+            let mode = if p.ends_with("scripts/run.sh") {
+                0o755
+            } else {
+                0o644
+            };
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
         }
         filetime::set_symlink_file_times(p, t, t).unwrap();
@@ -81,11 +88,16 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (bool, u64, SystemTime)> {
         .map(|e| {
             let e = e.unwrap();
             let m = e.path().symlink_metadata().unwrap();
-            (e.path().to_path_buf(), (m.is_dir(), m.len(), m.modified().unwrap()))
+            (
+                e.path().to_path_buf(),
+                (m.is_dir(), m.len(), m.modified().unwrap()),
+            )
         })
         .collect()
 }
 
 pub fn is_empty_dir(p: &Path) -> bool {
-    std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(true)
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
 }

@@ -286,7 +286,9 @@ impl Comparer<'_> {
 
     fn only_restored(&mut self, y: &Entry) -> Result<(), CompareError> {
         if self.source.is_some() {
-            self.report.extra.push(display(&y.rel), y.kind.name().into());
+            self.report
+                .extra
+                .push(display(&y.rel), y.kind.name().into());
             return Ok(());
         }
         // No source: an inventory of what was restored, content read per policy.
@@ -304,9 +306,7 @@ impl Comparer<'_> {
 
     fn differ(&mut self, x: &Entry, what: String, drift_time: SystemTime) {
         if self.after_backup(drift_time) {
-            self.report
-                .changed_since_backup
-                .push(display(&x.rel), what);
+            self.report.changed_since_backup.push(display(&x.rel), what);
             self.set_expect(&x.rel, ExpectStatus::ChangedSinceBackup);
         } else {
             self.report.mismatched.push(display(&x.rel), what);
@@ -413,7 +413,9 @@ impl Comparer<'_> {
             }
             Err(ContentError::TimedOut(t)) => return Err(CompareError::TimedOut(t)),
             Err(ContentError::Source(e)) => {
-                self.report.source_unreadable.push(display(rel), e.to_string());
+                self.report
+                    .source_unreadable
+                    .push(display(rel), e.to_string());
                 self.set_expect(rel, ExpectStatus::Mismatched);
             }
             Err(ContentError::Restored(e)) => {
@@ -499,7 +501,11 @@ pub fn content_check(
             && first_diff.is_none()
         {
             let m = fill(s, &mut b).map_err(ContentError::Source)?;
-            if let Some(i) = a[..n.min(m)].iter().zip(&b[..n.min(m)]).position(|(x, y)| x != y) {
+            if let Some(i) = a[..n.min(m)]
+                .iter()
+                .zip(&b[..n.min(m)])
+                .position(|(x, y)| x != y)
+            {
                 first_diff = Some(offset + i as u64);
             } else if n != m {
                 first_diff = Some(offset + n.min(m) as u64);

@@ -41,7 +41,11 @@ pub fn humanize(d: Duration) -> String {
     let s = d.as_secs();
     if s == 0 {
         let ms = d.as_millis();
-        return if ms == 0 { "0s".into() } else { format!("{ms}ms") };
+        return if ms == 0 {
+            "0s".into()
+        } else {
+            format!("{ms}ms")
+        };
     }
     let (days, h, m, sec) = (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
     let mut parts = Vec::new();

@@ -104,7 +104,10 @@ pub fn run_drill(spec: &DrillSpec, env: &DrillEnv) -> Record {
         fails: Vec::new(),
         errors: Vec::new(),
     };
-    let deadline = spec.timeout.map(Deadline::after).unwrap_or(Deadline::none());
+    let deadline = spec
+        .timeout
+        .map(Deadline::after)
+        .unwrap_or(Deadline::none());
     let mut backup = BackupInfo {
         kind: spec.driver.kind().to_string(),
         ..BackupInfo::default()
@@ -178,12 +181,10 @@ pub fn run_drill(spec: &DrillSpec, env: &DrillEnv) -> Record {
         rpo_seconds: spec.rpo.map(|d| d.as_secs()),
         ..Objectives::default()
     };
-    let age = backup
-        .created_at
-        .map(|t| match started.duration_since(t) {
-            Ok(a) => a.as_secs() as i64,
-            Err(e) => -(e.duration().as_secs() as i64),
-        });
+    let age = backup.created_at.map(|t| match started.duration_since(t) {
+        Ok(a) => a.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    });
     if let Some(rpo) = spec.rpo {
         match age {
             Some(a) => {
@@ -199,8 +200,9 @@ pub fn run_drill(spec: &DrillSpec, env: &DrillEnv) -> Record {
             }
             None if !backup.id.is_empty() => {
                 objectives.rpo_met = Some(false);
-                d.fails
-                    .push("the backup time is unknown, so the RPO cannot be shown to be met".into());
+                d.fails.push(
+                    "the backup time is unknown, so the RPO cannot be shown to be met".into(),
+                );
             }
             None => {}
         }
@@ -224,7 +226,10 @@ pub fn run_drill(spec: &DrillSpec, env: &DrillEnv) -> Record {
             match sb.remove() {
                 Ok(()) => true,
                 Err(e) => {
-                    d.errors.push(format!("the sandbox {} could not be removed: {e}", p.display()));
+                    d.errors.push(format!(
+                        "the sandbox {} could not be removed: {e}",
+                        p.display()
+                    ));
                     false
                 }
             }
@@ -272,7 +277,12 @@ pub fn run_drill(spec: &DrillSpec, env: &DrillEnv) -> Record {
         },
         verify: VerifySection {
             duration_seconds: secs(verify_time),
-            against: if spec.source.is_some() { "source" } else { "none" }.into(),
+            against: if spec.source.is_some() {
+                "source"
+            } else {
+                "none"
+            }
+            .into(),
             content: spec.verify.selection.mode_name().into(),
             files_compared: r.files_compared,
             dirs_compared: r.dirs_compared,
@@ -327,11 +337,20 @@ impl Drill {
         if f.count == 0 {
             return;
         }
-        let out = if error { &mut self.errors } else { &mut self.fails };
+        let out = if error {
+            &mut self.errors
+        } else {
+            &mut self.fails
+        };
         if f.count as usize <= NAMED {
             out.extend(f.items.iter().map(|i| one(&i.path, &i.what)));
         } else {
-            let eg: Vec<&str> = f.items.iter().take(NAMED).map(|i| i.path.as_str()).collect();
+            let eg: Vec<&str> = f
+                .items
+                .iter()
+                .take(NAMED)
+                .map(|i| i.path.as_str())
+                .collect();
             out.push(format!("{} {many}, e.g. {}", f.count, eg.join(", ")));
         }
     }
@@ -340,7 +359,12 @@ impl Drill {
         if stats.files == 0 && r.restored_files == 0 {
             self.fails.push("the restore produced no files".into());
         }
-        self.list(&r.missing, |p, _| format!("missing from the restore: {p}"), "entries missing from the restore", false);
+        self.list(
+            &r.missing,
+            |p, _| format!("missing from the restore: {p}"),
+            "entries missing from the restore",
+            false,
+        );
         self.list(
             &r.mismatched,
             |p, w| {
@@ -354,14 +378,24 @@ impl Drill {
             "entries differ from the source",
             false,
         );
-        self.list(&r.unreadable, |p, w| format!("restored entry unreadable: {p} ({w})"), "restored entries unreadable", false);
-        self.list(&r.source_unreadable, |p, w| format!("cannot read source entry {p}: {w}"), "source entries unreadable", true);
+        self.list(
+            &r.unreadable,
+            |p, w| format!("restored entry unreadable: {p} ({w})"),
+            "restored entries unreadable",
+            false,
+        );
+        self.list(
+            &r.source_unreadable,
+            |p, w| format!("cannot read source entry {p}: {w}"),
+            "source entries unreadable",
+            true,
+        );
         for e in &r.expect {
             match e.status {
                 ExpectStatus::Missing => self.fails.push(format!("canary missing: {}", e.path)),
-                ExpectStatus::Mismatched => {
-                    self.fails.push(format!("canary does not match the source: {}", e.path))
-                }
+                ExpectStatus::Mismatched => self
+                    .fails
+                    .push(format!("canary does not match the source: {}", e.path)),
                 ExpectStatus::Matched | ExpectStatus::ChangedSinceBackup => {}
             }
         }
@@ -372,7 +406,8 @@ impl Drill {
             ));
         }
         if r.files_compared == 0 && r.restored_files > 0 {
-            self.fails.push("nothing was verified: no restored file matched a source file".into());
+            self.fails
+                .push("nothing was verified: no restored file matched a source file".into());
         }
     }
 }

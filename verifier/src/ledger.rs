@@ -283,15 +283,22 @@ impl Ledger {
         let mut buf = Vec::new();
         loop {
             buf.clear();
-            let n = reader.read_until(b'\n', &mut buf).map_err(|e| LedgerError::Read {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| LedgerError::Read {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
             if n == 0 {
                 break;
             }
             line_no += 1;
-            let bad = |what: String| Some(ChainProblem { line: line_no, what });
+            let bad = |what: String| {
+                Some(ChainProblem {
+                    line: line_no,
+                    what,
+                })
+            };
             if buf.last() != Some(&b'\n') {
                 report.problem = bad("incomplete last line (a write was interrupted)".into());
                 return Ok(report);
@@ -309,13 +316,20 @@ impl Ledger {
             }
             let stored = v["hash"].as_str().unwrap_or_default().to_string();
             if record_hash(&v) != stored {
-                report.problem = bad("record was changed after it was written (its hash does not match its content)".into());
+                report.problem = bad(
+                    "record was changed after it was written (its hash does not match its content)"
+                        .into(),
+                );
                 return Ok(report);
             }
             if v["prev_hash"].as_str() != Some(prev.as_str()) {
                 report.problem = bad(format!(
                     "prev_hash does not match the hash of {}: a record before this one was removed, inserted or reordered",
-                    if line_no == 1 { "the chain start".to_string() } else { format!("line {}", line_no - 1) }
+                    if line_no == 1 {
+                        "the chain start".to_string()
+                    } else {
+                        format!("line {}", line_no - 1)
+                    }
                 ));
                 return Ok(report);
             }

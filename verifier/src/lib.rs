@@ -23,7 +23,9 @@ pub use compare::{
 pub use deadline::{Deadline, TimedOut, humanize};
 pub use drill::{DrillEnv, DrillSpec, VerifySpec, run_drill};
 pub use findings::{Finding, Findings, LIST_CAP};
-pub use ledger::{ChainProblem, ChainReport, GENESIS, Ledger, LedgerError, Records, canonical, record_hash};
+pub use ledger::{
+    ChainProblem, ChainReport, GENESIS, Ledger, LedgerError, Records, canonical, record_hash,
+};
 pub use record::*;
 pub use sandbox::{PREFIX as SANDBOX_PREFIX, Sandbox};
 pub use select::{ContentSelection, in_slice, path_key};

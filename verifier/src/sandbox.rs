@@ -55,7 +55,11 @@ impl Drop for Sandbox {
 /// Restored trees may contain directories without write or search permission;
 /// removal as a non-root user needs them opened up first.
 fn make_writable(root: &Path) {
-    for e in walkdir::WalkDir::new(root).follow_links(false).into_iter().flatten() {
+    for e in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+    {
         if e.file_type().is_dir()
             && let Ok(m) = e.metadata()
         {
@@ -79,7 +83,13 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let sb = Sandbox::create(&base.path().join("sb"), "job").unwrap();
         let p = sb.path().to_path_buf();
-        assert!(p.file_name().unwrap().to_str().unwrap().starts_with("rv-job-"));
+        assert!(
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("rv-job-")
+        );
         std::fs::create_dir_all(p.join("a/b")).unwrap();
         std::fs::write(p.join("a/b/f"), b"x").unwrap();
         std::fs::set_permissions(p.join("a/b"), std::fs::Permissions::from_mode(0o500)).unwrap();

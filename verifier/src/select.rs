@@ -101,7 +101,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn paths(n: usize) -> Vec<PathBuf> {
-        (0..n).map(|i| PathBuf::from(format!("d{}/f{i}", i % 7))).collect()
+        (0..n)
+            .map(|i| PathBuf::from(format!("d{}/f{i}", i % 7)))
+            .collect()
     }
 
     #[test]

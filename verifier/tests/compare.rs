@@ -16,13 +16,15 @@ fn write_tree(root: &Path, files: &[(String, Vec<u8>)]) {
 fn tree_strategy() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
     let name = prop::sample::select(vec!["a", "b", "a.b", "a-b", "b0", "日本", "z"]);
     let path = prop::collection::vec(name, 1..4).prop_map(|v| v.join("/"));
-    prop::collection::btree_map(path, prop::collection::vec(any::<u8>(), 0..300), 0..25).prop_map(|m| {
-        // A path cannot be both a file and a directory.
-        let keys: Vec<String> = m.keys().cloned().collect();
-        m.into_iter()
-            .filter(|(k, _)| !keys.iter().any(|o| o.starts_with(&format!("{k}/"))))
-            .collect()
-    })
+    prop::collection::btree_map(path, prop::collection::vec(any::<u8>(), 0..300), 0..25).prop_map(
+        |m| {
+            // A path cannot be both a file and a directory.
+            let keys: Vec<String> = m.keys().cloned().collect();
+            m.into_iter()
+                .filter(|(k, _)| !keys.iter().any(|o| o.starts_with(&format!("{k}/"))))
+                .collect()
+        },
+    )
 }
 
 proptest! {
@@ -73,7 +75,10 @@ fn change_at_start_middle_and_end_of_a_large_file() {
         d[at] ^= 1;
         write_tree(&b, &[("big.bin".into(), d)]);
         let r = compare(Some(&a), &b, &CompareOptions::default()).unwrap();
-        assert_eq!(r.mismatched.items[0].what, format!("content differs at byte {at}"));
+        assert_eq!(
+            r.mismatched.items[0].what,
+            format!("content differs at byte {at}")
+        );
     }
 }
 
@@ -81,10 +86,26 @@ fn change_at_start_middle_and_end_of_a_large_file() {
 fn excluded_paths_are_not_compared() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    write_tree(&a, &[("x.tmp".into(), b"1".to_vec()), ("cache/c".into(), b"2".to_vec()), ("keep".into(), b"3".to_vec())]);
-    write_tree(&b, &[("keep".into(), b"3".to_vec()), ("d/y.tmp".into(), b"4".to_vec())]);
+    write_tree(
+        &a,
+        &[
+            ("x.tmp".into(), b"1".to_vec()),
+            ("cache/c".into(), b"2".to_vec()),
+            ("keep".into(), b"3".to_vec()),
+        ],
+    );
+    write_tree(
+        &b,
+        &[
+            ("keep".into(), b"3".to_vec()),
+            ("d/y.tmp".into(), b"4".to_vec()),
+        ],
+    );
     std::fs::create_dir_all(b.join("cache")).unwrap();
-    let opts = CompareOptions { exclude: vec!["*.tmp".into(), "cache/**".into()], ..Default::default() };
+    let opts = CompareOptions {
+        exclude: vec!["*.tmp".into(), "cache/**".into()],
+        ..Default::default()
+    };
     let r = compare(Some(&a), &b, &opts).unwrap();
     assert!(r.missing.is_empty() && r.mismatched.is_empty(), "{r:?}");
     // Only the directory `d` (whose file was excluded) is extra.

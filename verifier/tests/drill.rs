@@ -59,7 +59,10 @@ impl Lab {
         env.now = Some(at(now));
         let rec = run_drill(spec, &env);
         assert!(rec.sandbox.removed, "sandbox not removed: {rec:#?}");
-        assert!(is_empty_dir(&self.path("sandbox")), "sandbox dir not empty after the drill");
+        assert!(
+            is_empty_dir(&self.path("sandbox")),
+            "sandbox dir not empty after the drill"
+        );
         rec
     }
 }
@@ -78,7 +81,10 @@ fn good_backups_pass(#[case] name: &str) {
     let driver: Box<dyn Driver> = if name == "dir" {
         let copy = lab.path("backups/copy");
         copy_tree(&lab.source, &copy);
-        Box::new(DirDriver { path: copy, backup_time: None })
+        Box::new(DirDriver {
+            path: copy,
+            backup_time: None,
+        })
     } else {
         lab.tar(name)
     };
@@ -86,14 +92,29 @@ fn good_backups_pass(#[case] name: &str) {
     assert_eq!(rec.result, Verdict::Pass, "{}", reasons(&rec));
     assert!(rec.reasons.is_empty());
     let files = file_count(&lab.source);
-    assert_eq!(files, 9, "the fixture tree has 9 files (8 regular, 1 symlink)");
+    assert_eq!(
+        files, 9,
+        "the fixture tree has 9 files (8 regular, 1 symlink)"
+    );
     assert_eq!(rec.verify.files_compared, files);
     assert_eq!(rec.restore.files, files);
-    assert_eq!(rec.verify.content_checked, 8, "every regular file's bytes are checked");
+    assert_eq!(
+        rec.verify.content_checked, 8,
+        "every regular file's bytes are checked"
+    );
     assert_eq!(rec.verify.bytes_checked, rec.restore.bytes);
-    assert!(rec.verify.missing.is_empty() && rec.verify.mismatched.is_empty() && rec.verify.extra.is_empty());
+    assert!(
+        rec.verify.missing.is_empty()
+            && rec.verify.mismatched.is_empty()
+            && rec.verify.extra.is_empty()
+    );
     // The run manifest lists every content-checked file with its SHA-256.
-    let manifest = std::fs::read_to_string(lab.path("state").join(rec.artifacts.as_ref().unwrap()).join("manifest.jsonl")).unwrap();
+    let manifest = std::fs::read_to_string(
+        lab.path("state")
+            .join(rec.artifacts.as_ref().unwrap())
+            .join("manifest.jsonl"),
+    )
+    .unwrap();
     assert_eq!(manifest.lines().count(), 8);
     assert!(manifest.contains("\"path\":\"経理/請求書.txt\""));
     if name != "dir" {
@@ -104,7 +125,10 @@ fn good_backups_pass(#[case] name: &str) {
 
 #[rstest]
 #[case::byte_changed("byte-changed.tar", "content mismatch: finance/ledger.csv")]
-#[case::member_missing("member-missing.tar", "missing from the restore: drawings/part-0002.bin")]
+#[case::member_missing(
+    "member-missing.tar",
+    "missing from the restore: drawings/part-0002.bin"
+)]
 #[case::truncated("truncated.tar", "truncated.tar is damaged")]
 #[case::truncated_zst("truncated.tar.zst", "truncated.tar.zst is damaged")]
 #[case::renamed_member("renamed-member.tar", "missing from the restore: docs/report.txt")]
@@ -113,7 +137,11 @@ fn broken_backups_fail_naming_the_path(#[case] name: &str, #[case] reason: &str)
     let lab = Lab::new();
     let rec = lab.drill(&lab.spec(lab.tar(name)));
     assert_eq!(rec.result, Verdict::Fail, "{rec:#?}");
-    assert!(reasons(&rec).contains(reason), "expected {reason:?} in:\n{}", reasons(&rec));
+    assert!(
+        reasons(&rec).contains(reason),
+        "expected {reason:?} in:\n{}",
+        reasons(&rec)
+    );
 }
 
 #[test]
@@ -121,7 +149,10 @@ fn renamed_member_is_also_extra() {
     let lab = Lab::new();
     let rec = lab.drill(&lab.spec(lab.tar("renamed-member.tar")));
     assert!(rec.verify.extra.contains("docs/report-old.txt"));
-    assert!(rec.verify.mismatched.contains("latest"), "the symlink target changed too");
+    assert!(
+        rec.verify.mismatched.contains("latest"),
+        "the symlink target changed too"
+    );
 }
 
 #[test]
@@ -143,7 +174,11 @@ fn backup_older_than_rpo_fails() {
     let rec = lab.drill_at(&spec, BACKUP_TIME + 3 * 86_400);
     assert_eq!(rec.result, Verdict::Fail);
     assert_eq!(rec.objectives.rpo_met, Some(false));
-    assert!(reasons(&rec).contains("backup is 3d old, older than the RPO of 1d 2h"), "{}", reasons(&rec));
+    assert!(
+        reasons(&rec).contains("backup is 3d old, older than the RPO of 1d 2h"),
+        "{}",
+        reasons(&rec)
+    );
 }
 
 #[test]
@@ -163,7 +198,11 @@ fn missing_canary_fails() {
     let mut spec = lab.spec(lab.tar("member-missing.tar"));
     spec.verify.expect = vec!["drawings/part-0002.bin".into(), "finance/ledger.csv".into()];
     let rec = lab.drill(&spec);
-    assert!(reasons(&rec).contains("canary missing: drawings/part-0002.bin"), "{}", reasons(&rec));
+    assert!(
+        reasons(&rec).contains("canary missing: drawings/part-0002.bin"),
+        "{}",
+        reasons(&rec)
+    );
     assert!(!reasons(&rec).contains("canary missing: finance/ledger.csv"));
 
     // A canary that is nowhere at all also fails, even when everything else passes.
@@ -182,7 +221,11 @@ fn canaries_are_content_checked_even_when_sampling() {
     spec.verify.expect = vec!["finance/ledger.csv".into()];
     let rec = lab.drill(&spec);
     assert_eq!(rec.result, Verdict::Fail);
-    assert!(reasons(&rec).contains("canary does not match the source: finance/ledger.csv"), "{}", reasons(&rec));
+    assert!(
+        reasons(&rec).contains("canary does not match the source: finance/ledger.csv"),
+        "{}",
+        reasons(&rec)
+    );
 }
 
 #[test]
@@ -212,7 +255,11 @@ fn source_changed_after_backup_is_drift_not_failure() {
     let rec = lab.drill(&lab.spec(lab.tar("good.tar")));
     assert_eq!(rec.result, Verdict::Pass, "{}", reasons(&rec));
     assert!(rec.verify.changed_since_backup.contains("docs/report.txt"));
-    assert!(rec.verify.new_since_backup.contains("docs/new-after-backup.txt"));
+    assert!(
+        rec.verify
+            .new_since_backup
+            .contains("docs/new-after-backup.txt")
+    );
 }
 
 #[test]
@@ -225,7 +272,12 @@ fn silent_source_corruption_before_backup_time_fails() {
     set_mtime(&p, TREE_TIME);
     let rec = lab.drill(&lab.spec(lab.tar("good.tar")));
     assert_eq!(rec.result, Verdict::Fail);
-    assert!(reasons(&rec).contains("content mismatch: drawings/part-0001.bin (content differs at byte 4000)"), "{}", reasons(&rec));
+    assert!(
+        reasons(&rec)
+            .contains("content mismatch: drawings/part-0001.bin (content differs at byte 4000)"),
+        "{}",
+        reasons(&rec)
+    );
 }
 
 #[rstest]
@@ -240,13 +292,20 @@ fn hostile_entries_are_refused(#[case] name: &str, #[case] why: &str) {
     let before = snapshot(lab.tmp.path());
     let rec = lab.drill(&spec);
     assert_eq!(rec.result, Verdict::Fail);
-    assert!(reasons(&rec).contains("refused") && reasons(&rec).contains(why), "{}", reasons(&rec));
+    assert!(
+        reasons(&rec).contains("refused") && reasons(&rec).contains(why),
+        "{}",
+        reasons(&rec)
+    );
     let mut after = snapshot(lab.tmp.path());
     // The sandbox dir's own mtime changes as sandboxes come and go; nothing else may.
     after.insert(lab.path("sandbox"), before[&lab.path("sandbox")]);
     assert_eq!(before, after, "something outside the sandbox changed");
     assert!(!Path::new("/tmp/restore-verifier-fixture-absolute.txt").exists());
-    assert!(!lab.path("escaped-dotdot.txt").exists() && !lab.path("sandbox/escaped-dotdot.txt").exists());
+    assert!(
+        !lab.path("escaped-dotdot.txt").exists()
+            && !lab.path("sandbox/escaped-dotdot.txt").exists()
+    );
     assert!(!lab.path("sandbox/outside").exists());
 }
 
@@ -257,7 +316,11 @@ fn sandbox_is_removed_after_error() {
     spec.source = Some(lab.path("no-such-source"));
     let rec = lab.drill(&spec);
     assert_eq!(rec.result, Verdict::Error);
-    assert!(reasons(&rec).contains("cannot verify: cannot read source"), "{}", reasons(&rec));
+    assert!(
+        reasons(&rec).contains("cannot verify: cannot read source"),
+        "{}",
+        reasons(&rec)
+    );
 }
 
 #[test]
@@ -269,7 +332,11 @@ fn missing_backup_fails() {
     }));
     let rec = lab.drill(&spec);
     assert_eq!(rec.result, Verdict::Fail);
-    assert!(reasons(&rec).contains("backup not found: no file matches"), "{}", reasons(&rec));
+    assert!(
+        reasons(&rec).contains("backup not found: no file matches"),
+        "{}",
+        reasons(&rec)
+    );
 }
 
 #[test]
@@ -301,9 +368,19 @@ fn timeout_fails_the_drill() {
 }
 
 fn manifest_paths(lab: &Lab, rec: &Record) -> Vec<String> {
-    let text = std::fs::read_to_string(lab.path("state").join(rec.artifacts.as_ref().unwrap()).join("manifest.jsonl")).unwrap();
+    let text = std::fs::read_to_string(
+        lab.path("state")
+            .join(rec.artifacts.as_ref().unwrap())
+            .join("manifest.jsonl"),
+    )
+    .unwrap();
     text.lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["path"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -326,7 +403,11 @@ fn rotation_covers_every_file_in_n_drills() {
     let mut seen = std::collections::BTreeSet::new();
     for slice in 0..3 {
         let mut spec = lab.spec(lab.tar("good.tar"));
-        spec.verify.selection = ContentSelection::Rotate { over: 3, slice, seed: 0 };
+        spec.verify.selection = ContentSelection::Rotate {
+            over: 3,
+            slice,
+            seed: 0,
+        };
         let rec = lab.drill(&spec);
         assert_eq!(rec.result, Verdict::Pass);
         for p in manifest_paths(&lab, &rec) {

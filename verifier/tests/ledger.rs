@@ -7,7 +7,8 @@ use chrono::{DateTime, FixedOffset};
 use verifier::*;
 
 fn record(job: &str, n: u64) -> Record {
-    let t: DateTime<FixedOffset> = DateTime::parse_from_rfc3339("2026-11-01T02:30:00+09:00").unwrap();
+    let t: DateTime<FixedOffset> =
+        DateTime::parse_from_rfc3339("2026-11-01T02:30:00+09:00").unwrap();
     Record {
         format: FORMAT.into(),
         id: format!("id-{job}-{n}"),
@@ -16,13 +17,23 @@ fn record(job: &str, n: u64) -> Record {
         system: None,
         host: "host".into(),
         agent_version: "test".into(),
-        trigger: Trigger { kind: TriggerKind::Manual, reason: Some(format!("run {n}")) },
+        trigger: Trigger {
+            kind: TriggerKind::Manual,
+            reason: Some(format!("run {n}")),
+        },
         started_at: t,
         finished_at: t,
-        result: if n % 3 == 0 { Verdict::Fail } else { Verdict::Pass },
+        result: if n.is_multiple_of(3) {
+            Verdict::Fail
+        } else {
+            Verdict::Pass
+        },
         reasons: vec![],
         backup: BackupSection::default(),
-        restore: RestoreSection { duration_seconds: 1.25, ..Default::default() },
+        restore: RestoreSection {
+            duration_seconds: 1.25,
+            ..Default::default()
+        },
         verify: VerifySection::default(),
         objectives: Objectives::default(),
         sandbox: SandboxSection::default(),
@@ -44,11 +55,19 @@ fn ledger_with(dir: &Path, n: u64) -> Ledger {
 }
 
 fn lines(l: &Ledger) -> Vec<String> {
-    std::fs::read_to_string(l.path()).unwrap().lines().map(String::from).collect()
+    std::fs::read_to_string(l.path())
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 fn write(l: &Ledger, lines: &[String]) {
-    std::fs::write(l.path(), lines.iter().map(|s| format!("{s}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        l.path(),
+        lines.iter().map(|s| format!("{s}\n")).collect::<String>(),
+    )
+    .unwrap();
 }
 
 fn first_bad(l: &Ledger) -> Option<u64> {
@@ -167,7 +186,15 @@ fn hash_covers_fields_added_later() {
     v["hash"] = serde_json::json!(record_hash(&v));
     write(&l, &[canonical(&v)]);
     let rep = l.verify().unwrap();
-    assert!(rep.problem.unwrap().what.contains("the end of the ledger was replaced"));
+    assert!(
+        rep.problem
+            .unwrap()
+            .what
+            .contains("the end of the ledger was replaced")
+    );
     std::fs::remove_file(tmp.path().join("ledger.jsonl.head")).unwrap();
-    assert!(first_bad(&l).is_none(), "without the head file, only signatures can catch this");
+    assert!(
+        first_bad(&l).is_none(),
+        "without the head file, only signatures can catch this"
+    );
 }

@@ -70,7 +70,11 @@ impl Driver for DirDriver {
             };
             let meta = e.metadata().map_err(|err| read_err(err.into()))?;
             newest_change = newest_change.max(meta.ctime());
-            let rel = e.path().strip_prefix(&self.path).unwrap_or(e.path()).to_path_buf();
+            let rel = e
+                .path()
+                .strip_prefix(&self.path)
+                .unwrap_or(e.path())
+                .to_path_buf();
             let dest = sandbox.join(&rel);
             let refused = |r: Refusal| match r {
                 Refusal::Unsafe(why) => DriverError::Unsafe {
@@ -91,7 +95,8 @@ impl Driver for DirDriver {
                 dirs.push((dest.clone(), meta.permissions(), mtime));
             } else if ft.is_symlink() {
                 let target = std::fs::read_link(e.path()).map_err(read_err)?;
-                safe::check_link_target(&rel, &target).map_err(|why| refused(Refusal::Unsafe(why)))?;
+                safe::check_link_target(&rel, &target)
+                    .map_err(|why| refused(Refusal::Unsafe(why)))?;
                 std::os::unix::fs::symlink(&target, &dest).map_err(sandbox_err)?;
                 let _ = filetime::set_symlink_file_times(&dest, mtime, mtime);
                 stats.files += 1;

@@ -188,9 +188,7 @@ impl<'a> Extract<'a> {
     /// caller can read (and check) the rest of the file.
     fn run<R: Read>(&mut self, r: R) -> Result<R, DriverError> {
         let mut archive = tar::Archive::new(r);
-        let entries = archive
-            .entries()
-            .map_err(|e| self.damaged(e.to_string()))?;
+        let entries = archive.entries().map_err(|e| self.damaged(e.to_string()))?;
         for entry in entries {
             self.deadline.check()?;
             let mut entry = entry.map_err(|e| self.damaged(e.to_string()))?;
@@ -257,7 +255,9 @@ impl<'a> Extract<'a> {
                 let target = entry
                     .link_name()
                     .map_err(|e| self.damaged(format!("bad link target: {e}")))?
-                    .ok_or_else(|| self.damaged(format!("symlink {} has no target", rel.display())))?
+                    .ok_or_else(|| {
+                        self.damaged(format!("symlink {} has no target", rel.display()))
+                    })?
                     .into_owned();
                 safe::check_link_target(&rel, &target)
                     .map_err(|why| self.refused(&name, Refusal::Unsafe(why)))?;
@@ -274,7 +274,9 @@ impl<'a> Extract<'a> {
                 let target = entry
                     .link_name()
                     .map_err(|e| self.damaged(format!("bad link target: {e}")))?
-                    .ok_or_else(|| self.damaged(format!("hard link {} has no target", rel.display())))?
+                    .ok_or_else(|| {
+                        self.damaged(format!("hard link {} has no target", rel.display()))
+                    })?
                     .into_owned();
                 let target_rel = match safe::safe_rel(&target) {
                     Ok(Some(t)) => t,
@@ -336,7 +338,12 @@ impl<'a> Extract<'a> {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.damaged(format!("{}: {e}", dest.strip_prefix(self.root).unwrap_or(dest).display()))),
+                Err(e) => {
+                    return Err(self.damaged(format!(
+                        "{}: {e}",
+                        dest.strip_prefix(self.root).unwrap_or(dest).display()
+                    )));
+                }
             };
             f.write_all(&buf[..n]).map_err(|e| DriverError::Sandbox {
                 path: dest.to_path_buf(),

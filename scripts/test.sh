@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the tests need, then runs every check CI runs:
+# fmt, clippy with -D warnings, all tests, and the README's quick start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the tests use. Kept in one list; install only what is missing.
+PACKAGES=(gcc make pkg-config ca-certificates)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: missing packages ${missing[*]}; run as root or install them" >&2
+    exit 1
+  fi
+  echo "==> apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> cargo test"
+cargo test --workspace --locked --no-run
+cargo test --workspace --locked
+
+echo "==> quick start: cargo run --release -- demo"
+demo_dir=$(mktemp -d)
+trap 'rm -rf "$demo_dir"' EXIT
+cargo run --release --locked --quiet -- demo --dir "$demo_dir/demo"
