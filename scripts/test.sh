@@ -27,11 +27,11 @@ cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "==> cargo test"
-cargo test --workspace --locked --no-run
-cargo test --workspace --locked
-
 echo "==> quick start: cargo run --release -- demo"
 demo_dir=$(mktemp -d)
 trap 'rm -rf "$demo_dir"' EXIT
 cargo run --release --locked --quiet -- demo --dir "$demo_dir/demo"
+
+echo "==> cargo test"
+cargo test --workspace --locked --no-run
+cargo test --workspace --locked

@@ -159,7 +159,7 @@ fn unknown_job_is_a_usage_error() {
 )]
 #[case::missing_backup(
     "[job.backup]\ntype = \"tar\"\npath = \"backups/none-*.tar\"\n",
-    "job[1].backup.path: no backup file matches"
+    "config.toml:18:8: job[1].backup.path: no backup file matches"
 )]
 #[case::duplicate_name("", "config.toml:15:8: job[1].name: duplicate job name \"good\"")]
 fn config_check_reports_position_and_key(#[case] extra: &str, #[case] expected: &str) {
@@ -395,4 +395,96 @@ fn demo_shows_one_pass_and_one_fail() {
     let out = bin().args(["demo", "--dir"]).arg(&other).output().unwrap();
     assert_ne!(out.status.code(), Some(0));
     assert!(other.join("precious.txt").exists());
+}
+
+#[test]
+fn interrupted_run_records_error_removes_sandbox_and_exits_130() {
+    // A dir backup big enough that the drill is still running when the signal comes.
+    let site = Site::new("");
+    let data = site.path("big");
+    for d in 0..8 {
+        std::fs::create_dir_all(data.join(format!("d{d}"))).unwrap();
+        for f in 0..40 {
+            let bytes: Vec<u8> = (0..1_000_000u32)
+                .map(|i| (i ^ (d * 40 + f)) as u8)
+                .collect();
+            std::fs::write(data.join(format!("d{d}/f{f}")), bytes).unwrap();
+        }
+    }
+    std::fs::write(
+        &site.config,
+        format!("{AGENT}\n[[job]]\nname = \"big\"\nsource = \"big\"\n[job.backup]\ntype = \"dir\"\npath = \"big\"\n"),
+    )
+    .unwrap();
+    let child = bin()
+        .arg("-c")
+        .arg(&site.config)
+        .args(["run", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sandbox = site.path("sandbox");
+    let t0 = std::time::Instant::now();
+    while is_empty_dir(&sandbox) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "the drill never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let recs = records(&out);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["result"], "error");
+    assert!(
+        recs[0]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{}",
+        recs[0]["reasons"]
+    );
+    assert!(
+        is_empty_dir(&sandbox),
+        "the sandbox is removed after an interrupt"
+    );
+    assert_eq!(site.run(&["evidence", "verify"]).status.code(), Some(0));
+}
+
+#[rstest]
+#[case::edited("edit")]
+#[case::removed("remove")]
+#[case::inserted("insert")]
+#[case::swapped("swap")]
+fn evidence_verify_exits_1_after_any_single_change(#[case] how: &str) {
+    let site = two_jobs();
+    site.run(&["run"]);
+    site.run(&["run"]);
+    let ledger = site.path("state/ledger.jsonl");
+    let original = std::fs::read_to_string(&ledger).unwrap();
+    let mut lines: Vec<String> = original.lines().map(String::from).collect();
+    assert_eq!(lines.len(), 4);
+    match how {
+        "edit" => lines[2] = lines[2].replace("\"job\":\"good\"", "\"job\":\"goof\""),
+        "remove" => {
+            lines.remove(1);
+        }
+        "insert" => {
+            let copy = lines[0].clone();
+            lines.insert(2, copy);
+        }
+        _ => lines.swap(1, 2),
+    }
+    assert_ne!(lines.join("\n") + "\n", original);
+    std::fs::write(&ledger, lines.join("\n") + "\n").unwrap();
+    let out = site.run(&["evidence", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("BROKEN at line"));
 }

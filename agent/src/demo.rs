@@ -233,9 +233,20 @@ pub fn run(dir: Option<PathBuf>) -> Result<Outcome, CliError> {
     let cfg = config::load(&cfg_path, Check::Paths)?;
 
     let mut results = Vec::new();
+    let stop = drills::interrupt_flag();
     for job in &cfg.jobs {
         eprintln!("\nDrilling {} …", job.name);
-        let rec = drills::drill(&cfg, job, TriggerKind::Manual, Some("demo".into()))?;
+        let rec = drills::drill(
+            &cfg,
+            job,
+            TriggerKind::Manual,
+            Some("demo".into()),
+            Some(stop.clone()),
+        )?;
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            eprint!("{}", output::summary(&rec));
+            return Ok(Outcome::Interrupted);
+        }
         eprint!("{}", output::summary(&rec));
         results.push(rec.result);
     }

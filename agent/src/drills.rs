@@ -3,6 +3,8 @@
 use anyhow::Context;
 use chrono::Offset;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use verifier::driver::{DirDriver, Driver, TarDriver};
 use verifier::{
     ContentSelection, DrillEnv, DrillSpec, Ledger, Record, Trigger, TriggerKind, VerifySpec,
@@ -82,8 +84,24 @@ pub fn spec(job: &Job, ledger: &Ledger) -> DrillSpec {
     }
 }
 
-pub fn env(cfg: &Config, kind: TriggerKind, reason: Option<String>) -> DrillEnv {
+/// Set by SIGINT/SIGTERM: running drills stop, record `error` and clean up.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Registration only fails for forbidden signals, which these are not.
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+    flag
+}
+
+pub fn env(
+    cfg: &Config,
+    kind: TriggerKind,
+    reason: Option<String>,
+    cancel: Option<Arc<AtomicBool>>,
+) -> DrillEnv {
     let mut env = DrillEnv::new(&cfg.agent.sandbox_dir, &cfg.agent.state_dir);
+    env.cancel = cancel;
     env.trigger = Trigger { kind, reason };
     env.offset = chrono::Utc::now()
         .with_timezone(&cfg.agent.timezone)
@@ -98,10 +116,11 @@ pub fn drill(
     job: &Job,
     kind: TriggerKind,
     reason: Option<String>,
+    cancel: Option<Arc<AtomicBool>>,
 ) -> anyhow::Result<Record> {
     let ledger = ledger(cfg);
     let spec = spec(job, &ledger);
-    let env = env(cfg, kind, reason);
+    let env = env(cfg, kind, reason, cancel);
     tracing::info!(job = %job.name, "Drill started.");
     let mut rec = run_drill(&spec, &env);
     ledger.append(&mut rec).with_context(|| {

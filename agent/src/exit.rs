@@ -12,7 +12,6 @@ pub enum Outcome {
     /// Usage or configuration error.
     Usage,
     /// Interrupted by a signal.
-    #[allow(dead_code)]
     Interrupted,
 }
 

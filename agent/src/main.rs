@@ -196,8 +196,9 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 TriggerArg::Change => TriggerKind::Change,
             };
             let mut all_pass = true;
+            let stop = drills::interrupt_flag();
             for job in selected {
-                let rec = drills::drill(&cfg, job, kind, reason.clone())?;
+                let rec = drills::drill(&cfg, job, kind, reason.clone(), Some(stop.clone()))?;
                 all_pass &= rec.result == verifier::Verdict::Pass;
                 if json {
                     println!(
@@ -207,6 +208,12 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 }
                 if !cli.quiet || !json {
                     eprint!("{}", output::summary(&rec));
+                }
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    eprintln!(
+                        "restore-verifier: interrupted; the drill was recorded and its sandbox removed"
+                    );
+                    return Ok(Outcome::Interrupted);
                 }
             }
             Ok(if all_pass {

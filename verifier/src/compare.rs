@@ -15,7 +15,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::deadline::{Deadline, TimedOut};
+use crate::deadline::{Deadline, Stop};
 use crate::findings::Findings;
 use crate::select::{BottomK, ContentSelection, in_slice};
 use crate::walk::{Entry, Kind, Walk, WalkError};
@@ -118,7 +118,7 @@ pub enum CompareError {
     #[error("cannot write the run manifest {path}: {source}")]
     Manifest { path: PathBuf, source: io::Error },
     #[error("verify {0}")]
-    TimedOut(#[from] TimedOut),
+    Stopped(#[from] Stop),
 }
 
 /// Builds the exclude matcher; `*` also matches `/`, so `*.tmp` matches anywhere.
@@ -411,7 +411,7 @@ impl Comparer<'_> {
                     self.differ(&entry, format!("content differs at byte {at}"), mtime);
                 }
             }
-            Err(ContentError::TimedOut(t)) => return Err(CompareError::TimedOut(t)),
+            Err(ContentError::Stopped(t)) => return Err(CompareError::Stopped(t)),
             Err(ContentError::Source(e)) => {
                 self.report
                     .source_unreadable
@@ -460,7 +460,7 @@ pub struct ContentOutcome {
 pub enum ContentError {
     Source(io::Error),
     Restored(io::Error),
-    TimedOut(TimedOut),
+    Stopped(Stop),
 }
 
 fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -494,7 +494,7 @@ pub fn content_check(
     let mut offset = 0u64;
     let mut first_diff = None;
     loop {
-        deadline.check().map_err(ContentError::TimedOut)?;
+        deadline.check().map_err(ContentError::Stopped)?;
         let n = fill(&mut dst, &mut a).map_err(ContentError::Restored)?;
         hasher.update(&a[..n]);
         if let Some(s) = &mut src

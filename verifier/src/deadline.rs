@@ -1,23 +1,34 @@
-//! A drill's time budget, checked between units of work (entries, chunks).
+//! A drill's budget: its timeout and a cancel flag (set by a signal handler),
+//! checked between units of work (entries, chunks).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Deadline {
     at: Option<Instant>,
     budget: Option<Duration>,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
-/// The drill ran out of its `timeout`.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("timed out after {}", humanize(*.0))]
-pub struct TimedOut(pub Duration);
+/// Why work stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Stop {
+    /// The job's `timeout` ran out.
+    #[error("timed out after {}", humanize(*.0))]
+    TimedOut(Duration),
+    /// The process was asked to stop (SIGINT, SIGTERM).
+    #[error("was interrupted before it finished")]
+    Cancelled,
+}
 
 impl Deadline {
     pub fn none() -> Deadline {
         Deadline {
             at: None,
             budget: None,
+            cancel: None,
         }
     }
 
@@ -25,12 +36,26 @@ impl Deadline {
         Deadline {
             at: Instant::now().checked_add(budget),
             budget: Some(budget),
+            cancel: None,
         }
     }
 
-    pub fn check(&self) -> Result<(), TimedOut> {
+    /// Also stop as soon as `flag` is set.
+    pub fn with_cancel(mut self, flag: Option<Arc<AtomicBool>>) -> Deadline {
+        self.cancel = flag;
+        self
+    }
+
+    pub fn check(&self) -> Result<(), Stop> {
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            return Err(Stop::Cancelled);
+        }
         match (self.at, self.budget) {
-            (Some(at), Some(b)) if Instant::now() >= at => Err(TimedOut(b)),
+            (Some(at), Some(b)) if Instant::now() >= at => Err(Stop::TimedOut(b)),
             _ => Ok(()),
         }
     }
@@ -76,9 +101,14 @@ mod tests {
     }
 
     #[test]
-    fn zero_budget_times_out() {
+    fn zero_budget_times_out_and_cancel_stops() {
         let d = Deadline::after(Duration::ZERO);
-        assert!(d.check().is_err());
+        assert_eq!(d.check(), Err(Stop::TimedOut(Duration::ZERO)));
         assert!(Deadline::none().check().is_ok());
+        let flag = Arc::new(AtomicBool::new(false));
+        let d = Deadline::none().with_cancel(Some(flag.clone()));
+        assert!(d.check().is_ok());
+        flag.store(true, Ordering::Relaxed);
+        assert_eq!(d.check(), Err(Stop::Cancelled));
     }
 }

@@ -5,12 +5,14 @@
 //! `error`; anything that verified nothing is never a `pass`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
 
 use crate::compare::{CompareError, CompareOptions, CompareReport, ExpectStatus, compare};
-use crate::deadline::{Deadline, humanize};
+use crate::deadline::{Deadline, Stop, humanize};
 use crate::driver::{BackupInfo, Driver, DriverError, RestoreStats};
 use crate::findings::Findings;
 use crate::record::*;
@@ -65,6 +67,9 @@ pub struct DrillEnv {
     pub agent_version: String,
     /// The drill's start time; `None` reads the clock.
     pub now: Option<SystemTime>,
+    /// When set (by a signal handler), the drill stops, records `error`, and
+    /// still removes its sandbox.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl DrillEnv {
@@ -81,6 +86,7 @@ impl DrillEnv {
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             now: None,
+            cancel: None,
         }
     }
 
@@ -107,7 +113,8 @@ pub fn run_drill(spec: &DrillSpec, env: &DrillEnv) -> Record {
     let deadline = spec
         .timeout
         .map(Deadline::after)
-        .unwrap_or(Deadline::none());
+        .unwrap_or(Deadline::none())
+        .with_cancel(env.cancel.clone());
     let mut backup = BackupInfo {
         kind: spec.driver.kind().to_string(),
         ..BackupInfo::default()
@@ -153,7 +160,7 @@ pub fn run_drill(spec: &DrillSpec, env: &DrillEnv) -> Record {
                 exclude: spec.verify.exclude.clone(),
                 drift_since: backup.created_at,
                 expect: spec.verify.expect.clone(),
-                deadline,
+                deadline: deadline.clone(),
                 manifest_out: Some(run_dir.join("manifest.jsonl")),
             };
             match compare(spec.source.as_deref(), sb.path(), &opts) {
@@ -161,9 +168,10 @@ pub fn run_drill(spec: &DrillSpec, env: &DrillEnv) -> Record {
                     artifacts = Some(format!("runs/{id}"));
                     report = Some(r);
                 }
-                Err(CompareError::TimedOut(t)) => {
+                Err(CompareError::Stopped(t @ Stop::TimedOut(_))) => {
                     d.fails.push(format!("verify {t} (the job's timeout)"))
                 }
+                Err(e @ CompareError::Stopped(Stop::Cancelled)) => d.errors.push(e.to_string()),
                 Err(e) => d.errors.push(format!("cannot verify: {e}")),
             }
             verify_time = t.elapsed();

@@ -20,7 +20,7 @@ pub use compare::{
     CompareError, CompareOptions, CompareReport, ExpectResult, ExpectStatus, compare,
     content_check, display,
 };
-pub use deadline::{Deadline, TimedOut, humanize};
+pub use deadline::{Deadline, Stop, humanize};
 pub use drill::{DrillEnv, DrillSpec, VerifySpec, run_drill};
 pub use findings::{Finding, Findings, LIST_CAP};
 pub use ledger::{

@@ -428,3 +428,17 @@ fn without_source_the_restore_is_read_in_full() {
     assert_eq!(rec.verify.files_compared, 9);
     assert_eq!(rec.verify.content_checked, 8);
 }
+
+#[test]
+fn cancelled_drill_is_an_error_and_cleans_up() {
+    let lab = Lab::new();
+    let spec = lab.spec(lab.tar("good.tar"));
+    let mut env = DrillEnv::new(lab.path("sandbox"), lab.path("state"));
+    env.cancel = Some(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+        true,
+    )));
+    let rec = run_drill(&spec, &env);
+    assert_eq!(rec.result, Verdict::Error);
+    assert!(reasons(&rec).contains("interrupted"), "{}", reasons(&rec));
+    assert!(rec.sandbox.removed && is_empty_dir(&lab.path("sandbox")));
+}

@@ -106,7 +106,7 @@ impl Driver for DirDriver {
                 let n = copy_file(&mut from, &mut to, deadline).map_err(|c| match c {
                     CopyError::Read(err) => read_err(err),
                     CopyError::Write(err) => sandbox_err(err),
-                    CopyError::TimedOut(t) => DriverError::TimedOut(t),
+                    CopyError::Stopped(t) => DriverError::Stopped(t),
                 })?;
                 drop(to);
                 std::fs::set_permissions(&dest, meta.permissions()).map_err(sandbox_err)?;
@@ -136,7 +136,7 @@ impl Driver for DirDriver {
 enum CopyError {
     Read(std::io::Error),
     Write(std::io::Error),
-    TimedOut(crate::deadline::TimedOut),
+    Stopped(crate::deadline::Stop),
 }
 
 fn copy_file(
@@ -148,7 +148,7 @@ fn copy_file(
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
-        deadline.check().map_err(CopyError::TimedOut)?;
+        deadline.check().map_err(CopyError::Stopped)?;
         let n = match from.read(&mut buf) {
             Ok(0) => return Ok(total),
             Ok(n) => n,

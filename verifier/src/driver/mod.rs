@@ -15,7 +15,7 @@ use std::time::SystemTime;
 pub use dir::DirDriver;
 pub use tar::{TarDriver, newest_match};
 
-use crate::deadline::{Deadline, TimedOut};
+use crate::deadline::{Deadline, Stop};
 
 /// What a drill knows about the backup it restores.
 #[derive(Debug, Clone, Default)]
@@ -56,7 +56,7 @@ pub enum DriverError {
         why: String,
     },
     #[error("restore {0}")]
-    TimedOut(#[from] TimedOut),
+    Stopped(#[from] Stop),
     #[error("cannot read backup {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("cannot write {path} in the sandbox: {source}")]
@@ -71,8 +71,10 @@ impl DriverError {
             DriverError::NotFound(_)
             | DriverError::Damaged { .. }
             | DriverError::Unsafe { .. }
-            | DriverError::TimedOut(_) => true,
-            DriverError::Read { .. } | DriverError::Sandbox { .. } => false,
+            | DriverError::Stopped(Stop::TimedOut(_)) => true,
+            DriverError::Stopped(Stop::Cancelled)
+            | DriverError::Read { .. }
+            | DriverError::Sandbox { .. } => false,
         }
     }
 }

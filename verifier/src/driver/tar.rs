@@ -238,7 +238,7 @@ impl<'a> Extract<'a> {
                 }
                 self.dirs.push((dest, mode, mtime));
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let mut f = safe::create_new(&dest).map_err(|r| self.refused(&name, r))?;
                 let n = self.copy(entry, &mut f, &dest)?;
                 drop(f);
