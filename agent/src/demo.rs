@@ -239,8 +239,8 @@ pub fn run(dir: Option<PathBuf>) -> Result<Outcome, CliError> {
         let rec = drills::drill(
             &cfg,
             job,
-            TriggerKind::Manual,
-            Some("demo".into()),
+            drills::trigger(TriggerKind::Manual, Some("demo".into())),
+            None,
             Some(stop.clone()),
         )?;
         if stop.load(std::sync::atomic::Ordering::Relaxed) {

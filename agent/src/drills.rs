@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicBool;
 use verifier::driver::{DirDriver, Driver, TarDriver};
 use verifier::{
     ContentSelection, DrillEnv, DrillSpec, Ledger, Record, Trigger, TriggerKind, VerifySpec,
-    run_drill,
 };
 
 use crate::config::{Backup, Config, Content, Job};
@@ -94,15 +93,10 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
-pub fn env(
-    cfg: &Config,
-    kind: TriggerKind,
-    reason: Option<String>,
-    cancel: Option<Arc<AtomicBool>>,
-) -> DrillEnv {
+pub fn env(cfg: &Config, trigger: Trigger, cancel: Option<Arc<AtomicBool>>) -> DrillEnv {
     let mut env = DrillEnv::new(&cfg.agent.sandbox_dir, &cfg.agent.state_dir);
     env.cancel = cancel;
-    env.trigger = Trigger { kind, reason };
+    env.trigger = trigger;
     env.offset = chrono::Utc::now()
         .with_timezone(&cfg.agent.timezone)
         .offset()
@@ -110,26 +104,37 @@ pub fn env(
     env
 }
 
-/// Runs one job's drill and appends its record to the ledger.
+/// A trigger without a schedule time.
+pub fn trigger(kind: TriggerKind, reason: Option<String>) -> Trigger {
+    Trigger {
+        kind,
+        reason,
+        scheduled_for: None,
+    }
+}
+
+/// Runs one job's drill under an in-progress marker and appends its record.
 pub fn drill(
     cfg: &Config,
     job: &Job,
-    kind: TriggerKind,
-    reason: Option<String>,
+    trigger: Trigger,
+    id: Option<String>,
     cancel: Option<Arc<AtomicBool>>,
 ) -> anyhow::Result<Record> {
     let ledger = ledger(cfg);
     let spec = spec(job, &ledger);
-    let env = env(cfg, kind, reason, cancel);
-    tracing::info!(job = %job.name, "Drill started.");
-    let mut rec = run_drill(&spec, &env);
-    ledger.append(&mut rec).with_context(|| {
-        format!(
-            "the drill of {} ran ({}) but its record could not be kept",
-            job.name, rec.result
-        )
+    let env = env(cfg, trigger, cancel);
+    let id = id.unwrap_or_else(verifier::new_id);
+    let span = tracing::info_span!("drill", job = %job.name, id = %id);
+    let _entered = span.enter();
+    tracing::info!("Drill started.");
+    let rec = verifier::drill_to_ledger(&spec, &env, &ledger, Some(id.clone())).with_context(|| {
+        format!("the drill {id} of {} could not be recorded", job.name)
     })?;
-    tracing::info!(job = %job.name, seq = rec.seq, id = %rec.id, result = %rec.result, "Drill finished.");
+    match rec.result {
+        verifier::Verdict::Pass => tracing::info!(seq = rec.seq, "Drill passed."),
+        r => tracing::warn!(seq = rec.seq, result = %r, reason = rec.reasons.first().map(String::as_str).unwrap_or(""), "Drill did not pass."),
+    }
     Ok(rec)
 }
 

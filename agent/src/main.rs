@@ -198,7 +198,7 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             let mut all_pass = true;
             let stop = drills::interrupt_flag();
             for job in selected {
-                let rec = drills::drill(&cfg, job, kind, reason.clone(), Some(stop.clone()))?;
+                let rec = drills::drill(&cfg, job, drills::trigger(kind, reason.clone()), None, Some(stop.clone()))?;
                 all_pass &= rec.result == verifier::Verdict::Pass;
                 if json {
                     println!(

@@ -34,6 +34,7 @@ fn verdict(v: Verdict) -> &'static str {
         Verdict::Pass => "PASS",
         Verdict::Fail => "FAIL",
         Verdict::Error => "ERROR",
+        Verdict::Skipped => "SKIPPED",
     }
 }
 

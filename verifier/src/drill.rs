@@ -81,6 +81,7 @@ impl DrillEnv {
             trigger: Trigger {
                 kind: TriggerKind::Manual,
                 reason: None,
+                scheduled_for: None,
             },
             offset: FixedOffset::east_opt(0).expect("zero offset"),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
@@ -90,7 +91,7 @@ impl DrillEnv {
         }
     }
 
-    fn stamp(&self, t: SystemTime) -> DateTime<FixedOffset> {
+    pub fn stamp(&self, t: SystemTime) -> DateTime<FixedOffset> {
         DateTime::<Utc>::from(t)
             .with_timezone(&self.offset)
             .trunc_subsecs(3)
@@ -101,11 +102,61 @@ fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
+/// A new record id: a UUID v7, so ids sort by time.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// Runs one drill and returns its (not yet appended) record.
 pub fn run_drill(spec: &DrillSpec, env: &DrillEnv) -> Record {
+    run_drill_as(spec, env, new_id())
+}
+
+/// A record for a drill that did not restore anything: skipped, or interrupted
+/// by a crash. Its sections are empty; `reasons` say why.
+pub fn note_record(
+    env: &DrillEnv,
+    id: String,
+    job: &str,
+    system: Option<String>,
+    started: SystemTime,
+    result: Verdict,
+    reasons: Vec<String>,
+) -> Record {
+    let now = SystemTime::now().max(started);
+    Record {
+        format: FORMAT.to_string(),
+        id,
+        seq: 0,
+        job: job.to_string(),
+        system,
+        host: env.host.clone(),
+        agent_version: env.agent_version.clone(),
+        trigger: env.trigger.clone(),
+        started_at: env.stamp(started),
+        finished_at: env.stamp(now),
+        result,
+        reasons,
+        backup: BackupSection::default(),
+        restore: RestoreSection::default(),
+        verify: VerifySection::default(),
+        objectives: Objectives::default(),
+        sandbox: SandboxSection {
+            path: String::new(),
+            removed: true,
+        },
+        artifacts: None,
+        prev_hash: String::new(),
+        hash: String::new(),
+        signature: None,
+    }
+}
+
+/// Runs one drill with a given record id (known in advance, e.g. to answer an
+/// API request or to write an in-progress marker).
+pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
     let started = env.now.unwrap_or_else(SystemTime::now);
     let clock = Instant::now();
-    let id = uuid::Uuid::now_v7().to_string();
     let mut d = Drill {
         fails: Vec::new(),
         errors: Vec::new(),
@@ -125,7 +176,7 @@ pub fn run_drill(spec: &DrillSpec, env: &DrillEnv) -> Record {
     let mut verify_time = Duration::ZERO;
     let mut artifacts = None;
 
-    let sandbox = match Sandbox::create(&env.sandbox_dir, &spec.job) {
+    let sandbox = match Sandbox::create(&env.sandbox_dir, &spec.job, &id) {
         Ok(s) => Some(s),
         Err(e) => {
             d.errors.push(format!(

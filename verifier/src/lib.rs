@@ -12,6 +12,7 @@ pub mod driver;
 mod findings;
 mod ledger;
 mod record;
+mod running;
 mod sandbox;
 mod select;
 mod walk;
@@ -21,11 +22,12 @@ pub use compare::{
     content_check, display,
 };
 pub use deadline::{Deadline, Stop, humanize};
-pub use drill::{DrillEnv, DrillSpec, VerifySpec, run_drill};
+pub use drill::{DrillEnv, DrillSpec, VerifySpec, new_id, note_record, run_drill, run_drill_as};
+pub use running::{drill_to_ledger, recover_interrupted};
 pub use findings::{Finding, Findings, LIST_CAP};
 pub use ledger::{
     ChainProblem, ChainReport, GENESIS, Ledger, LedgerError, Records, canonical, record_hash,
 };
 pub use record::*;
-pub use sandbox::{PREFIX as SANDBOX_PREFIX, Sandbox};
+pub use sandbox::{PREFIX as SANDBOX_PREFIX, Sandbox, remove_tree, sandbox_path};
 pub use select::{ContentSelection, in_slice, path_key};

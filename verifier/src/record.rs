@@ -14,6 +14,9 @@ pub enum Verdict {
     Pass,
     Fail,
     Error,
+    /// A due drill that did not run (the job's previous drill was still running,
+    /// or the agent shut down first). Never a restore test.
+    Skipped,
 }
 
 impl Verdict {
@@ -22,6 +25,7 @@ impl Verdict {
             Verdict::Pass => "pass",
             Verdict::Fail => "fail",
             Verdict::Error => "error",
+            Verdict::Skipped => "skipped",
         }
     }
 }
@@ -44,6 +48,9 @@ pub enum TriggerKind {
 pub struct Trigger {
     pub kind: TriggerKind,
     pub reason: Option<String>,
+    /// For scheduled drills: the schedule time this drill is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<DateTime<FixedOffset>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -17,11 +17,13 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Makes a fresh, empty sandbox for `job` under `sandbox_dir` (created if missing).
-    pub fn create(sandbox_dir: &Path, job: &str) -> io::Result<Sandbox> {
+    /// Makes a fresh, empty sandbox for drill `id` of `job` under `sandbox_dir`
+    /// (created if missing), at [`sandbox_path`].
+    pub fn create(sandbox_dir: &Path, job: &str, id: &str) -> io::Result<Sandbox> {
         std::fs::create_dir_all(sandbox_dir)?;
         let dir = tempfile::Builder::new()
-            .prefix(&format!("{PREFIX}{job}-"))
+            .prefix(&sandbox_name(job, id))
+            .rand_bytes(0)
             .tempdir_in(sandbox_dir)?;
         let path = dir.path().to_path_buf();
         Ok(Sandbox {
@@ -49,6 +51,25 @@ impl Drop for Sandbox {
         if self.dir.is_some() {
             make_writable(&self.path);
         }
+    }
+}
+
+fn sandbox_name(job: &str, id: &str) -> String {
+    format!("{PREFIX}{job}-{id}")
+}
+
+/// Where the sandbox of drill `id` is: known before the drill starts, so a crash
+/// can be cleaned up from the drill's in-progress marker.
+pub fn sandbox_path(sandbox_dir: &Path, job: &str, id: &str) -> PathBuf {
+    sandbox_dir.join(sandbox_name(job, id))
+}
+
+/// Removes a sandbox left behind (by a crash); a missing one is fine.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    make_writable(path);
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

@@ -20,6 +20,7 @@ fn record(job: &str, n: u64) -> Record {
         trigger: Trigger {
             kind: TriggerKind::Manual,
             reason: Some(format!("run {n}")),
+            scheduled_for: None,
         },
         started_at: t,
         finished_at: t,

@@ -1,0 +1,190 @@
+//! Crash safety: every drill that is to leave a record holds an in-progress
+//! marker in `state_dir/running/` from before its sandbox exists until its record
+//! is in the ledger. The marker file is locked while its drill runs, so a marker
+//! whose lock can be taken belongs to a drill that died (crash, `kill -9`, power
+//! loss): its sandbox is removed and an `error` record says it was interrupted.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+use crate::drill::{DrillEnv, DrillSpec, new_id, note_record, run_drill_as};
+use crate::ledger::{Ledger, LedgerError};
+use crate::record::{Record, Trigger, Verdict};
+use crate::sandbox::{PREFIX, remove_tree, sandbox_path};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MarkerData {
+    id: String,
+    job: String,
+    system: Option<String>,
+    sandbox: PathBuf,
+    started_at: DateTime<FixedOffset>,
+    trigger: Trigger,
+    pid: u32,
+}
+
+/// A locked in-progress marker; dropping it without [`Marker::remove`] leaves it
+/// for recovery, which is what a crash does too.
+pub struct Marker {
+    path: PathBuf,
+    _file: File,
+}
+
+fn running_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("running")
+}
+
+impl Marker {
+    fn create(state_dir: &Path, data: &MarkerData) -> io::Result<Marker> {
+        let dir = running_dir(state_dir);
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{}.json", data.id));
+        let tmp = dir.join(format!(".{}.tmp", data.id));
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        // Locked before it becomes visible under its real name, so recovery
+        // never mistakes a starting drill for a dead one.
+        f.lock()?;
+        f.write_all(&serde_json::to_vec(data)?)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &path)?;
+        File::open(&dir)?.sync_all()?;
+        Ok(Marker { path, _file: f })
+    }
+
+    fn remove(self) -> io::Result<()> {
+        std::fs::remove_file(&self.path)
+    }
+}
+
+/// Runs a drill under an in-progress marker and appends its record; the record
+/// id may be given in advance (an API answer names it before the drill runs).
+pub fn drill_to_ledger(
+    spec: &DrillSpec,
+    env: &DrillEnv,
+    ledger: &Ledger,
+    id: Option<String>,
+) -> Result<Record, LedgerError> {
+    let id = id.unwrap_or_else(new_id);
+    let data = MarkerData {
+        id: id.clone(),
+        job: spec.job.clone(),
+        system: spec.system.clone(),
+        sandbox: sandbox_path(&env.sandbox_dir, &spec.job, &id),
+        started_at: env.stamp(env.now.unwrap_or_else(SystemTime::now)),
+        trigger: env.trigger.clone(),
+        pid: std::process::id(),
+    };
+    let marker = Marker::create(&env.state_dir, &data).map_err(|e| LedgerError::Write {
+        path: running_dir(&env.state_dir),
+        source: e,
+    })?;
+    let mut rec = run_drill_as(spec, env, id);
+    ledger.append(&mut rec)?;
+    // The record is kept; a marker left behind now would only add a false
+    // "interrupted" record, so failing to remove it is reported, not ignored.
+    marker.remove().map_err(|e| LedgerError::Write {
+        path: running_dir(&env.state_dir),
+        source: e,
+    })?;
+    Ok(rec)
+}
+
+/// Finds drills that died without a record, removes their sandboxes, appends an
+/// `error` record for each, and removes sandboxes no live drill owns.
+pub fn recover_interrupted(env: &DrillEnv, ledger: &Ledger) -> Result<Vec<Record>, LedgerError> {
+    let dir = running_dir(&env.state_dir);
+    let mut recovered = Vec::new();
+    let rerr = |e| LedgerError::Read {
+        path: dir.clone(),
+        source: e,
+    };
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(d) => d.collect::<Result<Vec<_>, _>>().map_err(rerr)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(rerr(e)),
+    };
+    for e in entries {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            // A marker that never got its name: its drill had not started.
+            if let Ok(f) = File::open(&path)
+                && f.try_lock().is_ok()
+            {
+                let _ = std::fs::remove_file(&path);
+            }
+            continue;
+        }
+        if !name.ends_with(".json") {
+            continue;
+        }
+        let f = File::open(&path).map_err(rerr)?;
+        let data: Option<MarkerData> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        match f.try_lock() {
+            Err(TryLockError::WouldBlock) => continue,
+            Err(TryLockError::Error(e)) => return Err(rerr(e)),
+            Ok(()) => {}
+        }
+        let Some(d) = data else {
+            tracing::error!(marker = %path.display(), "Unreadable in-progress marker; removing it.");
+            let _ = std::fs::remove_file(&path);
+            continue;
+        };
+        let removed = remove_tree(&d.sandbox);
+        let mut reasons = vec![format!(
+            "interrupted: restore-verifier stopped (crash, kill or power loss) while this drill was running (pid {}); no result was recorded",
+            d.pid
+        )];
+        if let Err(e) = &removed {
+            reasons.push(format!("its sandbox {} could not be removed: {e}", d.sandbox.display()));
+        }
+        let mut denv = env.clone();
+        denv.trigger = d.trigger.clone();
+        let mut rec = note_record(
+            &denv,
+            d.id.clone(),
+            &d.job,
+            d.system.clone(),
+            SystemTime::from(d.started_at),
+            Verdict::Error,
+            reasons,
+        );
+        rec.sandbox.path = d.sandbox.display().to_string();
+        rec.sandbox.removed = removed.is_ok();
+        ledger.append(&mut rec)?;
+        std::fs::remove_file(&path).map_err(|e| LedgerError::Write {
+            path: path.clone(),
+            source: e,
+        })?;
+        tracing::warn!(job = %rec.job, id = %rec.id, "Recorded a drill interrupted by a crash.");
+        recovered.push(rec);
+    }
+    // Sandboxes whose drill is not running: their marker is gone or unlocked.
+    // Checked per sandbox, now, because a drill may have started meanwhile
+    // (its marker always exists before its sandbox does).
+    if let Ok(rd) = std::fs::read_dir(&env.sandbox_dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let p = e.path();
+            if !name.starts_with(PREFIX) || !p.is_dir() {
+                continue;
+            }
+            let id = name.get(name.len().saturating_sub(36)..).unwrap_or_default();
+            let owned = File::open(dir.join(format!("{id}.json")))
+                .map(|f| matches!(f.try_lock(), Err(TryLockError::WouldBlock)))
+                .unwrap_or(false);
+            if !owned {
+                tracing::warn!(sandbox = %p.display(), "Removing a sandbox left behind.");
+                let _ = remove_tree(&p);
+            }
+        }
+    }
+    Ok(recovered)
+}
