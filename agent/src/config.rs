@@ -35,6 +35,9 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return write!(f, "{}: {}", self.file.display(), self.message);
+        }
         write!(
             f,
             "{}:{}:{}: {}: {}",
@@ -590,17 +593,17 @@ fn job(
                 ),
             );
         }
-        if let (Ok(sp), Ok(sb)) = (p.canonicalize(), agent.sandbox_dir.canonicalize())
-            && sb.starts_with(&sp)
-        {
-            cx.at(
-                s.span(),
-                k("source"),
-                format!(
-                    "sandbox_dir {} is inside this source; move sandbox_dir elsewhere",
-                    sb.display()
-                ),
-            );
+        for (key, dir) in [("sandbox_dir", &agent.sandbox_dir), ("state_dir", &agent.state_dir)] {
+            if verifier::overlaps(&p, dir) {
+                cx.at(
+                    s.span(),
+                    k("source"),
+                    format!(
+                        "{key} {} and this source overlap: restore-verifier never writes into a source; move {key} elsewhere",
+                        dir.display()
+                    ),
+                );
+            }
         }
         p
     });
@@ -630,6 +633,16 @@ fn job(
                     p.span(),
                     k("backup.path"),
                     format!("backup directory {} does not exist", path.display()),
+                );
+            }
+            if verifier::overlaps(&path, &agent.sandbox_dir) {
+                cx.at(
+                    p.span(),
+                    k("backup.path"),
+                    format!(
+                        "this backup and sandbox_dir {} overlap; move sandbox_dir elsewhere",
+                        agent.sandbox_dir.display()
+                    ),
                 );
             }
             Some(Backup::Dir { path, backup_time })
@@ -709,19 +722,16 @@ fn job(
         }
     });
     for p in rv.exclude.unwrap_or_default() {
-        match globset::Glob::new(p.get_ref()) {
+        match verifier::exclude_set(std::slice::from_ref(p.get_ref())) {
             Ok(_) => verify.exclude.push(p.into_inner()),
-            Err(e) => cx.at(
-                p.span(),
-                k("verify.exclude"),
-                format!("invalid pattern: {}", e.kind()),
-            ),
+            Err(e) => cx.at(p.span(), k("verify.exclude"), e.to_string()),
         }
     }
+    let excludes = verifier::exclude_set(&verify.exclude).ok().flatten();
     for p in rv.expect.unwrap_or_default() {
-        let rel = Path::new(p.get_ref());
-        if rel.is_absolute()
-            || rel
+        let raw = Path::new(p.get_ref());
+        if raw.is_absolute()
+            || raw
                 .components()
                 .any(|c| matches!(c, std::path::Component::ParentDir))
         {
@@ -730,8 +740,26 @@ fn job(
                 k("verify.expect"),
                 "canaries are paths relative to the backup root, without `..`",
             );
+            continue;
+        }
+        // "./a//b" is the walked path "a/b".
+        let rel: PathBuf = raw
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+            .collect();
+        if rel.as_os_str().is_empty() {
+            cx.at(p.span(), k("verify.expect"), "a canary must name a file");
+        } else if excludes.as_ref().is_some_and(|g| g.is_match(&rel)) {
+            cx.at(
+                p.span(),
+                k("verify.expect"),
+                format!(
+                    "canary {} is excluded by verify.exclude, so it could never be checked",
+                    rel.display()
+                ),
+            );
         } else {
-            verify.expect.push(rel.to_path_buf());
+            verify.expect.push(rel);
         }
     }
 
@@ -862,6 +890,36 @@ mod tests {
         assert_eq!(cfg.jobs.len(), 2);
         assert_eq!(cfg.agent.timezone, chrono_tz::Asia::Tokyo);
         assert!(cfg.jobs.iter().all(|j| j.schedule.is_some()));
+    }
+
+    #[test]
+    fn canaries_are_normalised_and_must_not_be_excluded() {
+        let base =
+            "[[job]]\nname = \"a\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n[job.verify]\n";
+        let ok = format!("{base}expect = [\"./finance//ledger.csv\"]\n");
+        let cfg = parse(Path::new("/etc/rv.toml"), &ok, Check::Values).unwrap();
+        assert_eq!(
+            cfg.jobs[0].verify.expect,
+            [PathBuf::from("finance/ledger.csv")]
+        );
+        let bad = format!("{base}exclude = [\"*.tmp\"]\nexpect = [\"a/b.tmp\"]\n");
+        let e = errs(&bad);
+        assert!(
+            e[0].contains("job[0].verify.expect: canary a/b.tmp is excluded"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn sandbox_inside_a_source_is_refused() {
+        let text = "[agent]\nsandbox_dir = \"/srv/share/.rv\"\n[[job]]\nname = \"a\"\nsource = \"/srv/share\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n";
+        let e = errs(text);
+        assert!(
+            e.iter()
+                .any(|m| m
+                    .contains("job[0].source: sandbox_dir /srv/share/.rv and this source overlap")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -29,16 +29,18 @@ fn random_seed() -> u64 {
     h.finish() & i64::MAX as u64
 }
 
-/// How many earlier drills of `job` rotated over content, to pick this drill's slice.
-fn rotation_position(ledger: &Ledger, job: &str) -> u64 {
-    ledger
-        .records()
-        .map(|it| {
-            it.filter_map(Result::ok)
-                .filter(|r| r.job == job && r.verify.rotate.is_some())
-                .count() as u64
-        })
-        .unwrap_or(0)
+/// The rotation slice for the next drill of `job`: the one after the last drill
+/// that finished its verify over the same number of slices, so a drill that
+/// erred before verifying does not leave a slice unchecked.
+fn next_slice(ledger: &Ledger, job: &str, over: u64) -> u64 {
+    let last = ledger.records().ok().and_then(|it| {
+        it.filter_map(Result::ok)
+            .filter(|r| r.job == job && r.artifacts.is_some())
+            .filter_map(|r| r.verify.rotate)
+            .filter(|r| r.over == over)
+            .last()
+    });
+    last.map_or(0, |r| (r.slice + 1) % over)
 }
 
 pub fn spec(job: &Job, ledger: &Ledger) -> DrillSpec {
@@ -62,7 +64,7 @@ pub fn spec(job: &Job, ledger: &Ledger) -> DrillSpec {
         },
         Content::Rotate => ContentSelection::Rotate {
             over: v.rotate_over,
-            slice: rotation_position(ledger, &job.name) % v.rotate_over,
+            slice: next_slice(ledger, &job.name, v.rotate_over),
             seed: v.seed.unwrap_or(0),
         },
     };
@@ -128,12 +130,13 @@ pub fn drill(
     let span = tracing::info_span!("drill", job = %job.name, id = %id);
     let _entered = span.enter();
     tracing::info!("Drill started.");
-    let rec = verifier::drill_to_ledger(&spec, &env, &ledger, Some(id.clone())).with_context(|| {
-        format!("the drill {id} of {} could not be recorded", job.name)
-    })?;
+    let rec = verifier::drill_to_ledger(&spec, &env, &ledger, Some(id.clone()))
+        .with_context(|| format!("the drill {id} of {} could not be recorded", job.name))?;
     match rec.result {
         verifier::Verdict::Pass => tracing::info!(seq = rec.seq, "Drill passed."),
-        r => tracing::warn!(seq = rec.seq, result = %r, reason = rec.reasons.first().map(String::as_str).unwrap_or(""), "Drill did not pass."),
+        r => {
+            tracing::warn!(seq = rec.seq, result = %r, reason = rec.reasons.first().map(String::as_str).unwrap_or(""), "Drill did not pass.")
+        }
     }
     Ok(rec)
 }

@@ -272,7 +272,11 @@ impl Comparer<'_> {
     }
 
     fn only_source(&mut self, x: &Entry) {
-        if self.after_backup(x.mtime) {
+        // Created after the backup: modified after it, and born after it where
+        // the filesystem says when. A busy old file missing from the backup
+        // (modified after T, but born before) is missing, not new.
+        let new = self.after_backup(x.mtime) && x.btime.is_none_or(|b| self.after_backup(b));
+        if new {
             self.report
                 .new_since_backup
                 .push(display(&x.rel), x.kind.name().into());
@@ -406,6 +410,7 @@ impl Comparer<'_> {
                         mode: 0,
                         mtime,
                         ctime: mtime,
+                        btime: None,
                         target: None,
                     };
                     self.differ(&entry, format!("content differs at byte {at}"), mtime);

@@ -16,7 +16,7 @@ use crate::deadline::{Deadline, Stop, humanize};
 use crate::driver::{BackupInfo, Driver, DriverError, RestoreStats};
 use crate::findings::Findings;
 use crate::record::*;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Sandbox, overlaps};
 use crate::select::ContentSelection;
 
 /// What to verify after the restore.
@@ -176,14 +176,35 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
     let mut verify_time = Duration::ZERO;
     let mut artifacts = None;
 
-    let sandbox = match Sandbox::create(&env.sandbox_dir, &spec.job, &id) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            d.errors.push(format!(
+    // Nothing may be written into the live data: refuse before anything is.
+    let clash = spec.source.as_deref().and_then(|src| {
+        [
+            ("sandbox_dir", &env.sandbox_dir),
+            ("state_dir", &env.state_dir),
+        ]
+        .into_iter()
+        .find(|(_, d)| overlaps(d, src))
+        .map(|(key, d)| {
+            format!(
+                "{key} {} and the source {} overlap; move {key} out of the source",
+                d.display(),
+                src.display()
+            )
+        })
+    });
+    let sandbox = if let Some(why) = clash {
+        d.errors.push(why);
+        None
+    } else {
+        match Sandbox::create(&env.sandbox_dir, &spec.job, &id) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                d.errors.push(format!(
                 "cannot create a sandbox under {}: {e}; check that sandbox_dir exists and is writable",
                 env.sandbox_dir.display()
             ));
-            None
+                None
+            }
         }
     };
     let sandbox_path = sandbox
@@ -194,6 +215,17 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
     if let Some(sb) = &sandbox {
         let t = Instant::now();
         let restored = spec.driver.locate().and_then(|mut info| {
+            if let Some(loc) = &info.location
+                && loc.is_dir()
+                && overlaps(loc, &env.sandbox_dir)
+            {
+                backup = info.clone();
+                return Err(DriverError::Setup(format!(
+                    "the backup {} and sandbox_dir {} overlap; move sandbox_dir elsewhere",
+                    loc.display(),
+                    env.sandbox_dir.display()
+                )));
+            }
             let r = spec.driver.restore(&mut info, sb.path(), &deadline);
             backup = info;
             r
@@ -464,9 +496,12 @@ impl Drill {
                 r.restored_files, spec.verify.min_files
             ));
         }
-        if r.files_compared == 0 && r.restored_files > 0 {
-            self.fails
-                .push("nothing was verified: no restored file matched a source file".into());
+        let restored_nothing = stats.files == 0 && r.restored_files == 0;
+        if r.files_compared == 0 && !restored_nothing {
+            self.fails.push(
+                "nothing was verified: no restored file was compared (check exclude and source)"
+                    .into(),
+            );
         }
     }
 }

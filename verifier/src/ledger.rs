@@ -27,6 +27,12 @@ pub enum LedgerError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot read ledger {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
+    #[error("{source}; the record was kept in {saved} instead")]
+    NotAppended {
+        saved: PathBuf,
+        #[source]
+        source: Box<LedgerError>,
+    },
     #[error(
         "ledger {path} line {line} is not a valid record ({detail}); run `restore-verifier evidence verify` for details"
     )]
@@ -170,7 +176,11 @@ impl Ledger {
         if created && let Some(dir) = self.path.parent() {
             File::open(dir).and_then(|d| d.sync_all()).map_err(werr)?;
         }
-        self.write_head(seq, &hash).map_err(werr)?;
+        // The record is durable in the ledger now; a stale head file only
+        // weakens the tail check, so it must not turn success into failure.
+        if let Err(e) = self.write_head(seq, &hash) {
+            tracing::warn!(ledger = %self.path.display(), error = %e, "Could not update the ledger head file.");
+        }
         rec.hash = hash;
         Ok(())
     }
@@ -312,6 +322,11 @@ impl Ledger {
             };
             if v["format"] != FORMAT {
                 report.problem = bad(format!("unknown format {}", v["format"]));
+                return Ok(report);
+            }
+            let text = String::from_utf8_lossy(&buf[..buf.len() - 1]);
+            if canonical(&v) != text {
+                report.problem = bad("record is not in canonical form (edited by hand: spacing, key order or a duplicate key)".into());
                 return Ok(report);
             }
             let stored = v["hash"].as_str().unwrap_or_default().to_string();

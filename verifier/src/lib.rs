@@ -19,15 +19,15 @@ mod walk;
 
 pub use compare::{
     CompareError, CompareOptions, CompareReport, ExpectResult, ExpectStatus, compare,
-    content_check, display,
+    content_check, display, exclude_set,
 };
 pub use deadline::{Deadline, Stop, humanize};
 pub use drill::{DrillEnv, DrillSpec, VerifySpec, new_id, note_record, run_drill, run_drill_as};
-pub use running::{drill_to_ledger, recover_interrupted};
 pub use findings::{Finding, Findings, LIST_CAP};
 pub use ledger::{
     ChainProblem, ChainReport, GENESIS, Ledger, LedgerError, Records, canonical, record_hash,
 };
 pub use record::*;
-pub use sandbox::{PREFIX as SANDBOX_PREFIX, Sandbox, remove_tree, sandbox_path};
+pub use running::{drill_to_ledger, recover_interrupted};
+pub use sandbox::{PREFIX as SANDBOX_PREFIX, Sandbox, overlaps, remove_tree, sandbox_path};
 pub use select::{ContentSelection, in_slice, path_key};

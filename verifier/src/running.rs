@@ -84,7 +84,24 @@ pub fn drill_to_ledger(
         source: e,
     })?;
     let mut rec = run_drill_as(spec, env, id);
-    ledger.append(&mut rec)?;
+    if let Err(e) = ledger.append(&mut rec) {
+        // Evidence is never dropped: keep the record beside its artifacts.
+        let saved = env.state_dir.join("runs").join(&rec.id).join("record.json");
+        let kept = saved
+            .parent()
+            .map(std::fs::create_dir_all)
+            .unwrap_or(Ok(()))
+            .and_then(|_| {
+                std::fs::write(&saved, serde_json::to_vec_pretty(&rec).unwrap_or_default())
+            });
+        return Err(match kept {
+            Ok(()) => LedgerError::NotAppended {
+                saved,
+                source: Box::new(e),
+            },
+            Err(_) => e,
+        });
+    }
     // The record is kept; a marker left behind now would only add a false
     // "interrupted" record, so failing to remove it is reported, not ignored.
     marker.remove().map_err(|e| LedgerError::Write {
@@ -143,7 +160,10 @@ pub fn recover_interrupted(env: &DrillEnv, ledger: &Ledger) -> Result<Vec<Record
             d.pid
         )];
         if let Err(e) = &removed {
-            reasons.push(format!("its sandbox {} could not be removed: {e}", d.sandbox.display()));
+            reasons.push(format!(
+                "its sandbox {} could not be removed: {e}",
+                d.sandbox.display()
+            ));
         }
         let mut denv = env.clone();
         denv.trigger = d.trigger.clone();
@@ -176,7 +196,9 @@ pub fn recover_interrupted(env: &DrillEnv, ledger: &Ledger) -> Result<Vec<Record
             if !name.starts_with(PREFIX) || !p.is_dir() {
                 continue;
             }
-            let id = name.get(name.len().saturating_sub(36)..).unwrap_or_default();
+            let id = name
+                .get(name.len().saturating_sub(36)..)
+                .unwrap_or_default();
             let owned = File::open(dir.join(format!("{id}.json")))
                 .map(|f| matches!(f.try_lock(), Err(TryLockError::WouldBlock)))
                 .unwrap_or(false);

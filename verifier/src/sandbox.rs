@@ -64,6 +64,47 @@ pub fn sandbox_path(sandbox_dir: &Path, job: &str, id: &str) -> PathBuf {
     sandbox_dir.join(sandbox_name(job, id))
 }
 
+/// `p` made absolute and free of `.`/`..` and symlinks, as far as it exists:
+/// the longest existing ancestor is canonicalized, the rest appended as written.
+fn real(p: &Path) -> PathBuf {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    let mut norm = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                norm.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => norm.push(other),
+        }
+    }
+    let mut base = norm.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(c) = base.canonicalize() {
+            return rest.iter().rev().fold(c, |acc: PathBuf, r| acc.join(r));
+        }
+        match (base.parent(), base.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                base = parent;
+            }
+            _ => return norm,
+        }
+    }
+}
+
+/// True when one of the two paths is inside the other (or they are the same),
+/// also when they do not exist yet.
+pub fn overlaps(a: &Path, b: &Path) -> bool {
+    let (a, b) = (real(a), real(b));
+    a.starts_with(&b) || b.starts_with(&a)
+}
+
 /// Removes a sandbox left behind (by a crash); a missing one is fine.
 pub fn remove_tree(path: &Path) -> io::Result<()> {
     make_writable(path);
@@ -100,17 +141,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn overlap_is_found_before_paths_exist() {
+        let base = tempfile::tempdir().unwrap();
+        let share = base.path().join("srv/share");
+        std::fs::create_dir_all(&share).unwrap();
+        assert!(overlaps(&share.join(".rv/sandbox"), &share));
+        assert!(overlaps(&share, &share.join("x/../y")));
+        assert!(overlaps(
+            &base.path().join("srv/./share/../share/z"),
+            &share
+        ));
+        assert!(!overlaps(&base.path().join("srv/share2"), &share));
+        std::os::unix::fs::symlink(&share, base.path().join("link")).unwrap();
+        assert!(overlaps(&base.path().join("link/new/dir"), &share));
+    }
+
+    #[test]
     fn removes_read_only_trees() {
         let base = tempfile::tempdir().unwrap();
-        let sb = Sandbox::create(&base.path().join("sb"), "job").unwrap();
+        let sb = Sandbox::create(&base.path().join("sb"), "job", "id1").unwrap();
         let p = sb.path().to_path_buf();
-        assert!(
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("rv-job-")
-        );
+        assert_eq!(p, sandbox_path(&base.path().join("sb"), "job", "id1"));
         std::fs::create_dir_all(p.join("a/b")).unwrap();
         std::fs::write(p.join("a/b/f"), b"x").unwrap();
         std::fs::set_permissions(p.join("a/b"), std::fs::Permissions::from_mode(0o500)).unwrap();

@@ -57,6 +57,8 @@ pub struct Entry {
     pub mode: u32,
     pub mtime: SystemTime,
     pub ctime: SystemTime,
+    /// Creation (birth) time, where the filesystem records it.
+    pub btime: Option<SystemTime>,
     pub target: Option<PathBuf>,
 }
 
@@ -91,6 +93,7 @@ pub fn entry_from(rel: PathBuf, full: &Path, meta: &Metadata) -> Result<Entry, W
         mode: meta.mode() & 0o7777,
         mtime: to_time(meta.mtime(), meta.mtime_nsec()),
         ctime: to_time(meta.ctime(), meta.ctime_nsec()),
+        btime: meta.created().ok(),
         target,
         kind,
         rel,

@@ -133,6 +133,14 @@ fn good_backups_pass(#[case] name: &str) {
 #[case::truncated_zst("truncated.tar.zst", "truncated.tar.zst is damaged")]
 #[case::renamed_member("renamed-member.tar", "missing from the restore: docs/report.txt")]
 #[case::empty("empty.tar", "the restore produced no files")]
+#[case::truncated_at_boundary(
+    "truncated-at-boundary.tar",
+    "ends without its end-of-archive blocks"
+)]
+#[case::symlink_chain(
+    "symlink-chain-escape.tar",
+    "symlink a/b/c/x resolves outside the sandbox"
+)]
 fn broken_backups_fail_naming_the_path(#[case] name: &str, #[case] reason: &str) {
     let lab = Lab::new();
     let rec = lab.drill(&lab.spec(lab.tar(name)));
@@ -441,4 +449,121 @@ fn cancelled_drill_is_an_error_and_cleans_up() {
     assert_eq!(rec.result, Verdict::Error);
     assert!(reasons(&rec).contains("interrupted"), "{}", reasons(&rec));
     assert!(rec.sandbox.removed && is_empty_dir(&lab.path("sandbox")));
+}
+
+/// A tar driver dated now: for tests that need the source's real ctime and
+/// birth time to be older than the backup.
+fn tar_now(lab: &Lab, name: &str) -> Box<dyn Driver> {
+    let p = archive(name, &lab.path("backups"));
+    Box::new(TarDriver {
+        path: p.display().to_string(),
+        backup_time: Some(std::time::SystemTime::now()),
+    })
+}
+
+fn drill_now(lab: &Lab, spec: &DrillSpec) -> Record {
+    let env = DrillEnv::new(lab.path("sandbox"), lab.path("state"));
+    let rec = run_drill(spec, &env);
+    assert!(is_empty_dir(&lab.path("sandbox")));
+    rec
+}
+
+#[test]
+fn wrong_mode_in_the_backup_fails() {
+    let lab = Lab::new();
+    let rec = drill_now(&lab, &lab.spec(tar_now(&lab, "mode-changed.tar")));
+    assert_eq!(rec.result, Verdict::Fail, "{rec:#?}");
+    assert!(
+        reasons(&rec)
+            .contains("mode mismatch: scripts/run.sh (mode: 0755 in source, 0644 restored)"),
+        "{}",
+        reasons(&rec)
+    );
+
+    // The same through the dir driver, and setgid directories survive a tar restore.
+    let lab = Lab::new();
+    let copy = lab.path("backups/copy");
+    copy_tree(&lab.source, &copy);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        copy.join("scripts/run.sh"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let spec = lab.spec(Box::new(DirDriver {
+        path: copy,
+        backup_time: Some(std::time::SystemTime::now()),
+    }));
+    let rec = drill_now(&lab, &spec);
+    assert!(
+        reasons(&rec)
+            .contains("mode mismatch: scripts/run.sh (mode: 0755 in source, 0600 restored)"),
+        "{}",
+        reasons(&rec)
+    );
+}
+
+#[test]
+fn setgid_directory_modes_are_restored() {
+    let lab = Lab::new();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        lab.source.join("docs"),
+        std::fs::Permissions::from_mode(0o2775),
+    )
+    .unwrap();
+    let copy = lab.path("backups/copy");
+    copy_tree(&lab.source, &copy);
+    std::fs::set_permissions(copy.join("docs"), std::fs::Permissions::from_mode(0o2775)).unwrap();
+    let spec = lab.spec(Box::new(DirDriver {
+        path: copy,
+        backup_time: Some(std::time::SystemTime::now()),
+    }));
+    let rec = drill_now(&lab, &spec);
+    assert_eq!(rec.result, Verdict::Pass, "{}", reasons(&rec));
+}
+
+#[test]
+fn busy_old_file_missing_from_the_backup_fails() {
+    // Regression: a file written all the time (mtime after the backup) but
+    // created long before it was taken for "new since backup" and passed.
+    let lab = Lab::new();
+    let spec = lab.spec(tar_now(&lab, "member-missing.tar"));
+    let busy = lab.source.join("drawings/part-0002.bin");
+    let later = std::time::SystemTime::now() + Duration::from_secs(60);
+    filetime::set_file_mtime(&busy, filetime::FileTime::from_system_time(later)).unwrap();
+    let rec = drill_now(&lab, &spec);
+    assert_eq!(rec.result, Verdict::Fail, "{rec:#?}");
+    assert!(reasons(&rec).contains("missing from the restore: drawings/part-0002.bin"));
+}
+
+#[test]
+fn a_drill_that_verified_nothing_fails() {
+    let lab = Lab::new();
+    let mut spec = lab.spec(lab.tar("good.tar"));
+    spec.verify.exclude = vec!["**".into()];
+    spec.verify.min_files = 0;
+    let rec = lab.drill(&spec);
+    assert_eq!(rec.result, Verdict::Fail);
+    assert!(
+        reasons(&rec).contains("nothing was verified"),
+        "{}",
+        reasons(&rec)
+    );
+}
+
+#[test]
+fn sandbox_inside_the_source_is_refused_before_anything_is_written() {
+    let lab = Lab::new();
+    let spec = lab.spec(lab.tar("good.tar"));
+    let before = snapshot(&lab.source);
+    let env = DrillEnv::new(lab.source.join(".rv-sandbox"), lab.path("state"));
+    let rec = run_drill(&spec, &env);
+    assert_eq!(rec.result, Verdict::Error);
+    assert!(
+        reasons(&rec).contains("sandbox_dir") && reasons(&rec).contains("overlap"),
+        "{}",
+        reasons(&rec)
+    );
+    assert_eq!(before, snapshot(&lab.source), "the source was written to");
 }

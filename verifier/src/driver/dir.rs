@@ -12,8 +12,9 @@ use crate::deadline::Deadline;
 #[derive(Debug, Clone)]
 pub struct DirDriver {
     pub path: PathBuf,
-    /// Backup time; when unset, the newest change time (ctime) in the copy,
-    /// which is when the copy was last written.
+    /// Backup time; when unset, the newest modification time in the copy. (Not
+    /// ctime: a chmod would make a stale copy look fresh. A mirror of data that
+    /// rarely changes can touch a stamp file in the copy after each sync.)
     pub backup_time: Option<SystemTime>,
 }
 
@@ -69,7 +70,7 @@ impl Driver for DirDriver {
                 source: err,
             };
             let meta = e.metadata().map_err(|err| read_err(err.into()))?;
-            newest_change = newest_change.max(meta.ctime());
+            newest_change = newest_change.max(meta.mtime());
             let rel = e
                 .path()
                 .strip_prefix(&self.path)
@@ -126,6 +127,11 @@ impl Driver for DirDriver {
             })?;
             let _ = filetime::set_file_mtime(&dir, mtime);
         }
+        safe::check_all_links(sandbox).map_err(|(rel, why)| DriverError::Unsafe {
+            path: self.path.clone(),
+            entry: rel.display().to_string(),
+            why,
+        })?;
         if backup.created_at.is_none() && newest_change > 0 {
             backup.created_at = Some(UNIX_EPOCH + Duration::from_secs(newest_change as u64));
         }

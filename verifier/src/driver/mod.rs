@@ -61,6 +61,9 @@ pub enum DriverError {
     Read { path: PathBuf, source: io::Error },
     #[error("cannot write {path} in the sandbox: {source}")]
     Sandbox { path: PathBuf, source: io::Error },
+    /// The drill is set up in a way that would break a safety rule.
+    #[error("{0}")]
+    Setup(String),
 }
 
 impl DriverError {
@@ -74,7 +77,8 @@ impl DriverError {
             | DriverError::Stopped(Stop::TimedOut(_)) => true,
             DriverError::Stopped(Stop::Cancelled)
             | DriverError::Read { .. }
-            | DriverError::Sandbox { .. } => false,
+            | DriverError::Sandbox { .. }
+            | DriverError::Setup(_) => false,
         }
     }
 }

@@ -66,6 +66,84 @@ pub fn check_link_target(rel: &Path, target: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Resolves the symlink at `root/rel` inside `root`, following every symlink
+/// met on the way (as the kernel would), and fails if any step leaves `root`.
+/// Catches chains that each look harmless: `a/up -> ../..`, `a/x -> up/../../etc`.
+pub fn resolve_inside(root: &Path, rel: &Path) -> Result<(), String> {
+    use std::collections::VecDeque;
+    let mut at: Vec<std::ffi::OsString> = rel
+        .parent()
+        .unwrap_or(Path::new(""))
+        .components()
+        .map(|c| c.as_os_str().to_owned())
+        .collect();
+    let first = std::fs::read_link(root.join(rel)).map_err(|e| e.to_string())?;
+    let mut pending: VecDeque<std::ffi::OsString> = VecDeque::new();
+    let push_front = |pending: &mut VecDeque<std::ffi::OsString>, t: &Path| -> Result<(), String> {
+        if t.is_absolute() {
+            return Err(format!(
+                "symlink chain reaches absolute path {}",
+                t.display()
+            ));
+        }
+        for c in t.components().rev() {
+            pending.push_front(c.as_os_str().to_owned());
+        }
+        Ok(())
+    };
+    push_front(&mut pending, &first)?;
+    let mut hops = 0;
+    while let Some(c) = pending.pop_front() {
+        match c.to_str() {
+            Some(".") => continue,
+            Some("..") => {
+                if at.pop().is_none() {
+                    return Err(format!(
+                        "symlink {} resolves outside the sandbox",
+                        rel.display()
+                    ));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        at.push(c);
+        let here: PathBuf = at.iter().collect();
+        let full = root.join(&here);
+        match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(format!("symlink {} loops", rel.display()));
+                }
+                let t = std::fs::read_link(&full).map_err(|e| e.to_string())?;
+                at.pop();
+                push_front(&mut pending, &t)?;
+            }
+            // A dangling or partial path stays inside: nothing is followed.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks every symlink under `root` with [`resolve_inside`]; returns the first
+/// offending link and why.
+pub fn check_all_links(root: &Path) -> Result<(), (PathBuf, String)> {
+    for e in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {
+        let Ok(e) = e else { continue };
+        if e.file_type().is_symlink() {
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap_or(e.path())
+                .to_path_buf();
+            resolve_inside(root, &rel).map_err(|why| (rel, why))?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates the missing parent directories of `root/rel`, refusing to pass
 /// through a symlink or a non-directory.
 pub fn ensure_parent(root: &Path, rel: &Path) -> Result<(), Refusal> {
@@ -128,6 +206,28 @@ mod tests {
         assert_eq!(safe_rel(Path::new("./")).unwrap(), None);
         assert!(safe_rel(Path::new("a/../../etc")).is_err());
         assert!(safe_rel(Path::new("/etc/passwd")).is_err());
+    }
+
+    #[test]
+    fn chained_links_that_escape_are_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("a/b/c")).unwrap();
+        // Each target looks fine on its own; together they reach ../../..
+        std::os::unix::fs::symlink("../../..", root.join("a/b/c/up3")).unwrap();
+        std::os::unix::fs::symlink("up3/../../../etc/shadow", root.join("a/b/c/x")).unwrap();
+        assert!(check_link_target(Path::new("a/b/c/up3"), Path::new("../../..")).is_ok());
+        assert!(
+            check_link_target(Path::new("a/b/c/x"), Path::new("up3/../../../etc/shadow")).is_ok()
+        );
+        assert!(resolve_inside(&root, Path::new("a/b/c/up3")).is_ok());
+        let (bad, _) = check_all_links(&root).unwrap_err();
+        assert_eq!(bad, Path::new("a/b/c/x"));
+        std::fs::remove_file(root.join("a/b/c/x")).unwrap();
+        std::os::unix::fs::symlink("up3/a/b", root.join("a/b/c/ok")).unwrap();
+        assert!(check_all_links(&root).is_ok());
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        assert!(check_all_links(&root).is_err());
     }
 
     #[test]

@@ -100,23 +100,41 @@ impl Driver for TarDriver {
             detail: e.to_string(),
         };
         let mut x = Extract::new(&path, sandbox, deadline);
-        let mut raw = if magic.starts_with(&[0x1f, 0x8b]) {
+        // What follows the last member: the tar reader stops after the first
+        // zero block, so a complete archive still has at least the second one.
+        // Nothing at all means the file was cut at a block boundary.
+        let (tail, mut raw) = if magic.starts_with(&[0x1f, 0x8b]) {
             let dec = flate2::bufread::MultiGzDecoder::new(raw);
             let mut dec = x.run(dec)?;
-            io::copy(&mut dec, &mut io::sink()).map_err(damaged)?;
-            dec.into_inner()
+            let tail = io::copy(&mut dec, &mut io::sink()).map_err(damaged)?;
+            (tail, dec.into_inner())
         } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
             let dec = zstd::stream::read::Decoder::with_buffer(raw).map_err(damaged)?;
             let mut dec = x.run(dec)?;
-            io::copy(&mut dec, &mut io::sink()).map_err(damaged)?;
-            dec.finish()
+            let tail = io::copy(&mut dec, &mut io::sink()).map_err(damaged)?;
+            (tail, dec.finish())
         } else {
             raw = x.run(raw)?;
-            raw
+            let tail = io::copy(&mut raw, &mut io::sink()).map_err(|e| DriverError::Read {
+                path: path.clone(),
+                source: e,
+            })?;
+            (tail, raw)
         };
+        if tail < 512 {
+            return Err(DriverError::Damaged {
+                path: path.clone(),
+                detail: "the archive ends without its end-of-archive blocks (truncated?)".into(),
+            });
+        }
         io::copy(&mut raw, &mut io::sink()).map_err(|e| DriverError::Read {
             path: path.clone(),
             source: e,
+        })?;
+        safe::check_all_links(sandbox).map_err(|(rel, why)| DriverError::Unsafe {
+            path: path.clone(),
+            entry: rel.display().to_string(),
+            why,
         })?;
         backup.sha256 = Some(hex::encode(raw.into_inner().hasher.finalize()));
         Ok(x.stats)
@@ -216,7 +234,9 @@ impl<'a> Extract<'a> {
             Err(why) => return Err(self.refused(&name, Refusal::Unsafe(why))),
         };
         let header = entry.header();
-        let mode = header.mode().unwrap_or(0o644) & 0o1777;
+        // All permission bits, setuid/setgid included: the sandbox root is 0700,
+        // so nobody else can reach (or run) what is restored in it.
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
         let mtime = header.mtime().unwrap_or(0);
         let kind = header.entry_type();
         let dest = self.root.join(&rel);
