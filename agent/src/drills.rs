@@ -16,8 +16,8 @@ pub fn ledger(cfg: &Config) -> Ledger {
     Ledger::new(cfg.agent.state_dir.join("ledger.jsonl"))
 }
 
-/// A fresh random seed, for sampled drills without a configured one.
-fn random_seed() -> u64 {
+/// A fresh random number (for seeds and jitter); not for secrets.
+pub fn random_u64() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
         std::time::SystemTime::now()
@@ -25,8 +25,13 @@ fn random_seed() -> u64 {
             .unwrap_or_default()
             .as_nanos(),
     );
-    // Kept within i64 so the seed can be written back into the config file.
-    h.finish() & i64::MAX as u64
+    h.finish()
+}
+
+/// A fresh random seed, for sampled drills without a configured one; kept
+/// within i64 so it can be written back into the config file.
+fn random_seed() -> u64 {
+    random_u64() & i64::MAX as u64
 }
 
 /// The rotation slice for the next drill of `job`: the one after the last drill

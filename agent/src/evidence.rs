@@ -41,7 +41,7 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn keeps(&self, r: &Record) -> bool {
+    pub fn keeps(&self, r: &Record) -> bool {
         self.job.as_ref().is_none_or(|j| &r.job == j)
             && self.since.is_none_or(|s| r.started_at >= s)
             && self.until.is_none_or(|u| r.started_at < u)

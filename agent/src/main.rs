@@ -1,10 +1,13 @@
 //! `restore-verifier`: the command line (DESIGN.md "Command line").
 
 mod config;
+mod daemon;
 mod demo;
 mod drills;
 mod evidence;
 mod exit;
+mod http;
+mod metrics;
 mod output;
 
 use std::io::IsTerminal;
@@ -82,6 +85,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The daemon: scheduled drills, HTTP API and metrics, until SIGTERM.
+    Agent,
     /// Read and check the evidence ledger.
     Evidence {
         #[command(subcommand)]
@@ -124,8 +129,12 @@ enum EvidenceCommand {
     },
 }
 
-fn init_logging(format: LogFormat, quiet: bool) {
-    let default = if quiet { "error" } else { "warn" };
+fn init_logging(format: LogFormat, quiet: bool, daemon: bool) {
+    let default = match (quiet, daemon) {
+        (true, _) => "error",
+        (false, true) => "info",
+        (false, false) => "warn",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RESTORE_VERIFIER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
@@ -154,7 +163,7 @@ fn main() -> ExitCode {
             .into();
         }
     };
-    init_logging(cli.log_format, cli.quiet);
+    init_logging(cli.log_format, cli.quiet, matches!(cli.command, Command::Agent));
     match dispatch(cli) {
         Ok(o) => o.into(),
         Err(e) => {
@@ -258,6 +267,7 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 Outcome::Success
             })
         }
+        Command::Agent => daemon::run(config::config_path(cfg_flag)),
         Command::Evidence { command } => match command {
             EvidenceCommand::Verify { ledger: Some(path) } => {
                 evidence::verify(&verifier::Ledger::new(path))

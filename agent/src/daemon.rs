@@ -1,0 +1,460 @@
+//! `restore-verifier agent`: the daemon. Schedules every job's cron expression in
+//! the configured time zone, runs at most `max_concurrent_drills` drills at once
+//! (the rest queue), never lets a job overlap itself (a due run that finds the
+//! previous drill still going is recorded as `skipped`), recovers drills a crash
+//! interrupted, reloads on SIGHUP, and stops cleanly on SIGTERM/SIGINT.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use chrono::{DateTime, FixedOffset, Utc};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use verifier::{Record, Trigger, TriggerKind, Verdict};
+
+use crate::config::{self, Check, Config, Job};
+use crate::drills;
+use crate::exit::{CliError, Outcome};
+
+/// What the agent remembers of a job's last drills, for the API and metrics.
+#[derive(Debug, Default, Clone)]
+pub struct JobState {
+    /// The queued or running drill, if any.
+    pub busy: Option<String>,
+    /// The last drill that ran (not skipped).
+    pub last: Option<Summary>,
+    pub last_pass: Option<DateTime<FixedOffset>>,
+    pub totals: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub id: String,
+    pub seq: u64,
+    pub result: Verdict,
+    pub started_at: DateTime<FixedOffset>,
+    pub finished_at: DateTime<FixedOffset>,
+    pub duration_seconds: f64,
+    pub backup_age_seconds: Option<i64>,
+    pub bytes_checked: u64,
+    pub files_compared: u64,
+    pub reasons: Vec<String>,
+}
+
+impl JobState {
+    fn apply(&mut self, r: &Record) {
+        *self.totals.entry(r.result.as_str()).or_default() += 1;
+        if r.result == Verdict::Skipped {
+            return;
+        }
+        if r.result == Verdict::Pass {
+            self.last_pass = Some(r.started_at);
+        }
+        self.last = Some(Summary {
+            id: r.id.clone(),
+            seq: r.seq,
+            result: r.result,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            duration_seconds: r.restore.duration_seconds + r.verify.duration_seconds,
+            backup_age_seconds: r.backup.age_seconds,
+            bytes_checked: r.verify.bytes_checked,
+            files_compared: r.verify.files_compared,
+            reasons: r.reasons.iter().take(3).cloned().collect(),
+        });
+    }
+
+    /// No passing drill within `max_interval`.
+    pub fn overdue(&self, job: &Job, now: DateTime<Utc>) -> bool {
+        job.max_interval.is_some_and(|mi| match self.last_pass {
+            None => true,
+            Some(t) => (now - t.with_timezone(&Utc)).to_std().unwrap_or_default() > mi,
+        })
+    }
+}
+
+/// A drill the API has answered for but whose record is not written yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pending {
+    Queued,
+    Running,
+}
+
+pub struct Agent {
+    pub cfg_path: PathBuf,
+    cfg: RwLock<Arc<Config>>,
+    pub jobs: Mutex<BTreeMap<String, JobState>>,
+    pub pending: Mutex<HashMap<String, (String, Pending)>>,
+    slots: Arc<Semaphore>,
+    slot_count: AtomicU32,
+    /// Set at shutdown: running drills stop and record `error`.
+    stop: Arc<AtomicBool>,
+    /// Cancelled at shutdown: schedulers, the HTTP server and queued drills stop.
+    pub shutdown: CancellationToken,
+    schedulers: Mutex<CancellationToken>,
+    tracker: TaskTracker,
+    pub running: AtomicUsize,
+    token: RwLock<Option<String>>,
+}
+
+/// The outcome of asking for a drill.
+pub enum Submitted {
+    Queued(String),
+    /// The job's previous drill is still queued or running; a `skipped` record
+    /// was written.
+    Skipped { skipped: String, running: String },
+    UnknownJob,
+}
+
+fn read_token(cfg: &Config) -> anyhow::Result<Option<String>> {
+    let Some(p) = &cfg.agent.api_token_file else {
+        return Ok(None);
+    };
+    let t = std::fs::read_to_string(p).with_context(|| {
+        format!("cannot read api_token_file {}; fix its path or mode, or remove the key to disable POST endpoints", p.display())
+    })?;
+    let t = t.trim().to_string();
+    anyhow::ensure!(t.len() >= 16, "the token in api_token_file {} is shorter than 16 characters", p.display());
+    Ok(Some(t))
+}
+
+impl Agent {
+    pub fn config(&self) -> Arc<Config> {
+        self.cfg.read().expect("config lock").clone()
+    }
+
+    /// Compares a presented bearer token with the configured one in constant time.
+    pub fn token_matches(&self, presented: &str) -> Option<bool> {
+        let guard = self.token.read().expect("token lock");
+        let want = guard.as_ref()?;
+        let (a, b) = (want.as_bytes(), presented.as_bytes());
+        let diff = a.len() ^ b.len() | a.iter().zip(b.iter()).fold(0usize, |acc, (x, y)| acc | (x ^ y) as usize);
+        Some(diff == 0)
+    }
+
+    /// Appends a record for a drill that does not run (skipped).
+    async fn note(&self, cfg: &Arc<Config>, job: &Job, trigger: Trigger, reason: String) -> Option<Record> {
+        let cfg = cfg.clone();
+        let job = job.clone();
+        let name = job.name.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let env = drills::env(&cfg, trigger, None);
+            let mut rec = verifier::note_record(
+                &env,
+                verifier::new_id(),
+                &job.name,
+                job.system.clone(),
+                SystemTime::now(),
+                Verdict::Skipped,
+                vec![reason],
+            );
+            drills::ledger(&cfg).append(&mut rec).map(|_| rec)
+        })
+        .await;
+        match res {
+            Ok(Ok(rec)) => {
+                tracing::warn!(job = %rec.job, id = %rec.id, reason = %rec.reasons[0], "Drill skipped.");
+                self.jobs.lock().expect("jobs lock").entry(rec.job.clone()).or_default().apply(&rec);
+                Some(rec)
+            }
+            Ok(Err(e)) => {
+                tracing::error!(job = %name, error = %e, "Could not record a skipped drill.");
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Recording a skipped drill panicked.");
+                None
+            }
+        }
+    }
+
+    /// Queues a drill of `name`, or records it as skipped when the job is busy.
+    pub async fn submit(self: &Arc<Self>, name: &str, trigger: Trigger) -> Submitted {
+        let cfg = self.config();
+        let Some(job) = cfg.jobs.iter().find(|j| j.name == name).cloned() else {
+            return Submitted::UnknownJob;
+        };
+        let id = verifier::new_id();
+        let busy = {
+            let mut jobs = self.jobs.lock().expect("jobs lock");
+            let st = jobs.entry(job.name.clone()).or_default();
+            match &st.busy {
+                Some(running) => Some(running.clone()),
+                None => {
+                    st.busy = Some(id.clone());
+                    None
+                }
+            }
+        };
+        if let Some(running) = busy {
+            let state = match self.pending.lock().expect("pending lock").get(&running) {
+                Some((_, Pending::Running)) => "running",
+                _ => "queued",
+            };
+            let when = trigger
+                .scheduled_for
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "now".into());
+            let reason = format!(
+                "skipped: the previous drill {running} of this job was still {state} when this {} drill was due ({when})",
+                kind_name(trigger.kind)
+            );
+            let skipped = self.note(&cfg, &job, trigger, reason).await.map(|r| r.id).unwrap_or_default();
+            return Submitted::Skipped { skipped, running };
+        }
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .insert(id.clone(), (job.name.clone(), Pending::Queued));
+        let agent = self.clone();
+        let run_id = id.clone();
+        self.tracker.spawn(async move { agent.execute(cfg, job, trigger, run_id).await });
+        Submitted::Queued(id)
+    }
+
+    async fn execute(self: Arc<Self>, cfg: Arc<Config>, job: Job, trigger: Trigger, id: String) {
+        let permit = tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => None,
+            p = self.slots.clone().acquire_owned() => p.ok(),
+        };
+        match permit {
+            None => {
+                let reason = "skipped: the agent shut down before this queued drill could start".to_string();
+                self.note(&cfg, &job, trigger, reason).await;
+            }
+            Some(permit) => {
+                if let Some(p) = self.pending.lock().expect("pending lock").get_mut(&id) {
+                    p.1 = Pending::Running;
+                }
+                self.running.fetch_add(1, Ordering::SeqCst);
+                let stop = self.stop.clone();
+                let (c, j, rid) = (cfg.clone(), job.clone(), id.clone());
+                let res = tokio::task::spawn_blocking(move || drills::drill(&c, &j, trigger, Some(rid), Some(stop))).await;
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                drop(permit);
+                match res {
+                    Ok(Ok(rec)) => {
+                        self.jobs.lock().expect("jobs lock").entry(job.name.clone()).or_default().apply(&rec);
+                    }
+                    Ok(Err(e)) => tracing::error!(job = %job.name, id = %id, error = format!("{e:#}"), "Drill could not be recorded."),
+                    Err(e) => tracing::error!(job = %job.name, id = %id, error = %e, "Drill task failed."),
+                }
+            }
+        }
+        if let Some(st) = self.jobs.lock().expect("jobs lock").get_mut(&job.name)
+            && st.busy.as_deref() == Some(id.as_str())
+        {
+            st.busy = None;
+        }
+        self.pending.lock().expect("pending lock").remove(&id);
+    }
+
+    fn set_slots(&self, want: u32) {
+        let have = self.slot_count.swap(want, Ordering::SeqCst);
+        if want > have {
+            self.slots.add_permits((want - have) as usize);
+        } else if want < have {
+            let slots = self.slots.clone();
+            let n = have - want;
+            // Permits in use are not revoked; they are retired as they come back.
+            self.tracker.spawn(async move {
+                if let Ok(p) = slots.acquire_many_owned(n).await {
+                    p.forget();
+                }
+            });
+        }
+    }
+
+    /// Starts one scheduler per scheduled job, replacing any running ones.
+    fn start_schedulers(self: &Arc<Self>) {
+        let token = self.shutdown.child_token();
+        let old = std::mem::replace(&mut *self.schedulers.lock().expect("schedulers lock"), token.clone());
+        old.cancel();
+        let cfg = self.config();
+        for job in cfg.jobs.iter().filter(|j| j.schedule.is_some()) {
+            let agent = self.clone();
+            let token = token.clone();
+            let job = job.clone();
+            let tz = cfg.agent.timezone;
+            self.tracker.spawn(async move { agent.schedule(job, tz, token).await });
+        }
+    }
+
+    async fn schedule(self: Arc<Self>, job: Job, tz: chrono_tz::Tz, token: CancellationToken) {
+        let Some((_, schedule)) = job.schedule.clone() else {
+            return;
+        };
+        let mut last = Utc::now().with_timezone(&tz);
+        loop {
+            let Some(next) = schedule.after(&last).next() else {
+                return;
+            };
+            let now = Utc::now();
+            let behind = (now - next.with_timezone(&Utc)).to_std().unwrap_or_default();
+            if behind > Duration::from_secs(60) {
+                // The host slept or the clock jumped: one record says so, instead
+                // of a burst of drills for every tick that passed.
+                let missed = schedule.after(&last).take_while(|t| t.with_timezone(&Utc) <= now).take(100_000).count();
+                let cfg = self.config();
+                let reason = format!(
+                    "skipped: {missed} scheduled run(s) from {} on were missed (the host was suspended or the clock jumped)",
+                    next.to_rfc3339()
+                );
+                let trigger = Trigger { kind: TriggerKind::Schedule, reason: None, scheduled_for: Some(next.fixed_offset()) };
+                self.note(&cfg, &job, trigger, reason).await;
+                last = now.with_timezone(&tz);
+                continue;
+            }
+            let mut wait = (next.with_timezone(&Utc) - now).to_std().unwrap_or_default();
+            if let Some(j) = job.jitter {
+                wait += Duration::from_millis(drills::random_u64() % j.as_millis().max(1) as u64);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = token.cancelled() => return,
+            }
+            last = next;
+            let trigger = Trigger { kind: TriggerKind::Schedule, reason: None, scheduled_for: Some(next.fixed_offset()) };
+            self.submit(&job.name, trigger).await;
+        }
+    }
+
+    /// `catch_up = true`: a job whose last scheduled run was missed while the
+    /// agent was down runs once now.
+    async fn catch_up(self: &Arc<Self>) {
+        let cfg = self.config();
+        let now = Utc::now().with_timezone(&cfg.agent.timezone);
+        for job in cfg.jobs.iter().filter(|j| j.catch_up) {
+            let Some((_, schedule)) = &job.schedule else { continue };
+            let last = self.jobs.lock().expect("jobs lock").get(&job.name).and_then(|s| s.last.as_ref().map(|l| l.started_at));
+            let reason = match last {
+                None => Some("catch-up: no drill of this job has been recorded yet".to_string()),
+                Some(l) => schedule
+                    .after(&l.with_timezone(&cfg.agent.timezone))
+                    .next()
+                    .filter(|t| *t <= now)
+                    .map(|t| format!("catch-up: the run due at {} was missed while the agent was down", t.to_rfc3339())),
+            };
+            if let Some(reason) = reason {
+                tracing::info!(job = %job.name, %reason, "Catching up.");
+                let trigger = Trigger { kind: TriggerKind::Schedule, reason: Some(reason), scheduled_for: None };
+                self.submit(&job.name, trigger).await;
+            }
+        }
+    }
+
+    fn reload(self: &Arc<Self>) {
+        match config::load(&self.cfg_path, Check::Values).map_err(anyhow::Error::from).and_then(|c| {
+            let t = read_token(&c)?;
+            Ok((c, t))
+        }) {
+            Err(e) => tracing::error!(config = %self.cfg_path.display(), error = format!("{e:#}"), "Configuration reload failed; keeping the running configuration."),
+            Ok((cfg, token)) => {
+                self.set_slots(cfg.agent.max_concurrent_drills);
+                *self.token.write().expect("token lock") = token;
+                *self.cfg.write().expect("config lock") = Arc::new(cfg);
+                self.start_schedulers();
+                tracing::info!(config = %self.cfg_path.display(), "Configuration reloaded.");
+            }
+        }
+    }
+}
+
+fn kind_name(k: TriggerKind) -> &'static str {
+    match k {
+        TriggerKind::Schedule => "scheduled",
+        TriggerKind::Manual => "manual",
+        TriggerKind::Change => "change-triggered",
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub fn run(cfg_path: PathBuf) -> Result<Outcome, CliError> {
+    let cfg = config::load(&cfg_path, Check::Values)?;
+    let token = read_token(&cfg).map_err(|e| CliError::Usage(format!("{e:#}")))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(serve(cfg_path, cfg, token))
+}
+
+async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<Outcome, CliError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let ledger = drills::ledger(&cfg);
+    // Drills a crash interrupted: their sandboxes go, their records say so.
+    let env = drills::env(&cfg, drills::trigger(TriggerKind::Schedule, None), None);
+    let recovered = tokio::task::block_in_place(|| verifier::recover_interrupted(&env, &ledger))
+        .map_err(anyhow::Error::from)?;
+    let mut jobs: BTreeMap<String, JobState> = cfg.jobs.iter().map(|j| (j.name.clone(), JobState::default())).collect();
+    for r in ledger.records().map_err(anyhow::Error::from)? {
+        let r = r.map_err(anyhow::Error::from)?;
+        jobs.entry(r.job.clone()).or_default().apply(&r);
+    }
+    let max = cfg.agent.max_concurrent_drills;
+    let listen = cfg.agent.listen;
+    let agent = Arc::new(Agent {
+        cfg_path,
+        cfg: RwLock::new(Arc::new(cfg)),
+        jobs: Mutex::new(jobs),
+        pending: Mutex::new(HashMap::new()),
+        slots: Arc::new(Semaphore::new(max as usize)),
+        slot_count: AtomicU32::new(max),
+        stop: Arc::new(AtomicBool::new(false)),
+        shutdown: CancellationToken::new(),
+        schedulers: Mutex::new(CancellationToken::new()),
+        tracker: TaskTracker::new(),
+        running: AtomicUsize::new(0),
+        token: RwLock::new(token),
+    });
+    tracing::info!(
+        jobs = agent.config().jobs.len(),
+        recovered = recovered.len(),
+        listen = listen.map(|l| l.to_string()).unwrap_or_else(|| "off".into()),
+        "Agent started."
+    );
+    let mut server = None;
+    if let Some(addr) = listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}; is another agent running?"))?;
+        let app = crate::http::router(agent.clone());
+        let token = agent.shutdown.clone();
+        server = Some(tokio::spawn(async move {
+            axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await
+        }));
+    }
+    agent.catch_up().await;
+    agent.start_schedulers();
+
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let outcome = loop {
+        tokio::select! {
+            _ = term.recv() => break Outcome::Success,
+            _ = int.recv() => break Outcome::Interrupted,
+            _ = hup.recv() => agent.reload(),
+        }
+    };
+    tracing::info!(running = agent.running.load(Ordering::SeqCst), "Shutting down: stopping schedules and running drills.");
+    agent.stop.store(true, Ordering::SeqCst);
+    agent.shutdown.cancel();
+    agent.tracker.close();
+    if tokio::time::timeout(Duration::from_secs(9), agent.tracker.wait()).await.is_err() {
+        tracing::error!("Drills did not stop within 9 s; exiting anyway. Their markers remain and the next start records them.");
+    }
+    if let Some(s) = server {
+        let _ = tokio::time::timeout(Duration::from_secs(1), s).await;
+    }
+    tracing::info!("Agent stopped.");
+    Ok(outcome)
+}
