@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests use. Kept in one list; install only what is missing.
-PACKAGES=(gcc make pkg-config ca-certificates)
+PACKAGES=(gcc make pkg-config ca-certificates procps
+  prometheus # promtool checks /metrics
+)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

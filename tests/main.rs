@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `restore-verifier` binary on the committed fixtures.
 
+mod agent;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::process::{Command, Output};
 
 use common::*;
 use rstest::rstest;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_restore-verifier"));

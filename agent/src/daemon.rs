@@ -108,7 +108,10 @@ pub enum Submitted {
     Queued(String),
     /// The job's previous drill is still queued or running; a `skipped` record
     /// was written.
-    Skipped { skipped: String, running: String },
+    Skipped {
+        skipped: String,
+        running: String,
+    },
     UnknownJob,
 }
 
@@ -120,7 +123,11 @@ fn read_token(cfg: &Config) -> anyhow::Result<Option<String>> {
         format!("cannot read api_token_file {}; fix its path or mode, or remove the key to disable POST endpoints", p.display())
     })?;
     let t = t.trim().to_string();
-    anyhow::ensure!(t.len() >= 16, "the token in api_token_file {} is shorter than 16 characters", p.display());
+    anyhow::ensure!(
+        t.len() >= 16,
+        "the token in api_token_file {} is shorter than 16 characters",
+        p.display()
+    );
     Ok(Some(t))
 }
 
@@ -134,12 +141,21 @@ impl Agent {
         let guard = self.token.read().expect("token lock");
         let want = guard.as_ref()?;
         let (a, b) = (want.as_bytes(), presented.as_bytes());
-        let diff = a.len() ^ b.len() | a.iter().zip(b.iter()).fold(0usize, |acc, (x, y)| acc | (x ^ y) as usize);
+        let diff = a.len() ^ b.len()
+            | a.iter()
+                .zip(b.iter())
+                .fold(0usize, |acc, (x, y)| acc | (x ^ y) as usize);
         Some(diff == 0)
     }
 
     /// Appends a record for a drill that does not run (skipped).
-    async fn note(&self, cfg: &Arc<Config>, job: &Job, trigger: Trigger, reason: String) -> Option<Record> {
+    async fn note(
+        &self,
+        cfg: &Arc<Config>,
+        job: &Job,
+        trigger: Trigger,
+        reason: String,
+    ) -> Option<Record> {
         let cfg = cfg.clone();
         let job = job.clone();
         let name = job.name.clone();
@@ -160,7 +176,12 @@ impl Agent {
         match res {
             Ok(Ok(rec)) => {
                 tracing::warn!(job = %rec.job, id = %rec.id, reason = %rec.reasons[0], "Drill skipped.");
-                self.jobs.lock().expect("jobs lock").entry(rec.job.clone()).or_default().apply(&rec);
+                self.jobs
+                    .lock()
+                    .expect("jobs lock")
+                    .entry(rec.job.clone())
+                    .or_default()
+                    .apply(&rec);
                 Some(rec)
             }
             Ok(Err(e)) => {
@@ -205,7 +226,11 @@ impl Agent {
                 "skipped: the previous drill {running} of this job was still {state} when this {} drill was due ({when})",
                 kind_name(trigger.kind)
             );
-            let skipped = self.note(&cfg, &job, trigger, reason).await.map(|r| r.id).unwrap_or_default();
+            let skipped = self
+                .note(&cfg, &job, trigger, reason)
+                .await
+                .map(|r| r.id)
+                .unwrap_or_default();
             return Submitted::Skipped { skipped, running };
         }
         self.pending
@@ -214,7 +239,8 @@ impl Agent {
             .insert(id.clone(), (job.name.clone(), Pending::Queued));
         let agent = self.clone();
         let run_id = id.clone();
-        self.tracker.spawn(async move { agent.execute(cfg, job, trigger, run_id).await });
+        self.tracker
+            .spawn(async move { agent.execute(cfg, job, trigger, run_id).await });
         Submitted::Queued(id)
     }
 
@@ -226,7 +252,8 @@ impl Agent {
         };
         match permit {
             None => {
-                let reason = "skipped: the agent shut down before this queued drill could start".to_string();
+                let reason =
+                    "skipped: the agent shut down before this queued drill could start".to_string();
                 self.note(&cfg, &job, trigger, reason).await;
             }
             Some(permit) => {
@@ -236,15 +263,27 @@ impl Agent {
                 self.running.fetch_add(1, Ordering::SeqCst);
                 let stop = self.stop.clone();
                 let (c, j, rid) = (cfg.clone(), job.clone(), id.clone());
-                let res = tokio::task::spawn_blocking(move || drills::drill(&c, &j, trigger, Some(rid), Some(stop))).await;
+                let res = tokio::task::spawn_blocking(move || {
+                    drills::drill(&c, &j, trigger, Some(rid), Some(stop))
+                })
+                .await;
                 self.running.fetch_sub(1, Ordering::SeqCst);
                 drop(permit);
                 match res {
                     Ok(Ok(rec)) => {
-                        self.jobs.lock().expect("jobs lock").entry(job.name.clone()).or_default().apply(&rec);
+                        self.jobs
+                            .lock()
+                            .expect("jobs lock")
+                            .entry(job.name.clone())
+                            .or_default()
+                            .apply(&rec);
                     }
-                    Ok(Err(e)) => tracing::error!(job = %job.name, id = %id, error = format!("{e:#}"), "Drill could not be recorded."),
-                    Err(e) => tracing::error!(job = %job.name, id = %id, error = %e, "Drill task failed."),
+                    Ok(Err(e)) => {
+                        tracing::error!(job = %job.name, id = %id, error = format!("{e:#}"), "Drill could not be recorded.")
+                    }
+                    Err(e) => {
+                        tracing::error!(job = %job.name, id = %id, error = %e, "Drill task failed.")
+                    }
                 }
             }
         }
@@ -275,44 +314,68 @@ impl Agent {
     /// Starts one scheduler per scheduled job, replacing any running ones.
     fn start_schedulers(self: &Arc<Self>) {
         let token = self.shutdown.child_token();
-        let old = std::mem::replace(&mut *self.schedulers.lock().expect("schedulers lock"), token.clone());
+        let old = std::mem::replace(
+            &mut *self.schedulers.lock().expect("schedulers lock"),
+            token.clone(),
+        );
         old.cancel();
         let cfg = self.config();
+        // One reference time for all jobs, so jobs with the same schedule fire
+        // for the same ticks however long spawning takes.
+        let since = Utc::now().with_timezone(&cfg.agent.timezone);
         for job in cfg.jobs.iter().filter(|j| j.schedule.is_some()) {
             let agent = self.clone();
             let token = token.clone();
             let job = job.clone();
-            let tz = cfg.agent.timezone;
-            self.tracker.spawn(async move { agent.schedule(job, tz, token).await });
+            self.tracker
+                .spawn(async move { agent.schedule(job, since, token).await });
         }
     }
 
-    async fn schedule(self: Arc<Self>, job: Job, tz: chrono_tz::Tz, token: CancellationToken) {
+    async fn schedule(
+        self: Arc<Self>,
+        job: Job,
+        since: DateTime<chrono_tz::Tz>,
+        token: CancellationToken,
+    ) {
         let Some((_, schedule)) = job.schedule.clone() else {
             return;
         };
-        let mut last = Utc::now().with_timezone(&tz);
+        let tz = since.timezone();
+        let mut last = since;
         loop {
             let Some(next) = schedule.after(&last).next() else {
                 return;
             };
             let now = Utc::now();
-            let behind = (now - next.with_timezone(&Utc)).to_std().unwrap_or_default();
+            let behind = (now - next.with_timezone(&Utc))
+                .to_std()
+                .unwrap_or_default();
             if behind > Duration::from_secs(60) {
                 // The host slept or the clock jumped: one record says so, instead
                 // of a burst of drills for every tick that passed.
-                let missed = schedule.after(&last).take_while(|t| t.with_timezone(&Utc) <= now).take(100_000).count();
+                let missed = schedule
+                    .after(&last)
+                    .take_while(|t| t.with_timezone(&Utc) <= now)
+                    .take(100_000)
+                    .count();
                 let cfg = self.config();
                 let reason = format!(
                     "skipped: {missed} scheduled run(s) from {} on were missed (the host was suspended or the clock jumped)",
                     next.to_rfc3339()
                 );
-                let trigger = Trigger { kind: TriggerKind::Schedule, reason: None, scheduled_for: Some(next.fixed_offset()) };
+                let trigger = Trigger {
+                    kind: TriggerKind::Schedule,
+                    reason: None,
+                    scheduled_for: Some(next.fixed_offset()),
+                };
                 self.note(&cfg, &job, trigger, reason).await;
                 last = now.with_timezone(&tz);
                 continue;
             }
-            let mut wait = (next.with_timezone(&Utc) - now).to_std().unwrap_or_default();
+            let mut wait = (next.with_timezone(&Utc) - now)
+                .to_std()
+                .unwrap_or_default();
             if let Some(j) = job.jitter {
                 wait += Duration::from_millis(drills::random_u64() % j.as_millis().max(1) as u64);
             }
@@ -321,7 +384,11 @@ impl Agent {
                 _ = token.cancelled() => return,
             }
             last = next;
-            let trigger = Trigger { kind: TriggerKind::Schedule, reason: None, scheduled_for: Some(next.fixed_offset()) };
+            let trigger = Trigger {
+                kind: TriggerKind::Schedule,
+                reason: None,
+                scheduled_for: Some(next.fixed_offset()),
+            };
             self.submit(&job.name, trigger).await;
         }
     }
@@ -332,30 +399,50 @@ impl Agent {
         let cfg = self.config();
         let now = Utc::now().with_timezone(&cfg.agent.timezone);
         for job in cfg.jobs.iter().filter(|j| j.catch_up) {
-            let Some((_, schedule)) = &job.schedule else { continue };
-            let last = self.jobs.lock().expect("jobs lock").get(&job.name).and_then(|s| s.last.as_ref().map(|l| l.started_at));
+            let Some((_, schedule)) = &job.schedule else {
+                continue;
+            };
+            let last = self
+                .jobs
+                .lock()
+                .expect("jobs lock")
+                .get(&job.name)
+                .and_then(|s| s.last.as_ref().map(|l| l.started_at));
             let reason = match last {
                 None => Some("catch-up: no drill of this job has been recorded yet".to_string()),
                 Some(l) => schedule
                     .after(&l.with_timezone(&cfg.agent.timezone))
                     .next()
                     .filter(|t| *t <= now)
-                    .map(|t| format!("catch-up: the run due at {} was missed while the agent was down", t.to_rfc3339())),
+                    .map(|t| {
+                        format!(
+                            "catch-up: the run due at {} was missed while the agent was down",
+                            t.to_rfc3339()
+                        )
+                    }),
             };
             if let Some(reason) = reason {
                 tracing::info!(job = %job.name, %reason, "Catching up.");
-                let trigger = Trigger { kind: TriggerKind::Schedule, reason: Some(reason), scheduled_for: None };
+                let trigger = Trigger {
+                    kind: TriggerKind::Schedule,
+                    reason: Some(reason),
+                    scheduled_for: None,
+                };
                 self.submit(&job.name, trigger).await;
             }
         }
     }
 
     fn reload(self: &Arc<Self>) {
-        match config::load(&self.cfg_path, Check::Values).map_err(anyhow::Error::from).and_then(|c| {
-            let t = read_token(&c)?;
-            Ok((c, t))
-        }) {
-            Err(e) => tracing::error!(config = %self.cfg_path.display(), error = format!("{e:#}"), "Configuration reload failed; keeping the running configuration."),
+        match config::load(&self.cfg_path, Check::Values)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| {
+                let t = read_token(&c)?;
+                Ok((c, t))
+            }) {
+            Err(e) => {
+                tracing::error!(config = %self.cfg_path.display(), error = format!("{e:#}"), "Configuration reload failed; keeping the running configuration.")
+            }
             Ok((cfg, token)) => {
                 self.set_slots(cfg.agent.max_concurrent_drills);
                 *self.token.write().expect("token lock") = token;
@@ -394,7 +481,11 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
     let env = drills::env(&cfg, drills::trigger(TriggerKind::Schedule, None), None);
     let recovered = tokio::task::block_in_place(|| verifier::recover_interrupted(&env, &ledger))
         .map_err(anyhow::Error::from)?;
-    let mut jobs: BTreeMap<String, JobState> = cfg.jobs.iter().map(|j| (j.name.clone(), JobState::default())).collect();
+    let mut jobs: BTreeMap<String, JobState> = cfg
+        .jobs
+        .iter()
+        .map(|j| (j.name.clone(), JobState::default()))
+        .collect();
     for r in ledger.records().map_err(anyhow::Error::from)? {
         let r = r.map_err(anyhow::Error::from)?;
         jobs.entry(r.job.clone()).or_default().apply(&r);
@@ -418,7 +509,9 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
     tracing::info!(
         jobs = agent.config().jobs.len(),
         recovered = recovered.len(),
-        listen = listen.map(|l| l.to_string()).unwrap_or_else(|| "off".into()),
+        listen = listen
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "off".into()),
         "Agent started."
     );
     let mut server = None;
@@ -429,7 +522,9 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
         let app = crate::http::router(agent.clone());
         let token = agent.shutdown.clone();
         server = Some(tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await
+            axum::serve(listener, app)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await
         }));
     }
     agent.catch_up().await;
@@ -445,12 +540,20 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
             _ = hup.recv() => agent.reload(),
         }
     };
-    tracing::info!(running = agent.running.load(Ordering::SeqCst), "Shutting down: stopping schedules and running drills.");
+    tracing::info!(
+        running = agent.running.load(Ordering::SeqCst),
+        "Shutting down: stopping schedules and running drills."
+    );
     agent.stop.store(true, Ordering::SeqCst);
     agent.shutdown.cancel();
     agent.tracker.close();
-    if tokio::time::timeout(Duration::from_secs(9), agent.tracker.wait()).await.is_err() {
-        tracing::error!("Drills did not stop within 9 s; exiting anyway. Their markers remain and the next start records them.");
+    if tokio::time::timeout(Duration::from_secs(9), agent.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "Drills did not stop within 9 s; exiting anyway. Their markers remain and the next start records them."
+        );
     }
     if let Some(s) = server {
         let _ = tokio::time::timeout(Duration::from_secs(1), s).await;

@@ -56,7 +56,9 @@ async fn jobs(State(agent): State<Shared>) -> Response {
         .map(|j| {
             let st = states.get(&j.name).cloned().unwrap_or_default();
             let next = j.schedule.as_ref().and_then(|(_, s)| {
-                s.after(&now.with_timezone(&cfg.agent.timezone)).next().map(|t| t.to_rfc3339())
+                s.after(&now.with_timezone(&cfg.agent.timezone))
+                    .next()
+                    .map(|t| t.to_rfc3339())
             });
             json!({
                 "name": j.name,
@@ -85,23 +87,33 @@ struct RecordQuery {
 async fn records(State(agent): State<Shared>, Query(q): Query<RecordQuery>) -> Response {
     let cfg = agent.config();
     let tz = cfg.agent.timezone;
-    let parse = |s: &Option<String>, end| s.as_deref().map(|s| evidence::parse_date(s, tz, end)).transpose();
+    let parse = |s: &Option<String>, end| {
+        s.as_deref()
+            .map(|s| evidence::parse_date(s, tz, end))
+            .transpose()
+    };
     let (since, until) = match (parse(&q.since, false), parse(&q.until, true)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let filter = evidence::Filter { job: q.job, since, until };
+    let filter = evidence::Filter {
+        job: q.job,
+        since,
+        until,
+    };
     let ledger = drills::ledger(&cfg);
-    let res = tokio::task::spawn_blocking(move || -> Result<Vec<verifier::Record>, verifier::LedgerError> {
-        let mut out = Vec::new();
-        for r in ledger.records()? {
-            let r = r?;
-            if filter.keeps(&r) {
-                out.push(r);
+    let res = tokio::task::spawn_blocking(
+        move || -> Result<Vec<verifier::Record>, verifier::LedgerError> {
+            let mut out = Vec::new();
+            for r in ledger.records()? {
+                let r = r?;
+                if filter.keeps(&r) {
+                    out.push(r);
+                }
             }
-        }
-        Ok(out)
-    })
+            Ok(out)
+        },
+    )
     .await;
     match res {
         Ok(Ok(list)) => Json(list).into_response(),
@@ -112,12 +124,26 @@ async fn records(State(agent): State<Shared>, Query(q): Query<RecordQuery>) -> R
 
 /// A record by id; 202 with its state while it is queued or running.
 async fn record(State(agent): State<Shared>, Path(id): Path<String>) -> Response {
-    if let Some((job, state)) = agent.pending.lock().expect("pending lock").get(&id).cloned() {
-        return (StatusCode::ACCEPTED, Json(json!({ "id": id, "job": job, "state": state }))).into_response();
+    if let Some((job, state)) = agent
+        .pending
+        .lock()
+        .expect("pending lock")
+        .get(&id)
+        .cloned()
+    {
+        return (
+            StatusCode::ACCEPTED,
+            Json(json!({ "id": id, "job": job, "state": state })),
+        )
+            .into_response();
     }
     let ledger = drills::ledger(&agent.config());
     let found = tokio::task::spawn_blocking(move || -> Option<verifier::Record> {
-        ledger.records().ok()?.filter_map(Result::ok).find(|r| r.id == id)
+        ledger
+            .records()
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|r| r.id == id)
     })
     .await
     .ok()
@@ -167,10 +193,21 @@ async fn trigger(
     } else {
         match serde_json::from_slice(&body) {
             Ok(r) => r,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("body must be JSON like {{\"reason\": \"CHG-1234 kernel update\"}}: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "body must be JSON like {{\"reason\": \"CHG-1234 kernel update\"}}: {e}"
+                    ),
+                );
+            }
         }
     };
-    let trigger = Trigger { kind: TriggerKind::Change, reason: req.reason, scheduled_for: None };
+    let trigger = Trigger {
+        kind: TriggerKind::Change,
+        reason: req.reason,
+        scheduled_for: None,
+    };
     match agent.submit(&name, trigger).await {
         Submitted::Queued(id) => (
             StatusCode::ACCEPTED,
@@ -192,7 +229,14 @@ async fn trigger(
 
 async fn metrics(State(agent): State<Shared>) -> Response {
     match crate::metrics::render(&agent) {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -163,7 +163,11 @@ fn main() -> ExitCode {
             .into();
         }
     };
-    init_logging(cli.log_format, cli.quiet, matches!(cli.command, Command::Agent));
+    init_logging(
+        cli.log_format,
+        cli.quiet,
+        matches!(cli.command, Command::Agent),
+    );
     match dispatch(cli) {
         Ok(o) => o.into(),
         Err(e) => {

@@ -17,15 +17,61 @@ fn gauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus:
 
 pub fn render(agent: &Agent) -> prometheus::Result<String> {
     let reg = Registry::new();
-    let last_run = gauge(&reg, "restore_verifier_last_run_timestamp_seconds", "Start time of the job's last drill that ran.", &["job"])?;
-    let last_success = gauge(&reg, "restore_verifier_last_success_timestamp_seconds", "Start time of the job's last passing drill.", &["job"])?;
-    let last_result = gauge(&reg, "restore_verifier_last_result", "1 for the result of the job's last drill that ran, 0 for the others.", &["job", "result"])?;
-    let duration = gauge(&reg, "restore_verifier_drill_duration_seconds", "Restore plus verify time of the job's last drill.", &["job"])?;
-    let age = gauge(&reg, "restore_verifier_backup_age_seconds", "Age of the backup at the job's last drill.", &["job"])?;
-    let bytes = gauge(&reg, "restore_verifier_verified_bytes", "Bytes content-checked by the job's last drill.", &["job"])?;
-    let files = gauge(&reg, "restore_verifier_verified_files", "Files compared by the job's last drill.", &["job"])?;
-    let overdue = gauge(&reg, "restore_verifier_overdue", "1 when the job has had no passing drill within max_interval.", &["job"])?;
-    let totals = IntCounterVec::new(Opts::new("restore_verifier_drills_total", "Drills recorded, by result."), &["job", "result"])?;
+    let last_run = gauge(
+        &reg,
+        "restore_verifier_last_run_timestamp_seconds",
+        "Start time of the job's last drill that ran.",
+        &["job"],
+    )?;
+    let last_success = gauge(
+        &reg,
+        "restore_verifier_last_success_timestamp_seconds",
+        "Start time of the job's last passing drill.",
+        &["job"],
+    )?;
+    let last_result = gauge(
+        &reg,
+        "restore_verifier_last_result",
+        "1 for the result of the job's last drill that ran, 0 for the others.",
+        &["job", "result"],
+    )?;
+    let duration = gauge(
+        &reg,
+        "restore_verifier_drill_duration_seconds",
+        "Restore plus verify time of the job's last drill.",
+        &["job"],
+    )?;
+    let age = gauge(
+        &reg,
+        "restore_verifier_backup_age_seconds",
+        "Age of the backup at the job's last drill.",
+        &["job"],
+    )?;
+    let bytes = gauge(
+        &reg,
+        "restore_verifier_verified_bytes",
+        "Bytes content-checked by the job's last drill.",
+        &["job"],
+    )?;
+    let files = gauge(
+        &reg,
+        "restore_verifier_verified_files",
+        "Files compared by the job's last drill.",
+        &["job"],
+    )?;
+    let overdue = gauge(
+        &reg,
+        "restore_verifier_overdue",
+        "1 when the job has had no passing drill within max_interval.",
+        &["job"],
+    )?;
+    let totals = IntCounterVec::new(
+        Opts::new(
+            "restore_verifier_drills_total",
+            "Drills recorded, by result.",
+        ),
+        &["job", "result"],
+    )?;
     reg.register(Box::new(totals.clone()))?;
     let running = IntGauge::new("restore_verifier_drills_running", "Drills running now.")?;
     reg.register(Box::new(running.clone()))?;
@@ -38,23 +84,35 @@ pub fn render(agent: &Agent) -> prometheus::Result<String> {
         let name = job.name.as_str();
         let st = states.get(name).cloned().unwrap_or_default();
         for r in RESULTS {
-            totals.with_label_values(&[name, r]).inc_by(st.totals.get(r).copied().unwrap_or(0));
+            totals
+                .with_label_values(&[name, r])
+                .inc_by(st.totals.get(r).copied().unwrap_or(0));
         }
-        overdue.with_label_values(&[name]).set(if st.overdue(job, now) { 1.0 } else { 0.0 });
+        overdue
+            .with_label_values(&[name])
+            .set(if st.overdue(job, now) { 1.0 } else { 0.0 });
         if let Some(t) = st.last_pass {
-            last_success.with_label_values(&[name]).set(t.timestamp_millis() as f64 / 1000.0);
+            last_success
+                .with_label_values(&[name])
+                .set(t.timestamp_millis() as f64 / 1000.0);
         }
         if let Some(l) = &st.last {
-            last_run.with_label_values(&[name]).set(l.started_at.timestamp_millis() as f64 / 1000.0);
+            last_run
+                .with_label_values(&[name])
+                .set(l.started_at.timestamp_millis() as f64 / 1000.0);
             for r in &RESULTS[..3] {
-                last_result.with_label_values(&[name, r]).set(if l.result.as_str() == *r { 1.0 } else { 0.0 });
+                last_result
+                    .with_label_values(&[name, r])
+                    .set(if l.result.as_str() == *r { 1.0 } else { 0.0 });
             }
             duration.with_label_values(&[name]).set(l.duration_seconds);
             if let Some(a) = l.backup_age_seconds {
                 age.with_label_values(&[name]).set(a as f64);
             }
             bytes.with_label_values(&[name]).set(l.bytes_checked as f64);
-            files.with_label_values(&[name]).set(l.files_compared as f64);
+            files
+                .with_label_values(&[name])
+                .set(l.files_compared as f64);
         }
     }
     let mut out = Vec::new();

@@ -1,0 +1,517 @@
+//! The daemon, end to end: schedules, the queue, crash recovery, signals, the
+//! HTTP API and its metrics (checked with Prometheus' own `promtool`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+struct Daemon {
+    child: Option<Child>,
+    base: String,
+}
+
+impl Daemon {
+    fn start(site: &Site) -> Daemon {
+        let text = std::fs::read_to_string(&site.config).unwrap();
+        let port: u16 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
+            .map(|p| p.trim_end_matches('"').parse().unwrap())
+            .expect("config has a listen address");
+        let child = bin()
+            .arg("-c")
+            .arg(&site.config)
+            .args(["--log-format", "json", "agent"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(site.path("agent.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Daemon {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let t0 = Instant::now();
+        while http().get(&d.url("/healthz")).call().is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "agent did not start: {}",
+                std::fs::read_to_string(site.path("agent.log")).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn url(&self, p: &str) -> String {
+        format!("{}{p}", self.base)
+    }
+
+    fn get(&self, p: &str) -> (u16, Value) {
+        let mut r = http().get(&self.url(p)).call().unwrap();
+        let status = r.status().as_u16();
+        (status, r.body_mut().read_json().unwrap_or(Value::Null))
+    }
+
+    fn post(&self, p: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = http().post(&self.url(p));
+        if let Some(t) = token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut r = req.send_json(body).unwrap();
+        (
+            r.status().as_u16(),
+            r.body_mut().read_json().unwrap_or(Value::Null),
+        )
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// Sends SIGTERM and waits; returns the exit code and how long it took.
+    fn stop(mut self) -> (Option<i32>, Duration) {
+        self.signal("-TERM");
+        let t0 = Instant::now();
+        let status = self.child.take().unwrap().wait().unwrap();
+        (status.code(), t0.elapsed())
+    }
+
+    fn kill9(mut self) {
+        self.signal("-KILL");
+        self.child.take().unwrap().wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn ledger_records(site: &Site) -> Vec<Value> {
+    std::fs::read_to_string(site.path("state/ledger.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn agent_section(port: u16, token: bool) -> String {
+    let tok = if token {
+        "api_token_file = \"token\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "[agent]\nstate_dir = \"state\"\nsandbox_dir = \"sandbox\"\ntimezone = \"Asia/Tokyo\"\nlisten = \"127.0.0.1:{port}\"\nmax_concurrent_drills = 2\n{tok}"
+    )
+}
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A site whose config is `agent_section` + `jobs`, with a token file.
+fn daemon_site(jobs: &str, token: bool) -> Site {
+    let site = Site::new("");
+    std::fs::write(site.path("token"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(
+        &site.config,
+        format!("{}{jobs}", agent_section(free_port(), token)),
+    )
+    .unwrap();
+    site
+}
+
+/// `n` files of 1 MB under `dir`: enough data that a drill takes a while.
+fn big_tree(dir: &Path, n: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in 0..n {
+        let bytes: Vec<u8> = (0..1_000_000u32)
+            .map(|i| (i.wrapping_mul(31) ^ f) as u8)
+            .collect();
+        std::fs::write(dir.join(format!("f{f:04}")), bytes).unwrap();
+    }
+}
+
+fn dir_job(name: &str, dir: &str, schedule: Option<&str>) -> String {
+    let sched = schedule
+        .map(|s| format!("schedule = \"{s}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "\n[[job]]\nname = \"{name}\"\n{sched}source = \"{dir}\"\n[job.backup]\ntype = \"dir\"\npath = \"{dir}\"\n"
+    )
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn ts(v: &Value) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn twenty_jobs_every_second_none_lost_never_more_than_two_running() {
+    let jobs: String = (0..20)
+        .map(|i| dir_job(&format!("j{i:02}"), "data", Some("* * * * * *")))
+        .collect();
+    let site = daemon_site(&jobs, false);
+    big_tree(&site.path("data"), 12);
+    let d = Daemon::start(&site);
+    std::thread::sleep(Duration::from_millis(4500));
+    let (code, took) = d.stop();
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+
+    let recs = ledger_records(&site);
+    let mut ticks: BTreeMap<String, Vec<chrono::DateTime<chrono::FixedOffset>>> = BTreeMap::new();
+    let mut intervals = Vec::new();
+    let mut results = BTreeSet::new();
+    for r in &recs {
+        let result = r["result"].as_str().unwrap().to_string();
+        assert!(
+            ["pass", "skipped", "error"].contains(&result.as_str()),
+            "{r}"
+        );
+        if result == "error" {
+            assert!(
+                r["reasons"][0].as_str().unwrap().contains("interrupted"),
+                "{r}"
+            );
+        }
+        let due = ts(&r["trigger"]["scheduled_for"]);
+        if result != "skipped" {
+            let (s, f) = (ts(&r["started_at"]), ts(&r["finished_at"]));
+            assert!(s >= due, "a drill started before it was due: {r}");
+            intervals.push((s, f));
+        }
+        ticks
+            .entry(r["job"].as_str().unwrap().to_string())
+            .or_default()
+            .push(due);
+        results.insert(result);
+    }
+    assert_eq!(ticks.len(), 20, "every job has records");
+    let first = ticks.values().flatten().min().unwrap().to_owned();
+    let last = ticks.values().flatten().max().unwrap().to_owned();
+    assert!(
+        (last - first).num_seconds() >= 3,
+        "schedules kept firing: {first} .. {last}"
+    );
+    for (job, mut t) in ticks {
+        t.sort();
+        // One record per due second, none missing, none twice.
+        for w in t.windows(2) {
+            assert_eq!(
+                (w[1] - w[0]).num_seconds(),
+                1,
+                "{job}: gap or duplicate in {t:?}"
+            );
+        }
+        assert_eq!(t[0], first, "{job} missed the first tick");
+    }
+    // Never more than two drills at once.
+    let mut edges: Vec<(chrono::DateTime<chrono::FixedOffset>, i32)> = Vec::new();
+    for (s, f) in &intervals {
+        edges.push((*s, 1));
+        edges.push((*f, -1));
+    }
+    edges.sort();
+    let (mut now, mut max) = (0, 0);
+    for (_, e) in edges {
+        now += e;
+        max = max.max(now);
+    }
+    assert!(max <= 2, "{max} drills overlapped");
+    assert!(
+        results.contains("pass") && results.contains("skipped"),
+        "{results:?}"
+    );
+    assert!(is_empty_dir(&site.path("sandbox")));
+    assert_eq!(site.run(&["evidence", "verify"]).status.code(), Some(0));
+}
+
+#[test]
+fn kill_9_during_a_drill_is_recorded_at_the_next_start() {
+    let site = daemon_site(&dir_job("big", "data", None), true);
+    big_tree(&site.path("data"), 300);
+    let d = Daemon::start(&site);
+    let (status, body) = d.post(
+        "/v1/jobs/big/drills",
+        Some(TOKEN),
+        json!({"reason": "CHG-1 crash test"}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    wait_for("the sandbox", || !is_empty_dir(&site.path("sandbox")));
+    d.kill9();
+    assert!(
+        !is_empty_dir(&site.path("sandbox")),
+        "the crash left its sandbox"
+    );
+    assert!(ledger_records(&site).is_empty());
+
+    let d = Daemon::start(&site);
+    let recs = ledger_records(&site);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["id"], id.as_str());
+    assert_eq!(recs[0]["result"], "error");
+    assert_eq!(recs[0]["trigger"]["kind"], "change");
+    assert!(
+        recs[0]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("interrupted")
+    );
+    assert!(
+        is_empty_dir(&site.path("sandbox")),
+        "the sandbox is removed at start"
+    );
+    let (code, _) = d.stop();
+    assert_eq!(code, Some(0));
+    assert_eq!(site.run(&["evidence", "verify"]).status.code(), Some(0));
+}
+
+#[test]
+fn sigterm_during_a_drill_records_it_and_exits_quickly() {
+    let site = daemon_site(&dir_job("big", "data", None), true);
+    big_tree(&site.path("data"), 300);
+    let d = Daemon::start(&site);
+    let (status, body) = d.post("/v1/jobs/big/drills", Some(TOKEN), json!({}));
+    assert_eq!(status, 202);
+    wait_for("the sandbox", || !is_empty_dir(&site.path("sandbox")));
+    let (code, took) = d.stop();
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let recs = ledger_records(&site);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["id"], body["id"]);
+    assert_eq!(recs[0]["result"], "error");
+    assert!(
+        recs[0]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{}",
+        recs[0]
+    );
+    assert!(is_empty_dir(&site.path("sandbox")));
+    assert!(
+        !site.path("state/running").read_dir().unwrap().any(|_| true),
+        "no in-progress marker left"
+    );
+}
+
+#[test]
+fn change_trigger_needs_the_token() {
+    let jobs = format!(
+        "{}{}",
+        job("good", "backups/good/share-*.tar"),
+        job("bad", "backups/bad/share-*.tar")
+    );
+    let site = daemon_site(&jobs, true);
+    let d = Daemon::start(&site);
+    let body = json!({"reason": "CHG-1234 kernel update"});
+    assert_eq!(d.post("/v1/jobs/good/drills", None, body.clone()).0, 401);
+    assert_eq!(
+        d.post(
+            "/v1/jobs/good/drills",
+            Some("wrong-token-0123456789"),
+            body.clone()
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        d.post("/v1/jobs/nope/drills", Some(TOKEN), body.clone()).0,
+        404
+    );
+    let (status, accepted) = d.post("/v1/jobs/good/drills", Some(TOKEN), body);
+    assert_eq!(status, 202);
+    let poll = accepted["poll"].as_str().unwrap().to_string();
+    let mut rec = Value::Null;
+    wait_for("the record", || {
+        let (s, v) = d.get(&poll);
+        rec = v;
+        s == 200
+    });
+    assert_eq!(rec["result"], "pass");
+    assert_eq!(rec["trigger"]["kind"], "change");
+    assert_eq!(rec["trigger"]["reason"], "CHG-1234 kernel update");
+    let (_, list) = d.get("/v1/records?job=good");
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    d.stop();
+
+    // Without a token file, POST is disabled, not open.
+    let site = daemon_site(&job("good", "backups/good/share-*.tar"), false);
+    let d = Daemon::start(&site);
+    assert_eq!(
+        d.post("/v1/jobs/good/drills", Some(TOKEN), json!({})).0,
+        403
+    );
+    assert_eq!(d.post("/v1/jobs/good/drills", None, json!({})).0, 403);
+}
+
+fn promtool() -> String {
+    let out = Command::new("promtool").arg("--version").output();
+    assert!(
+        out.is_ok_and(|o| o.status.success()),
+        "promtool is missing: install Debian's `prometheus` package (scripts/test.sh does)"
+    );
+    "promtool".into()
+}
+
+#[test]
+fn metrics_pass_promtool_and_show_one_pass_and_one_fail() {
+    let jobs = format!(
+        "{}{}",
+        job("good", "backups/good/share-*.tar"),
+        job("bad", "backups/bad/share-*.tar")
+    );
+    let site = daemon_site(&jobs, true);
+    let d = Daemon::start(&site);
+    for name in ["good", "bad"] {
+        let (s, v) = d.post(&format!("/v1/jobs/{name}/drills"), Some(TOKEN), json!({}));
+        assert_eq!(s, 202);
+        let poll = v["poll"].as_str().unwrap().to_string();
+        wait_for("the record", || d.get(&poll).0 == 200);
+    }
+    let text = http()
+        .get(&d.url("/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let mut check = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(check.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        text_of(&out.stdout),
+        text_of(&out.stderr)
+    );
+    for line in [
+        "restore_verifier_last_result{job=\"good\",result=\"pass\"} 1",
+        "restore_verifier_last_result{job=\"bad\",result=\"fail\"} 1",
+        "restore_verifier_last_result{job=\"bad\",result=\"pass\"} 0",
+        "restore_verifier_drills_total{job=\"bad\",result=\"fail\"} 1",
+        "restore_verifier_drills_total{job=\"good\",result=\"pass\"} 1",
+        "restore_verifier_verified_files{job=\"good\"} 9",
+        "restore_verifier_overdue{job=\"good\"} 0",
+        "restore_verifier_drills_running 0",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert!(text.contains("restore_verifier_last_success_timestamp_seconds{job=\"good\"}"));
+    assert!(!text.contains("restore_verifier_last_success_timestamp_seconds{job=\"bad\"}"));
+}
+
+fn text_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn sighup_reloads_and_a_bad_config_keeps_the_old_one() {
+    let site = daemon_site(&job("good", "backups/good/share-*.tar"), false);
+    let d = Daemon::start(&site);
+    let names = |d: &Daemon| -> Vec<String> {
+        d.get("/v1/jobs")
+            .1
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&d), ["good"]);
+    let good_config = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(
+        &site.config,
+        format!("{good_config}\n[[job]]\nname = \"broken\"\nrpo = \"soon\"\n"),
+    )
+    .unwrap();
+    d.signal("-HUP");
+    wait_for("the reload error in the log", || {
+        std::fs::read_to_string(site.path("agent.log"))
+            .unwrap()
+            .contains("Configuration reload failed")
+    });
+    assert_eq!(names(&d), ["good"], "a bad config keeps the old one");
+    std::fs::write(
+        &site.config,
+        format!("{good_config}{}", job("bad", "backups/bad/share-*.tar")),
+    )
+    .unwrap();
+    d.signal("-HUP");
+    wait_for("the new job", || names(&d) == ["good", "bad"]);
+    assert_eq!(d.stop().0, Some(0));
+}
+
+#[test]
+fn catch_up_runs_a_missed_drill_once_at_start() {
+    let jobs = job("good", "backups/good/share-*.tar").replace(
+        "source = \"source\"\n",
+        "source = \"source\"\ncatch_up = true\nschedule = \"0 3 1 1 *\"\n",
+    );
+    let site = daemon_site(&jobs, false);
+    let d = Daemon::start(&site);
+    wait_for("the catch-up record", || !ledger_records(&site).is_empty());
+    let recs = ledger_records(&site);
+    assert_eq!(recs[0]["trigger"]["kind"], "schedule");
+    assert!(
+        recs[0]["trigger"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("catch-up"),
+        "{}",
+        recs[0]
+    );
+    assert_eq!(d.stop().0, Some(0));
+    // The next start finds nothing missed (the next run is next January).
+    let d = Daemon::start(&site);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(ledger_records(&site).len(), 1);
+    d.stop();
+}
