@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 # System packages the tests use. Kept in one list; install only what is missing.
 PACKAGES=(gcc make pkg-config ca-certificates procps
   prometheus # promtool checks /metrics
+  restic borgbackup # real restore tools in end-to-end tests
 )
 
 missing=()

@@ -2,6 +2,7 @@
 
 mod agent;
 mod common;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

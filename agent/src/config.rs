@@ -93,6 +93,46 @@ pub enum Backup {
         path: String,
         backup_time: Option<SystemTime>,
     },
+    Restic {
+        repository: String,
+        password_file: PathBuf,
+        snapshot: String,
+        host: Option<String>,
+        tags: Vec<String>,
+        path: Option<String>,
+    },
+    Borg {
+        repository: String,
+        passphrase_file: Option<PathBuf>,
+        archive: String,
+        path: Option<String>,
+    },
+    Command {
+        steps: Vec<Vec<String>>,
+        /// For `{backup}`: a file or directory (glob; newest wins).
+        path: Option<String>,
+        backup_time: Option<SystemTime>,
+    },
+}
+
+impl Backup {
+    pub fn describe(&self) -> String {
+        match self {
+            Backup::Dir { path, .. } => format!("dir {}", path.display()),
+            Backup::Tar { path, .. } => format!("tar {path}"),
+            Backup::Restic {
+                repository,
+                snapshot,
+                ..
+            } => format!("restic {repository} snapshot {snapshot}"),
+            Backup::Borg {
+                repository,
+                archive,
+                ..
+            } => format!("borg {repository} archive {archive}"),
+            Backup::Command { steps, .. } => format!("command, {} step(s)", steps.len()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +230,22 @@ struct RawBackup {
     kind: Spanned<String>,
     path: Option<Spanned<String>>,
     backup_time: Option<Spanned<String>>,
+    repository: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+    passphrase_file: Option<Spanned<String>>,
+    snapshot: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    tags: Option<Spanned<Vec<String>>>,
+    archive: Option<Spanned<String>>,
+    restore: Option<Spanned<Steps>>,
+}
+
+/// `restore = ["tool", "{sandbox}"]` (one step) or `[["a"], ["b"]]` (several).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Steps {
+    One(Vec<String>),
+    Many(Vec<Vec<String>>),
 }
 
 #[derive(Deserialize, Default)]
@@ -608,82 +664,7 @@ fn job(
         p
     });
 
-    let b = j.backup.into_inner();
-    let backup_time = b.backup_time.and_then(|t| match parse_time(t.get_ref()) {
-        Ok(t) => Some(t),
-        Err(m) => {
-            cx.at(t.span(), k("backup.backup_time"), m);
-            None
-        }
-    });
-    let kind = b.kind.get_ref().as_str();
-    let backup = match (kind, b.path) {
-        ("dir" | "tar", None) => {
-            cx.at(
-                b.kind.span(),
-                k("backup.path"),
-                format!("backup type {kind:?} needs `path`"),
-            );
-            None
-        }
-        ("dir", Some(p)) => {
-            let path = resolve(base, p.get_ref());
-            if check == Check::Paths && !path.is_dir() {
-                cx.at(
-                    p.span(),
-                    k("backup.path"),
-                    format!("backup directory {} does not exist", path.display()),
-                );
-            }
-            if verifier::overlaps(&path, &agent.sandbox_dir) {
-                cx.at(
-                    p.span(),
-                    k("backup.path"),
-                    format!(
-                        "this backup and sandbox_dir {} overlap; move sandbox_dir elsewhere",
-                        agent.sandbox_dir.display()
-                    ),
-                );
-            }
-            Some(Backup::Dir { path, backup_time })
-        }
-        ("tar", Some(p)) => {
-            let pattern = resolve(base, p.get_ref()).display().to_string();
-            if let Err(e) = glob::Pattern::new(&pattern) {
-                cx.at(
-                    p.span(),
-                    k("backup.path"),
-                    format!("invalid glob pattern: {e}"),
-                );
-            } else if check == Check::Paths && verifier::driver::newest_match(&pattern).is_err() {
-                cx.at(
-                    p.span(),
-                    k("backup.path"),
-                    format!("no backup file matches {pattern}"),
-                );
-            }
-            Some(Backup::Tar {
-                path: pattern,
-                backup_time,
-            })
-        }
-        (other @ ("restic" | "borg" | "postgres" | "command"), _) => {
-            cx.at(
-                b.kind.span(),
-                k("backup.type"),
-                format!("backup type {other:?} is not supported by this version yet; supported: \"dir\", \"tar\""),
-            );
-            None
-        }
-        (other, _) => {
-            cx.at(
-                b.kind.span(),
-                k("backup.type"),
-                format!("unknown backup type {other:?}; expected \"dir\" or \"tar\""),
-            );
-            None
-        }
-    };
+    let backup = backup_config(cx, i, j.backup.into_inner(), base, check, agent);
 
     let rv = j.verify.unwrap_or_default();
     let mut verify = Verify::default();
@@ -809,10 +790,7 @@ pub fn describe(cfg: &Config, now: chrono::DateTime<chrono::Utc>) -> String {
             .unwrap_or_else(|| "-".into()),
     );
     for j in &cfg.jobs {
-        let what = match &j.backup {
-            Backup::Dir { path, .. } => format!("dir {}", path.display()),
-            Backup::Tar { path, .. } => format!("tar {path}"),
-        };
+        let what = j.backup.describe();
         let when = match &j.schedule {
             Some((expr, sch)) => {
                 let next = sch
@@ -837,6 +815,214 @@ pub fn describe(cfg: &Config, now: chrono::DateTime<chrono::Utc>) -> String {
         );
     }
     s
+}
+
+/// A local repository path is resolved against the config's directory; a URL
+/// (`sftp:…`, `s3:…`, `ssh://…`, `user@host:…`) is kept as written.
+fn repository(base: &Path, r: &str) -> String {
+    let is_remote = r
+        .find(':')
+        .is_some_and(|c| r.find('/').is_none_or(|s| c < s));
+    if is_remote {
+        r.to_string()
+    } else {
+        resolve(base, r).display().to_string()
+    }
+}
+
+fn backup_config(
+    cx: &mut Ctx,
+    i: usize,
+    b: RawBackup,
+    base: &Path,
+    check: Check,
+    agent: &AgentConfig,
+) -> Option<Backup> {
+    let k = |key: &str| format!("job[{i}].backup.{key}");
+    let kind = b.kind.get_ref().clone();
+    let allowed: &[&str] = match kind.as_str() {
+        "dir" | "tar" => &["path", "backup_time"],
+        "restic" => &[
+            "repository",
+            "password_file",
+            "snapshot",
+            "host",
+            "tags",
+            "path",
+        ],
+        "borg" => &["repository", "passphrase_file", "archive", "path"],
+        "command" => &["restore", "path", "backup_time"],
+        "postgres" => {
+            cx.at(b.kind.span(), k("type"), "backup type \"postgres\" is not supported by this version yet; supported: dir, tar, restic, borg, command");
+            return None;
+        }
+        other => {
+            cx.at(
+                b.kind.span(),
+                k("type"),
+                format!(
+                    "unknown backup type {other:?}; expected dir, tar, restic, borg or command"
+                ),
+            );
+            return None;
+        }
+    };
+    let present: [(&str, Option<std::ops::Range<usize>>); 10] = [
+        ("path", b.path.as_ref().map(|v| v.span())),
+        ("backup_time", b.backup_time.as_ref().map(|v| v.span())),
+        ("repository", b.repository.as_ref().map(|v| v.span())),
+        ("password_file", b.password_file.as_ref().map(|v| v.span())),
+        (
+            "passphrase_file",
+            b.passphrase_file.as_ref().map(|v| v.span()),
+        ),
+        ("snapshot", b.snapshot.as_ref().map(|v| v.span())),
+        ("host", b.host.as_ref().map(|v| v.span())),
+        ("tags", b.tags.as_ref().map(|v| v.span())),
+        ("archive", b.archive.as_ref().map(|v| v.span())),
+        ("restore", b.restore.as_ref().map(|v| v.span())),
+    ];
+    let mut ok = true;
+    for (key, span) in present {
+        if let Some(span) = span
+            && !allowed.contains(&key)
+        {
+            cx.at(
+                span,
+                k(key),
+                format!(
+                    "`{key}` does not apply to backup type {kind:?} (it takes {})",
+                    allowed.join(", ")
+                ),
+            );
+            ok = false;
+        }
+    }
+    let mut need =
+        |cx: &mut Ctx, v: Option<Spanned<String>>, key: &str| -> Option<Spanned<String>> {
+            if v.is_none() {
+                cx.at(
+                    b.kind.span(),
+                    k(key),
+                    format!("backup type {kind:?} needs `{key}`"),
+                );
+                ok = false;
+            }
+            v
+        };
+    let backup_time = b.backup_time.and_then(|t| match parse_time(t.get_ref()) {
+        Ok(t) => Some(t),
+        Err(m) => {
+            cx.at(t.span(), k("backup_time"), m);
+            None
+        }
+    });
+    let file = |cx: &mut Ctx, v: Spanned<String>, key: &str| -> PathBuf {
+        let p = resolve(base, v.get_ref());
+        if check == Check::Paths && std::fs::File::open(&p).is_err() {
+            cx.at(
+                v.span(),
+                k(key),
+                format!("{} is not readable; fix its path or mode", p.display()),
+            );
+        }
+        p
+    };
+    let backup = match kind.as_str() {
+        "dir" => {
+            let p = need(cx, b.path, "path")?;
+            let path = resolve(base, p.get_ref());
+            if check == Check::Paths && !path.is_dir() {
+                cx.at(
+                    p.span(),
+                    k("path"),
+                    format!("backup directory {} does not exist", path.display()),
+                );
+            }
+            if verifier::overlaps(&path, &agent.sandbox_dir) {
+                cx.at(
+                    p.span(),
+                    k("path"),
+                    format!(
+                        "this backup and sandbox_dir {} overlap; move sandbox_dir elsewhere",
+                        agent.sandbox_dir.display()
+                    ),
+                );
+            }
+            Backup::Dir { path, backup_time }
+        }
+        "tar" => {
+            let p = need(cx, b.path, "path")?;
+            let pattern = resolve(base, p.get_ref()).display().to_string();
+            if let Err(e) = glob::Pattern::new(&pattern) {
+                cx.at(p.span(), k("path"), format!("invalid glob pattern: {e}"));
+            } else if check == Check::Paths && verifier::driver::newest_match(&pattern).is_err() {
+                cx.at(
+                    p.span(),
+                    k("path"),
+                    format!("no backup file matches {pattern}"),
+                );
+            }
+            Backup::Tar {
+                path: pattern,
+                backup_time,
+            }
+        }
+        "restic" => {
+            let repo = need(cx, b.repository, "repository");
+            let pw = need(cx, b.password_file, "password_file");
+            let (repo, pw) = (repo?, pw?);
+            Backup::Restic {
+                repository: repository(base, repo.get_ref()),
+                password_file: file(cx, pw, "password_file"),
+                snapshot: b
+                    .snapshot
+                    .map(Spanned::into_inner)
+                    .unwrap_or_else(|| "latest".into()),
+                host: b.host.map(Spanned::into_inner),
+                tags: b.tags.map(Spanned::into_inner).unwrap_or_default(),
+                path: b.path.map(Spanned::into_inner),
+            }
+        }
+        "borg" => {
+            let repo = need(cx, b.repository, "repository")?;
+            Backup::Borg {
+                repository: repository(base, repo.get_ref()),
+                passphrase_file: b.passphrase_file.map(|f| file(cx, f, "passphrase_file")),
+                archive: b
+                    .archive
+                    .map(Spanned::into_inner)
+                    .unwrap_or_else(|| "latest".into()),
+                path: b.path.map(Spanned::into_inner),
+            }
+        }
+        _ => {
+            let Some(r) = b.restore else {
+                cx.at(b.kind.span(), k("restore"), "backup type \"command\" needs `restore`: the runbook's steps, e.g. [[\"rsync\", \"-a\", \"/mnt/mirror/\", \"{sandbox}/\"]]");
+                return None;
+            };
+            let span = r.span();
+            let steps = match r.into_inner() {
+                Steps::One(v) => vec![v],
+                Steps::Many(v) => v,
+            };
+            if steps.is_empty() || steps.iter().any(|s| s.is_empty()) {
+                cx.at(
+                    span,
+                    k("restore"),
+                    "every step needs at least a program name",
+                );
+            }
+            Backup::Command {
+                steps,
+                path: b
+                    .path
+                    .map(|p| resolve(base, p.get_ref()).display().to_string()),
+                backup_time,
+            }
+        }
+    };
+    ok.then_some(backup)
 }
 
 /// The config file to use: `-c`, else `$RESTORE_VERIFIER_CONFIG`, else the default.

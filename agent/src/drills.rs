@@ -5,7 +5,7 @@ use chrono::Offset;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use verifier::driver::{DirDriver, Driver, TarDriver};
+use verifier::driver::{BorgDriver, CommandDriver, DirDriver, Driver, ResticDriver, TarDriver};
 use verifier::{
     ContentSelection, DrillEnv, DrillSpec, Ledger, Record, Trigger, TriggerKind, VerifySpec,
 };
@@ -48,7 +48,7 @@ fn next_slice(ledger: &Ledger, job: &str, over: u64) -> u64 {
     last.map_or(0, |r| (r.slice + 1) % over)
 }
 
-pub fn spec(job: &Job, ledger: &Ledger) -> DrillSpec {
+pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpec {
     let driver: Box<dyn Driver> = match &job.backup {
         Backup::Dir { path, backup_time } => Box::new(DirDriver {
             path: path.clone(),
@@ -56,6 +56,42 @@ pub fn spec(job: &Job, ledger: &Ledger) -> DrillSpec {
         }),
         Backup::Tar { path, backup_time } => Box::new(TarDriver {
             path: path.clone(),
+            backup_time: *backup_time,
+        }),
+        Backup::Restic {
+            repository,
+            password_file,
+            snapshot,
+            host,
+            tags,
+            path,
+        } => Box::new(ResticDriver {
+            repository: repository.clone(),
+            password_file: password_file.clone(),
+            snapshot: snapshot.clone(),
+            host: host.clone(),
+            tags: tags.clone(),
+            path: path.clone(),
+        }),
+        Backup::Borg {
+            repository,
+            passphrase_file,
+            archive,
+            path,
+        } => Box::new(BorgDriver {
+            repository: repository.clone(),
+            passphrase_file: passphrase_file.clone(),
+            archive: archive.clone(),
+            path: path.clone(),
+            base_dir: state_dir.join("tools").join("borg"),
+        }),
+        Backup::Command {
+            steps,
+            path,
+            backup_time,
+        } => Box::new(CommandDriver {
+            steps: steps.clone(),
+            backup: path.clone(),
             backup_time: *backup_time,
         }),
     };
@@ -129,7 +165,7 @@ pub fn drill(
     cancel: Option<Arc<AtomicBool>>,
 ) -> anyhow::Result<Record> {
     let ledger = ledger(cfg);
-    let spec = spec(job, &ledger);
+    let spec = spec(job, &ledger, &cfg.agent.state_dir);
     let env = env(cfg, trigger, cancel);
     let id = id.unwrap_or_else(verifier::new_id);
     let span = tracing::info_span!("drill", job = %job.name, id = %id);

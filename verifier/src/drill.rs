@@ -214,7 +214,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
 
     if let Some(sb) = &sandbox {
         let t = Instant::now();
-        let restored = spec.driver.locate().and_then(|mut info| {
+        let restored = spec.driver.locate(&deadline).and_then(|mut info| {
             if let Some(loc) = &info.location
                 && loc.is_dir()
                 && overlaps(loc, &env.sandbox_dir)
@@ -226,14 +226,36 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                     env.sandbox_dir.display()
                 )));
             }
-            let r = spec.driver.restore(&mut info, sb.path(), &deadline);
+            let r = spec
+                .driver
+                .restore(&mut info, sb.path(), &deadline, &mut stats);
             backup = info;
             r
         });
         restore_time = t.elapsed();
-        match restored {
-            Ok(s) => stats = s,
-            Err(e) => d.driver_error(&e),
+        if let Err(e) = restored {
+            d.driver_error(&e);
+        }
+        // Whatever the tool, no restored link may lead out of the sandbox.
+        if d.fails.is_empty()
+            && d.errors.is_empty()
+            && let Err((rel, why)) = crate::driver::check_all_links(sb.path())
+        {
+            d.fails.push(format!(
+                "restore failed: unsafe entry {} refused: {why}",
+                rel.display()
+            ));
+        }
+        let restored_root = sb.path().join(stats.root.clone().unwrap_or_default());
+        if d.fails.is_empty() && d.errors.is_empty() && !restored_root.is_dir() {
+            d.fails.push(format!(
+                "the restore produced no {} in the sandbox",
+                stats
+                    .root
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "files".into())
+            ));
         }
         if d.fails.is_empty() && d.errors.is_empty() {
             let t = Instant::now();
@@ -246,7 +268,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                 deadline: deadline.clone(),
                 manifest_out: Some(run_dir.join("manifest.jsonl")),
             };
-            match compare(spec.source.as_deref(), sb.path(), &opts) {
+            match compare(spec.source.as_deref(), &restored_root, &opts) {
                 Ok(r) => {
                     artifacts = Some(format!("runs/{id}"));
                     report = Some(r);
@@ -365,6 +387,8 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
             files: stats.files,
             bytes: stats.bytes,
             exit_code: stats.exit_code,
+            tool: stats.tool.clone(),
+            steps: stats.steps.clone(),
         },
         verify: VerifySection {
             duration_seconds: secs(verify_time),

@@ -11,6 +11,7 @@ mod drill;
 pub mod driver;
 mod findings;
 mod ledger;
+pub mod process;
 mod record;
 mod running;
 mod sandbox;

@@ -70,6 +70,22 @@ pub struct RestoreSection {
     pub files: u64,
     pub bytes: u64,
     pub exit_code: Option<i32>,
+    /// The restore tool and its version, when one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// Commands run by the restore (tool invocations, runbook steps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepRecord>,
+}
+
+/// One command a drill ran.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub argv: Vec<String>,
+    pub exit_code: Option<i32>,
+    pub duration_seconds: f64,
+    /// The end of its output (stderr, else stdout), bounded.
+    pub output_tail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,15 +4,23 @@
 //! sandbox ([`Driver::restore`]). A damaged, missing or hostile backup is a
 //! finding (the drill fails); not being able to run at all is an error.
 
+mod borg;
+mod command;
 mod dir;
+mod restic;
 mod safe;
 mod tar;
+mod tool;
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+pub use borg::BorgDriver;
+pub use command::CommandDriver;
 pub use dir::DirDriver;
+pub use restic::ResticDriver;
+pub use safe::check_all_links;
 pub use tar::{TarDriver, newest_match};
 
 use crate::deadline::{Deadline, Stop};
@@ -41,6 +49,13 @@ pub struct RestoreStats {
     pub bytes: u64,
     /// Exit status of the restore tool, for drivers that run one.
     pub exit_code: Option<i32>,
+    /// Where, relative to the sandbox, the restored data that corresponds to
+    /// the source is (tools that restore full paths put it deeper).
+    pub root: Option<PathBuf>,
+    /// The restore tool and its version, e.g. "restic 0.14.0".
+    pub tool: Option<String>,
+    /// Every command run, in order.
+    pub steps: Vec<crate::record::StepRecord>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +72,19 @@ pub enum DriverError {
     },
     #[error("restore {0}")]
     Stopped(#[from] Stop),
+    /// A restore tool or runbook step failed: the backup did not restore.
+    #[error("{step} failed ({status}): {reason}")]
+    Tool {
+        step: String,
+        status: String,
+        reason: String,
+    },
+    /// A step ran out of time or was cancelled; its process group was killed.
+    #[error("{step} {stop}; its processes were killed")]
+    StepStopped { step: String, stop: Stop },
+    /// A restore tool is missing or cannot start.
+    #[error("{0}")]
+    NoTool(String),
     #[error("cannot read backup {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("cannot write {path} in the sandbox: {source}")]
@@ -74,8 +102,18 @@ impl DriverError {
             DriverError::NotFound(_)
             | DriverError::Damaged { .. }
             | DriverError::Unsafe { .. }
+            | DriverError::Tool { .. }
+            | DriverError::StepStopped {
+                stop: Stop::TimedOut(_),
+                ..
+            }
             | DriverError::Stopped(Stop::TimedOut(_)) => true,
-            DriverError::Stopped(Stop::Cancelled)
+            DriverError::StepStopped {
+                stop: Stop::Cancelled,
+                ..
+            }
+            | DriverError::NoTool(_)
+            | DriverError::Stopped(Stop::Cancelled)
             | DriverError::Read { .. }
             | DriverError::Sandbox { .. }
             | DriverError::Setup(_) => false,
@@ -89,14 +127,16 @@ pub trait Driver: Send + Sync {
     fn kind(&self) -> &'static str;
 
     /// Finds the backup to restore and what is known about it before restoring.
-    fn locate(&self) -> Result<BackupInfo, DriverError>;
+    fn locate(&self, deadline: &Deadline) -> Result<BackupInfo, DriverError>;
 
     /// Restores `backup` into the empty directory `sandbox`. May fill in
-    /// `backup.sha256` and `backup.created_at`.
+    /// `backup.sha256` and `backup.created_at`. `stats` is filled as the restore
+    /// goes, so what ran before a failure is still in the record.
     fn restore(
         &self,
         backup: &mut BackupInfo,
         sandbox: &Path,
         deadline: &Deadline,
-    ) -> Result<RestoreStats, DriverError>;
+        stats: &mut RestoreStats,
+    ) -> Result<(), DriverError>;
 }

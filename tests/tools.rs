@@ -1,0 +1,383 @@
+//! Real backup tools, end to end: restic, borg and runbook commands, each with
+//! a good backup and the ways a backup goes bad. The tools must be installed
+//! (scripts/test.sh does); a missing one fails the test.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn need(tool: &str) {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        || Command::new(tool)
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{tool} is missing: install it (scripts/test.sh installs restic and borgbackup)"
+    );
+}
+
+fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// A site with the fixture source and a config of AGENT + `job_toml`.
+fn tool_site() -> Site {
+    Site::new("")
+}
+
+fn set_jobs(site: &Site, jobs: &str) {
+    std::fs::write(&site.config, format!("{AGENT}{jobs}")).unwrap();
+}
+
+/// Each test its own secret: tests run in parallel and watch every process.
+const SECRET: &str = "correct horse battery staple 42";
+const BORG_SECRET: &str = "tr0ub4dor and 3 more words";
+
+/// Flips one byte in the middle of the largest file under `dir`.
+fn corrupt_largest(dir: &Path) -> PathBuf {
+    let f = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap()
+        .into_path();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut d = std::fs::read(&f).unwrap();
+    let mid = d.len() / 2;
+    d[mid] ^= 0x01;
+    std::fs::write(&f, d).unwrap();
+    f
+}
+
+/// Runs `restore-verifier run` and, while it runs, looks for `secret` in every
+/// process's command line and environment. Returns the JSON record.
+fn run_watching(site: &Site, secret: &str) -> Value {
+    let child = bin()
+        .arg("-c")
+        .arg(&site.config)
+        .args(["run", "--json"])
+        .env("RESTORE_VERIFIER_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut seen = 0;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            for f in ["cmdline", "environ"] {
+                if let Ok(b) = std::fs::read(e.path().join(f)) {
+                    assert!(
+                        !String::from_utf8_lossy(&b).contains(secret),
+                        "the secret is visible in {}/{f}",
+                        e.path().display()
+                    );
+                    seen += 1;
+                }
+            }
+        }
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.contains(") Z") {
+            break;
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(seen > 0);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!all.contains(secret), "the secret is in the output or logs");
+    let ledger = std::fs::read_to_string(site.path("state/ledger.jsonl")).unwrap();
+    assert!(!ledger.contains(secret), "the secret is in the ledger");
+    let mut recs = records(&out);
+    assert_eq!(recs.len(), 1, "{}", text(&out.stderr));
+    recs.remove(0)
+}
+
+fn reasons(r: &Value) -> String {
+    r["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn restic(site: &Site, repo: &str, args: &[&str]) -> String {
+    sh(Command::new("restic")
+        .args(["--repo", repo, "--password-file"])
+        .arg(site.path("pw"))
+        .args(["--no-cache"])
+        .args(args)
+        .current_dir(site.tmp.path()))
+}
+
+#[test]
+fn restic_good_and_broken() {
+    need("restic");
+    let site = tool_site();
+    std::fs::write(site.path("pw"), format!("{SECRET}\n")).unwrap();
+    std::fs::write(site.path("wrong-pw"), "not the password\n").unwrap();
+    let source = site.path("source").display().to_string();
+    restic(&site, "repo", &["init"]);
+    restic(&site, "repo", &["backup", &source]);
+    // A second repository whose snapshot lacks a file the source has.
+    let lacking = site.path("lacking-src");
+    copy_tree(&site.path("source"), &lacking);
+    std::fs::remove_file(site.path("source/finance/ledger.csv")).unwrap();
+    restic(&site, "repo-lacking", &["init"]);
+    restic(&site, "repo-lacking", &["backup", &source]);
+    // Put it back as it was: older than both snapshots.
+    copy_tree_file(
+        &lacking.join("finance/ledger.csv"),
+        &site.path("source/finance/ledger.csv"),
+    );
+    let job = |name: &str, repo: &str, pw: &str| {
+        format!(
+            "\n[[job]]\nname = \"{name}\"\nsource = \"source\"\n[job.backup]\ntype = \"restic\"\nrepository = \"{repo}\"\npassword_file = \"{pw}\"\n"
+        )
+    };
+
+    set_jobs(&site, &job("good", "repo", "pw"));
+    let rec = run_watching(&site, SECRET);
+    assert_eq!(rec["result"], "pass", "{}", reasons(&rec));
+    assert_eq!(rec["verify"]["files_compared"], 9);
+    assert!(
+        rec["restore"]["tool"]
+            .as_str()
+            .unwrap()
+            .starts_with("restic "),
+        "{}",
+        rec["restore"]
+    );
+    assert_eq!(rec["backup"]["type"], "restic");
+    assert!(!rec["restore"]["steps"].as_array().unwrap().is_empty());
+
+    set_jobs(&site, &job("wrong-password", "repo", "wrong-pw"));
+    let rec = run_watching(&site, SECRET);
+    assert_eq!(rec["result"], "fail");
+    assert!(
+        reasons(&rec).contains("wrong password"),
+        "{}",
+        reasons(&rec)
+    );
+
+    set_jobs(&site, &job("lacking", "repo-lacking", "pw"));
+    let rec = run_watching(&site, SECRET);
+    assert_eq!(rec["result"], "fail");
+    assert!(
+        reasons(&rec).contains("missing from the restore: finance/ledger.csv"),
+        "{}",
+        reasons(&rec)
+    );
+
+    set_jobs(&site, &job("no-repo", "no-such-repo", "pw"));
+    let rec = run_watching(&site, SECRET);
+    assert_eq!(rec["result"], "fail");
+    assert!(
+        reasons(&rec).contains("repository not found"),
+        "{}",
+        reasons(&rec)
+    );
+
+    corrupt_largest(&site.path("repo/data"));
+    set_jobs(&site, &job("damaged", "repo", "pw"));
+    let rec = run_watching(&site, SECRET);
+    assert_eq!(rec["result"], "fail", "{rec}");
+    assert!(
+        reasons(&rec).contains("restic restore failed"),
+        "{}",
+        reasons(&rec)
+    );
+    assert!(is_empty_dir(&site.path("sandbox")));
+}
+
+fn copy_tree_file(from: &Path, to: &Path) {
+    std::fs::copy(from, to).unwrap();
+    let t = filetime::FileTime::from_system_time(at(TREE_TIME));
+    filetime::set_file_mtime(to, t).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+fn borg(site: &Site, args: &[&str]) -> String {
+    sh(Command::new("borg")
+        .args(args)
+        .env(
+            "BORG_PASSCOMMAND",
+            format!("cat {}", site.path("pp").display()),
+        )
+        .env("BORG_BASE_DIR", site.path("borg-home"))
+        .current_dir(site.tmp.path()))
+}
+
+#[test]
+fn borg_good_and_broken() {
+    need("borg");
+    let site = tool_site();
+    std::fs::write(site.path("pp"), format!("{BORG_SECRET}\n")).unwrap();
+    std::fs::write(site.path("wrong-pp"), "nope\n").unwrap();
+    let source = site.path("source").display().to_string();
+    borg(&site, &["init", "-e", "repokey", "repo"]);
+    borg(&site, &["create", "repo::first", &source]);
+    let keep = site.path("keep.csv");
+    std::fs::copy(site.path("source/finance/ledger.csv"), &keep).unwrap();
+    std::fs::remove_file(site.path("source/finance/ledger.csv")).unwrap();
+    borg(&site, &["init", "-e", "repokey", "repo-lacking"]);
+    borg(&site, &["create", "repo-lacking::lacking", &source]);
+    copy_tree_file(&keep, &site.path("source/finance/ledger.csv"));
+    let inner = source.trim_start_matches('/').to_string();
+    let job = |name: &str, repo: &str, pp: &str, archive: &str| {
+        format!(
+            "\n[[job]]\nname = \"{name}\"\nsource = \"source\"\n[job.backup]\ntype = \"borg\"\nrepository = \"{repo}\"\npassphrase_file = \"{pp}\"\narchive = \"{archive}\"\npath = \"{inner}\"\n"
+        )
+    };
+
+    set_jobs(&site, &job("good", "repo", "pp", "latest"));
+    let rec = run_watching(&site, BORG_SECRET);
+    assert_eq!(rec["result"], "pass", "{}", reasons(&rec));
+    assert_eq!(rec["verify"]["files_compared"], 9);
+    assert!(
+        rec["restore"]["tool"]
+            .as_str()
+            .unwrap()
+            .starts_with("borg ")
+    );
+    assert!(rec["backup"]["id"].as_str().unwrap().starts_with("first"));
+
+    set_jobs(&site, &job("by-glob", "repo", "pp", "fir*"));
+    assert_eq!(run_watching(&site, BORG_SECRET)["result"], "pass");
+
+    set_jobs(
+        &site,
+        &job("wrong-passphrase", "repo", "wrong-pp", "latest"),
+    );
+    let rec = run_watching(&site, BORG_SECRET);
+    assert_eq!(rec["result"], "fail");
+    assert!(
+        reasons(&rec).contains("wrong passphrase"),
+        "{}",
+        reasons(&rec)
+    );
+
+    set_jobs(&site, &job("lacking", "repo-lacking", "pp", "latest"));
+    let rec = run_watching(&site, BORG_SECRET);
+    assert!(
+        reasons(&rec).contains("missing from the restore: finance/ledger.csv"),
+        "{}",
+        reasons(&rec)
+    );
+
+    set_jobs(&site, &job("no-repo", "no-such-repo", "pp", "latest"));
+    let rec = run_watching(&site, BORG_SECRET);
+    assert_eq!(rec["result"], "fail");
+    assert!(reasons(&rec).contains("not found"), "{}", reasons(&rec));
+
+    corrupt_largest(&site.path("repo/data"));
+    set_jobs(&site, &job("damaged", "repo", "pp", "latest"));
+    let rec = run_watching(&site, BORG_SECRET);
+    assert_eq!(rec["result"], "fail", "{rec}");
+    assert!(reasons(&rec).contains("borg"), "{}", reasons(&rec));
+    assert!(
+        !site.path("repo/lock.exclusive").exists() && !site.path("repo/lock.roster").exists(),
+        "the drill took a lock in the repository"
+    );
+    assert!(is_empty_dir(&site.path("sandbox")));
+}
+
+#[test]
+fn command_runbook_good_failing_and_hanging() {
+    let site = tool_site();
+    copy_tree(&site.path("source"), &site.path("mirror"));
+    let job = |name: &str, restore: &str, extra: &str| {
+        format!(
+            "\n[[job]]\nname = \"{name}\"\nsource = \"source\"\n{extra}[job.backup]\ntype = \"command\"\npath = \"mirror\"\nbackup_time = \"2026-06-01T00:00:00Z\"\nrestore = {restore}\n"
+        )
+    };
+    set_jobs(
+        &site,
+        &job(
+            "good",
+            r#"[["cp", "-a", "{backup}/.", "{sandbox}/"], ["true"]]"#,
+            "",
+        ),
+    );
+    let out = site.run(&["run", "--json"]);
+    let rec = records(&out).remove(0);
+    assert_eq!(rec["result"], "pass", "{}", reasons(&rec));
+    assert_eq!(rec["restore"]["steps"].as_array().unwrap().len(), 2);
+    assert_eq!(rec["restore"]["steps"][0]["exit_code"], 0);
+    assert_eq!(rec["backup"]["created_at"], "2026-06-01T09:00:00+09:00");
+
+    set_jobs(
+        &site,
+        &job(
+            "failing",
+            r#"[["sh", "-c", "echo cannot reach the share >&2; exit 7"]]"#,
+            "",
+        ),
+    );
+    let rec = records(&site.run(&["run", "--json"])).remove(0);
+    assert_eq!(rec["result"], "fail");
+    assert!(
+        reasons(&rec).contains("step 1 (sh) failed (exit code 7): cannot reach the share"),
+        "{}",
+        reasons(&rec)
+    );
+    assert_eq!(rec["restore"]["steps"][0]["exit_code"], 7);
+
+    set_jobs(
+        &site,
+        &job("missing-backup", r#"["true"]"#, "")
+            .replace("path = \"mirror\"", "path = \"no-such-mirror\""),
+    );
+    let rec = records(&site.run(&["run", "--json"])).remove(0);
+    assert_eq!(rec["result"], "fail");
+    assert!(
+        reasons(&rec).contains("backup not found"),
+        "{}",
+        reasons(&rec)
+    );
+
+    let marker = format!("hang-marker-{}", std::process::id());
+    set_jobs(
+        &site,
+        &job(
+            "hangs",
+            &format!(r#"[["sh", "-c", "sleep 600; echo {marker}"]]"#),
+            "timeout = \"2s\"\n",
+        ),
+    );
+    let t0 = Instant::now();
+    let rec = records(&site.run(&["run", "--json"])).remove(0);
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    assert_eq!(rec["result"], "fail");
+    assert!(
+        reasons(&rec).contains("step 1 (sh) timed out after 2s"),
+        "{}",
+        reasons(&rec)
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let state = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&cmd).contains(&marker) || state.contains(") Z"),
+            "a runbook process survived the timeout"
+        );
+    }
+    assert!(is_empty_dir(&site.path("sandbox")));
+}

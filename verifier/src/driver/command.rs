@@ -1,0 +1,89 @@
+//! `command`: the runbook, as steps. Each step is an argv list with `{sandbox}`
+//! and `{backup}` placeholders, run in order with the sandbox as working
+//! directory and a minimal environment. This drills any tool (rsync, a share
+//! mirror, a vendor CLI) exactly as its runbook says.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::{BackupInfo, Driver, DriverError, RestoreStats, tool};
+use crate::deadline::Deadline;
+use crate::process::StepOptions;
+
+#[derive(Debug, Clone)]
+pub struct CommandDriver {
+    pub steps: Vec<Vec<String>>,
+    /// Optional backup file or directory (a glob; newest wins), for `{backup}`.
+    pub backup: Option<String>,
+    /// When the backup was taken; else the `{backup}` file's mtime, else unknown.
+    pub backup_time: Option<SystemTime>,
+}
+
+fn fill(arg: &str, sandbox: &Path, backup: Option<&Path>) -> String {
+    let mut s = arg.replace("{sandbox}", &sandbox.display().to_string());
+    if let Some(b) = backup {
+        s = s.replace("{backup}", &b.display().to_string());
+    }
+    s
+}
+
+impl Driver for CommandDriver {
+    fn kind(&self) -> &'static str {
+        "command"
+    }
+
+    fn locate(&self, _deadline: &Deadline) -> Result<BackupInfo, DriverError> {
+        let location: Option<PathBuf> = match &self.backup {
+            Some(pattern) => Some(match glob::glob(pattern) {
+                Ok(paths) => paths
+                    .flatten()
+                    .filter_map(|p| std::fs::metadata(&p).ok().map(|m| (m.modified().ok(), p)))
+                    .max()
+                    .map(|(_, p)| p)
+                    .ok_or_else(|| DriverError::NotFound(format!("nothing matches {pattern}")))?,
+                Err(e) => return Err(DriverError::NotFound(format!("{pattern}: {e}"))),
+            }),
+            None => None,
+        };
+        let mtime = location
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok()?.modified().ok());
+        Ok(BackupInfo {
+            kind: "command".into(),
+            id: location
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "runbook".into()),
+            created_at: self.backup_time.or(mtime),
+            location,
+            sha256: None,
+        })
+    }
+
+    fn restore(
+        &self,
+        backup: &mut BackupInfo,
+        sandbox: &Path,
+        deadline: &Deadline,
+        stats: &mut RestoreStats,
+    ) -> Result<(), DriverError> {
+        let opts = StepOptions::in_dir(sandbox);
+        for (i, step) in self.steps.iter().enumerate() {
+            let argv: Vec<String> = step
+                .iter()
+                .map(|a| fill(a, sandbox, backup.location.as_deref()))
+                .collect();
+            let name = format!(
+                "step {} ({})",
+                i + 1,
+                step.first().map(String::as_str).unwrap_or("")
+            );
+            let out = tool::step(&name, argv, &opts, deadline, &mut stats.steps, |_| None)?;
+            stats.exit_code = out.exit_code;
+        }
+        let (files, bytes) = tool::tree_stats(sandbox);
+        stats.files = files;
+        stats.bytes = bytes;
+        Ok(())
+    }
+}

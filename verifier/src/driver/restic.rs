@@ -1,0 +1,206 @@
+//! `restic`: restores a snapshot with the real `restic` binary, the way an
+//! operator would. The password reaches restic through `--password-file` (a
+//! path), never argv or the environment; the repository is opened without
+//! locks and without a cache, so nothing is written outside the sandbox.
+
+use std::path::{Path, PathBuf};
+
+use chrono::DateTime;
+use serde::Deserialize;
+
+use super::{BackupInfo, Driver, DriverError, RestoreStats, tool};
+use crate::deadline::Deadline;
+use crate::process::{StepOptions, StepOutcome};
+
+#[derive(Debug, Clone)]
+pub struct ResticDriver {
+    pub repository: String,
+    pub password_file: PathBuf,
+    /// "latest" or a snapshot id (or its prefix).
+    pub snapshot: String,
+    pub host: Option<String>,
+    pub tags: Vec<String>,
+    /// The directory in the snapshot that corresponds to the source; default:
+    /// the snapshot's only path.
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Snapshot {
+    time: String,
+    id: String,
+    short_id: Option<String>,
+    #[serde(default)]
+    paths: Vec<String>,
+}
+
+/// restic's messages, turned into reasons an operator can act on.
+fn explain(out: &StepOutcome) -> Option<String> {
+    let e = format!("{}\n{}", out.stderr_tail, out.stdout_tail);
+    let said = |s: &str| e.contains(s);
+    Some(if said("wrong password") {
+        "wrong password: restic could not open the repository with password_file".into()
+    } else if said("unable to open config file")
+        || said("Is there a repository")
+        || said("does not exist")
+    {
+        "repository not found: check `repository` (restic found no repository there)".into()
+    } else if said("unable to create lock") || said("repository is already locked") {
+        "the repository is locked by another restic process".into()
+    } else if said("ciphertext verification failed")
+        || said("decrypting blob")
+        || said("checksum")
+        || said("invalid data returned")
+    {
+        format!("the repository is damaged: {}", out.last_words())
+    } else {
+        return None;
+    })
+}
+
+impl ResticDriver {
+    fn base(&self) -> Vec<String> {
+        vec![
+            "restic".into(),
+            "--repo".into(),
+            self.repository.clone(),
+            "--password-file".into(),
+            self.password_file.display().to_string(),
+            "--no-cache".into(),
+            "--no-lock".into(),
+        ]
+    }
+
+    fn opts(dir: &Path) -> StepOptions {
+        let mut o = StepOptions::in_dir(dir);
+        o.keep_stdout = 64 << 20;
+        o
+    }
+}
+
+impl Driver for ResticDriver {
+    fn kind(&self) -> &'static str {
+        "restic"
+    }
+
+    fn locate(&self, deadline: &Deadline) -> Result<BackupInfo, DriverError> {
+        if let Err(e) = std::fs::metadata(&self.password_file) {
+            return Err(DriverError::NoTool(format!(
+                "password_file {} is not readable: {e}; fix its path or mode",
+                self.password_file.display()
+            )));
+        }
+        let mut argv = self.base();
+        argv.extend(["snapshots".into(), "--json".into()]);
+        if let Some(h) = &self.host {
+            argv.extend(["--host".into(), h.clone()]);
+        }
+        if !self.tags.is_empty() {
+            argv.extend(["--tag".into(), self.tags.join(",")]);
+        }
+        let cwd = std::env::temp_dir();
+        let mut steps = Vec::new();
+        let out = tool::step(
+            "restic snapshots",
+            argv,
+            &Self::opts(&cwd),
+            deadline,
+            &mut steps,
+            explain,
+        )
+        .map_err(|e| match e {
+            DriverError::Tool { reason, .. } if reason.starts_with("repository not found") => {
+                DriverError::NotFound(format!("{}: {reason}", self.repository))
+            }
+            other => other,
+        })?;
+        let snaps: Vec<Snapshot> =
+            serde_json::from_slice(&out.stdout).map_err(|e| DriverError::Damaged {
+                path: PathBuf::from(&self.repository),
+                detail: format!("restic snapshots --json gave unreadable output: {e}"),
+            })?;
+        let chosen = if self.snapshot == "latest" {
+            snaps.iter().max_by(|a, b| a.time.cmp(&b.time))
+        } else {
+            snaps.iter().find(|s| s.id.starts_with(&self.snapshot))
+        };
+        let s = chosen.ok_or_else(|| {
+            DriverError::NotFound(format!(
+                "no snapshot {} in {} (host {:?}, tags {:?})",
+                self.snapshot, self.repository, self.host, self.tags
+            ))
+        })?;
+        let created = DateTime::parse_from_rfc3339(&s.time)
+            .ok()
+            .map(std::time::SystemTime::from);
+        let root = match (&self.path, s.paths.as_slice()) {
+            (Some(p), _) => p.clone(),
+            (None, [only]) => only.clone(),
+            (None, many) => {
+                return Err(DriverError::Setup(format!(
+                    "snapshot {} has {} paths ({}); set `path` to the one that matches the source",
+                    s.id,
+                    many.len(),
+                    many.join(", ")
+                )));
+            }
+        };
+        Ok(BackupInfo {
+            kind: "restic".into(),
+            id: s
+                .short_id
+                .clone()
+                .unwrap_or_else(|| s.id.chars().take(8).collect()),
+            location: Some(PathBuf::from(format!(
+                "{}#{}:{root}",
+                self.repository, s.id
+            ))),
+            created_at: created,
+            sha256: None,
+        })
+    }
+
+    fn restore(
+        &self,
+        backup: &mut BackupInfo,
+        sandbox: &Path,
+        deadline: &Deadline,
+        stats: &mut RestoreStats,
+    ) -> Result<(), DriverError> {
+        let loc = backup
+            .location
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let (id, root) = loc
+            .rsplit_once('#')
+            .and_then(|(_, rest)| rest.split_once(':'))
+            .map(|(i, r)| (i.to_string(), r.to_string()))
+            .unwrap_or_default();
+        stats.tool = tool::version(&["restic", "version"], sandbox);
+        let mut argv = self.base();
+        argv.extend([
+            "restore".into(),
+            id,
+            "--target".into(),
+            sandbox.display().to_string(),
+        ]);
+        argv.extend(["--include".into(), root.clone()]);
+        let out = tool::step(
+            "restic restore",
+            argv,
+            &Self::opts(sandbox),
+            deadline,
+            &mut stats.steps,
+            explain,
+        )?;
+        stats.exit_code = out.exit_code;
+        let rel = PathBuf::from(root.trim_start_matches('/'));
+        let (files, bytes) = tool::tree_stats(&sandbox.join(&rel));
+        stats.files = files;
+        stats.bytes = bytes;
+        stats.root = Some(rel);
+        backup.location = Some(PathBuf::from(&self.repository));
+        Ok(())
+    }
+}

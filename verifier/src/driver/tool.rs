@@ -1,0 +1,107 @@
+//! Running restore tools as steps: the record keeps each invocation, failures
+//! become `DriverError::Tool` with the tool's own last words.
+
+use std::path::Path;
+
+use super::DriverError;
+use crate::deadline::Deadline;
+use crate::process::{StepError, StepOptions, StepOutcome, run_step};
+use crate::record::StepRecord;
+
+pub fn record(argv: &[String], out: &StepOutcome) -> StepRecord {
+    let tail = if out.stderr_tail.trim().is_empty() {
+        &out.stdout_tail
+    } else {
+        &out.stderr_tail
+    };
+    StepRecord {
+        argv: argv.to_vec(),
+        exit_code: out.exit_code,
+        duration_seconds: (out.duration.as_secs_f64() * 1000.0).round() / 1000.0,
+        output_tail: tail
+            .chars()
+            .rev()
+            .take(1000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect(),
+    }
+}
+
+/// Runs one step; appends it to `steps`; a non-zero exit is `Tool` with the
+/// reason `explain` gives for the tool's output (or its last words).
+pub fn step(
+    name: &str,
+    argv: Vec<String>,
+    opts: &StepOptions,
+    deadline: &Deadline,
+    steps: &mut Vec<StepRecord>,
+    explain: impl Fn(&StepOutcome) -> Option<String>,
+) -> Result<StepOutcome, DriverError> {
+    match run_step(&argv, opts, deadline) {
+        Ok(out) => {
+            steps.push(record(&argv, &out));
+            if out.success() {
+                Ok(out)
+            } else {
+                Err(DriverError::Tool {
+                    step: name.to_string(),
+                    status: out.status_text(),
+                    reason: explain(&out).unwrap_or_else(|| out.last_words()),
+                })
+            }
+        }
+        Err(StepError::Spawn { program, source }) => Err(DriverError::NoTool(format!(
+            "cannot run {program}: {source}; install it (scripts/test.sh lists the Debian packages)"
+        ))),
+        Err(StepError::Stopped { stop, outcome }) => {
+            steps.push(record(&argv, &outcome));
+            Err(DriverError::StepStopped {
+                step: name.to_string(),
+                stop,
+            })
+        }
+    }
+}
+
+/// "restic 0.14.0 compiled …" → "restic 0.14.0".
+pub fn version(argv: &[&str], cwd: &Path) -> Option<String> {
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    let mut opts = StepOptions::in_dir(cwd);
+    opts.keep_stdout = 4096;
+    let out = run_step(
+        &argv,
+        &opts,
+        &Deadline::after(std::time::Duration::from_secs(20)),
+    )
+    .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let first = text
+        .lines()
+        .next()?
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(first)
+}
+
+/// Files and bytes under `root`, for tools that do not say.
+pub fn tree_stats(root: &Path) -> (u64, u64) {
+    let mut files = 0;
+    let mut bytes = 0;
+    for e in walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .flatten()
+    {
+        if !e.file_type().is_dir() {
+            files += 1;
+            if e.file_type().is_file() {
+                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    (files, bytes)
+}

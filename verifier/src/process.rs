@@ -1,0 +1,320 @@
+//! Child processes of a drill (restore tools, runbook steps, checks).
+//!
+//! Each runs in its own process group with a minimal environment, under the
+//! drill's deadline; on timeout or cancel the whole group is killed (TERM, then
+//! KILL), and after a normal exit any stragglers left in the group are killed
+//! too, so nothing outlives the drill. Output is captured with bounded memory:
+//! the first bytes of stdout (for tools that answer in JSON) and the tail of
+//! both streams (for the record).
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::deadline::{Deadline, Stop};
+
+/// The PATH children get; nothing else is inherited unless passed explicitly.
+pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// How much of each stream's end is kept for the record.
+pub const TAIL: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct StepOptions {
+    pub cwd: PathBuf,
+    /// Added to PATH, LANG and HOME (= `cwd`).
+    pub env: Vec<(OsString, OsString)>,
+    /// Keep up to this many leading bytes of stdout (0: tail only).
+    pub keep_stdout: usize,
+}
+
+impl StepOptions {
+    pub fn in_dir(cwd: &Path) -> StepOptions {
+        StepOptions {
+            cwd: cwd.to_path_buf(),
+            env: Vec::new(),
+            keep_stdout: 0,
+        }
+    }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, if one did.
+    pub signal: Option<i32>,
+    pub duration: Duration,
+    /// Leading stdout bytes, up to `keep_stdout`.
+    pub stdout: Vec<u8>,
+    pub stdout_tail: String,
+    pub stderr_tail: String,
+}
+
+impl StepOutcome {
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+
+    /// The last lines of stderr (or stdout), for a reason.
+    pub fn last_words(&self) -> String {
+        let src = if self.stderr_tail.trim().is_empty() {
+            &self.stdout_tail
+        } else {
+            &self.stderr_tail
+        };
+        let lines: Vec<&str> = src.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(3)..].join(" | ")
+    }
+
+    pub fn status_text(&self) -> String {
+        match (self.exit_code, self.signal) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(s)) => format!("killed by signal {s}"),
+            _ => "unknown exit status".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("cannot run {program}: {source}; is it installed and on PATH ({SAFE_PATH})?")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    /// Stopped by the deadline or cancel; the group was killed.
+    #[error("{stop}")]
+    Stopped { stop: Stop, outcome: StepOutcome },
+}
+
+struct Capture {
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+}
+
+fn capture(
+    mut r: impl Read + Send + 'static,
+    keep: usize,
+    tx: mpsc::Sender<(bool, Capture)>,
+    is_out: bool,
+) {
+    std::thread::spawn(move || {
+        let mut c = Capture {
+            head: Vec::new(),
+            tail: VecDeque::with_capacity(TAIL),
+        };
+        let mut buf = [0u8; 8192];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = keep.saturating_sub(c.head.len());
+                    c.head.extend_from_slice(&buf[..n.min(room)]);
+                    for b in &buf[..n] {
+                        if c.tail.len() == TAIL {
+                            c.tail.pop_front();
+                        }
+                        c.tail.push_back(*b);
+                    }
+                }
+            }
+        }
+        let _ = tx.send((is_out, c));
+    });
+}
+
+fn kill_group(pgid: u32, sig: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pgid as i32) {
+        let _ = rustix::process::kill_process_group(pid, sig);
+    }
+}
+
+/// Runs `argv` to completion (or until the deadline) in its own process group.
+pub fn run_step(
+    argv: &[String],
+    opts: &StepOptions,
+    deadline: &Deadline,
+) -> Result<StepOutcome, StepError> {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let program = argv.first().cloned().unwrap_or_default();
+    let mut cmd = Command::new(&program);
+    cmd.args(&argv[1..])
+        .current_dir(&opts.cwd)
+        .env_clear()
+        .env("PATH", SAFE_PATH)
+        .env("LANG", "C.UTF-8")
+        .env("HOME", &opts.cwd)
+        .envs(opts.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| StepError::Spawn {
+        program: program.clone(),
+        source: e,
+    })?;
+    let pgid = child.id();
+    let (tx, rx) = mpsc::channel();
+    capture(
+        child.stdout.take().expect("piped"),
+        opts.keep_stdout,
+        tx.clone(),
+        true,
+    );
+    capture(child.stderr.take().expect("piped"), 0, tx, false);
+    let mut stopped = None;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) => {}
+            Err(_) => break None,
+        }
+        if let Err(stop) = deadline.check() {
+            stopped = Some(stop);
+            kill_group(pgid, rustix::process::Signal::TERM);
+            let grace = Instant::now();
+            let s = loop {
+                if let Ok(Some(s)) = child.try_wait() {
+                    break Some(s);
+                }
+                if grace.elapsed() > Duration::from_secs(2) {
+                    kill_group(pgid, rustix::process::Signal::KILL);
+                    break child.wait().ok();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Anything the step left running in its group goes with it.
+    kill_group(pgid, rustix::process::Signal::KILL);
+    let mut outcome = StepOutcome {
+        exit_code: status.and_then(|s| s.code()),
+        signal: status.and_then(|s| s.signal()),
+        duration: started.elapsed(),
+        stdout: Vec::new(),
+        stdout_tail: String::new(),
+        stderr_tail: String::new(),
+    };
+    // A grandchild that left the group may hold the pipes open: do not wait forever.
+    for _ in 0..2 {
+        match rx.recv_timeout(Duration::from_secs(2)) {
+            Ok((true, c)) => {
+                outcome.stdout = c.head;
+                outcome.stdout_tail =
+                    String::from_utf8_lossy(&c.tail.into_iter().collect::<Vec<u8>>()).into_owned();
+            }
+            Ok((false, c)) => {
+                outcome.stderr_tail =
+                    String::from_utf8_lossy(&c.tail.into_iter().collect::<Vec<u8>>()).into_owned();
+            }
+            Err(_) => break,
+        }
+    }
+    match stopped {
+        Some(stop) => Err(StepError::Stopped { stop, outcome }),
+        None => Ok(outcome),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["sh".into(), "-c".into(), script.into()]
+    }
+
+    #[test]
+    fn captures_exit_code_and_bounded_output() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut opts = StepOptions::in_dir(tmp.path());
+        opts.keep_stdout = 10;
+        let out = run_step(
+            &sh("yes line | head -c 100000; echo oops >&2; exit 3"),
+            &opts,
+            &Deadline::none(),
+        )
+        .unwrap();
+        assert_eq!(out.exit_code, Some(3));
+        assert_eq!(out.stdout.len(), 10);
+        assert!(out.stdout_tail.len() <= TAIL);
+        assert_eq!(out.last_words(), "oops");
+    }
+
+    #[test]
+    fn environment_is_minimal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut opts = StepOptions::in_dir(tmp.path());
+        opts.keep_stdout = 4096;
+        opts.env.push(("EXTRA".into(), "1".into()));
+        let out = run_step(&["env".to_string()], &opts, &Deadline::none()).unwrap();
+        let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split('=').next().unwrap().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["EXTRA", "HOME", "LANG", "PATH"]);
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_group() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pidfile = tmp.path().join("pid");
+        let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
+        let t0 = Instant::now();
+        let err = run_step(
+            &sh(&script),
+            &StepOptions::in_dir(tmp.path()),
+            &Deadline::after(Duration::from_millis(300)),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StepError::Stopped {
+                    stop: Stop::TimedOut(_),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        let pid = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .to_string();
+        std::thread::sleep(Duration::from_millis(100));
+        // Gone, or a zombie waiting for init to reap it: either way not running.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = state
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next()
+            .unwrap_or("");
+        assert!(
+            state.is_empty() || state == "Z",
+            "the grandchild survived (state {state})"
+        );
+    }
+
+    #[test]
+    fn missing_program_is_a_spawn_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = run_step(
+            &["no-such-tool-xyz".to_string()],
+            &StepOptions::in_dir(tmp.path()),
+            &Deadline::none(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot run no-such-tool-xyz"));
+    }
+}
