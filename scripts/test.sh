@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(gcc make pkg-config ca-certificates procps
   prometheus # promtool checks /metrics
   restic borgbackup # real restore tools in end-to-end tests
+  sqlite3 # post-restore checks in tests
 )
 
 missing=()

@@ -381,3 +381,185 @@ fn command_runbook_good_failing_and_hanging() {
     }
     assert!(is_empty_dir(&site.path("sandbox")));
 }
+
+#[test]
+fn manifest_create_check_and_tamper() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = source_tree(&tmp.path().join("src"));
+    let m = tmp.path().join("share.manifest");
+    let out = bin()
+        .args(["manifest", "create"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&m)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("15 entries, 8 files"),
+        "{}",
+        text(&out.stdout)
+    );
+    let copy = tmp.path().join("copy");
+    copy_tree(&src, &copy);
+    let check = |dir: &Path| {
+        bin()
+            .args(["manifest", "check"])
+            .arg(dir)
+            .arg(&m)
+            .output()
+            .unwrap()
+    };
+    let out = check(&copy);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // Same size, one byte changed: only the hash can tell.
+    let f = copy.join("drawings/part-0001.bin");
+    let mut d = std::fs::read(&f).unwrap();
+    d[100] ^= 1;
+    std::fs::write(&f, d).unwrap();
+    let out = check(&copy);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains(
+            "drawings/part-0001.bin  (content differs (its SHA-256 is not the manifest's))"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+    // A manifest edited by hand is refused by its own checksum.
+    let edited =
+        std::fs::read_to_string(&m)
+            .unwrap()
+            .replacen("\"size\":20000", "\"size\":20001", 1);
+    std::fs::write(&m, edited).unwrap();
+    let out = check(&src);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("changed after it was made"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn drill_against_a_manifest_is_exact() {
+    let site = tool_site();
+    let m = site.path("share.manifest");
+    assert!(
+        bin()
+            .args(["manifest", "create"])
+            .arg(site.path("source"))
+            .arg("-o")
+            .arg(&m)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let job = |name: &str, glob: &str| {
+        format!(
+            "\n[[job]]\nname = \"{name}\"\n[job.backup]\ntype = \"tar\"\npath = \"{glob}\"\n[job.verify]\nmanifest = \"share.manifest\"\n"
+        )
+    };
+    set_jobs(
+        &site,
+        &format!(
+            "{}{}",
+            job("good", "backups/good/share-*.tar"),
+            job("bad", "backups/bad/share-*.tar")
+        ),
+    );
+    let out = site.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let recs = records(&site.run(&["run", "--json"]));
+    assert_eq!(recs[0]["result"], "pass", "{}", reasons(&recs[0]));
+    assert_eq!(recs[0]["verify"]["against"], "manifest");
+    assert_eq!(recs[0]["verify"]["content_checked"], 8);
+    assert_eq!(recs[1]["result"], "fail");
+    assert!(
+        reasons(&recs[1]).contains("content mismatch: finance/ledger.csv"),
+        "{}",
+        reasons(&recs[1])
+    );
+    // An extra file fails against a manifest (it does not against a live source).
+    let renamed = archive("renamed-member.tar", &site.path("backups/renamed"));
+    let _ = renamed;
+    set_jobs(&site, &job("renamed", "backups/renamed/*.tar"));
+    let rec = records(&site.run(&["run", "--json"])).remove(0);
+    assert!(
+        reasons(&rec).contains("not in the manifest: docs/report-old.txt"),
+        "{}",
+        reasons(&rec)
+    );
+    // A hand-edited manifest is refused before any drill trusts it.
+    let text_m = std::fs::read_to_string(&m)
+        .unwrap()
+        .replacen("0644", "0600", 1);
+    std::fs::write(&m, text_m).unwrap();
+    let out = site.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("job[0].verify.manifest: manifest"),
+        "{}",
+        text(&out.stderr)
+    );
+    let rec = records(&site.run(&["run", "--json"])).remove(0);
+    assert_eq!(rec["result"], "error");
+    assert!(
+        reasons(&rec).contains("changed after it was made"),
+        "{}",
+        reasons(&rec)
+    );
+}
+
+#[test]
+fn post_restore_checks_with_sqlite() {
+    need("sqlite3");
+    let site = tool_site();
+    let mirror = site.path("mirror");
+    std::fs::create_dir_all(&mirror).unwrap();
+    sh(Command::new("sqlite3").arg(mirror.join("app.db")).arg(
+        "CREATE TABLE orders(id INTEGER PRIMARY KEY, part TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 2000) INSERT INTO orders(part) SELECT 'part-' || i FROM n;",
+    ));
+    let jobs = r#"
+[[job]]
+name = "app"
+[job.backup]
+type = "command"
+path = "mirror"
+restore = ["cp", "-a", "{backup}/.", "{sandbox}/"]
+[[job.check]]
+run = ["sqlite3", "{sandbox}/app.db", "PRAGMA integrity_check"]
+expect_stdout = "ok"
+[[job.check]]
+run = ["sqlite3", "{sandbox}/app.db", "SELECT count(*) FROM orders"]
+expect_stdout = { regex = "^2000\\s*$" }
+"#;
+    set_jobs(&site, jobs);
+    let rec = records(&site.run(&["run", "--json"])).remove(0);
+    assert_eq!(rec["result"], "pass", "{}", reasons(&rec));
+    assert_eq!(rec["checks"].as_array().unwrap().len(), 2);
+    assert_eq!(rec["checks"][0]["passed"], true);
+
+    // Damage the database in the backup: the integrity check catches it.
+    let db = mirror.join("app.db");
+    let mut d = std::fs::read(&db).unwrap();
+    for b in &mut d[4096..8192] {
+        *b = 0xff;
+    }
+    std::fs::write(&db, d).unwrap();
+    let rec = records(&site.run(&["run", "--json"])).remove(0);
+    assert_eq!(rec["result"], "fail", "{rec}");
+    assert!(
+        reasons(&rec).contains("check 1 (sqlite3) failed"),
+        "{}",
+        reasons(&rec)
+    );
+    assert_eq!(rec["checks"][0]["passed"], false);
+}

@@ -152,6 +152,8 @@ pub struct Verify {
     pub exclude: Vec<String>,
     pub min_files: u64,
     pub expect: Vec<PathBuf>,
+    /// Verify against this manifest instead of the source.
+    pub manifest: Option<PathBuf>,
 }
 
 impl Default for Verify {
@@ -164,6 +166,7 @@ impl Default for Verify {
             exclude: Vec::new(),
             min_files: 1,
             expect: Vec::new(),
+            manifest: None,
         }
     }
 }
@@ -183,6 +186,7 @@ pub struct Job {
     pub source: Option<PathBuf>,
     pub backup: Backup,
     pub verify: Verify,
+    pub checks: Vec<verifier::CheckSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +225,7 @@ struct RawJob {
     source: Option<Spanned<String>>,
     backup: Spanned<RawBackup>,
     verify: Option<RawVerify>,
+    check: Option<Vec<RawCheck>>,
 }
 
 #[derive(Deserialize)]
@@ -258,6 +263,24 @@ struct RawVerify {
     exclude: Option<Vec<Spanned<String>>>,
     min_files: Option<Spanned<i64>>,
     expect: Option<Vec<Spanned<String>>>,
+    manifest: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    run: Spanned<Vec<String>>,
+    expect_exit: Option<i32>,
+    expect_stdout: Option<Spanned<RawExpect>>,
+    timeout: Option<Spanned<String>>,
+}
+
+/// `expect_stdout = "ok"` (exact) or `expect_stdout = { regex = "^ok$" }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawExpect {
+    Exact(String),
+    Regex { regex: String },
 }
 
 // ---- parsing ---------------------------------------------------------------
@@ -744,6 +767,49 @@ fn job(
         }
     }
 
+    if let Some(m) = rv.manifest {
+        let path = resolve(base, m.get_ref());
+        if source.is_some() {
+            cx.at(
+                m.span(),
+                k("verify.manifest"),
+                "set either `source` or `verify.manifest`: a drill compares with one of them",
+            );
+        }
+        if check == Check::Paths
+            && let Err(e) = verifier::manifest::verify_checksum(&path)
+        {
+            cx.at(m.span(), k("verify.manifest"), e.to_string());
+        }
+        verify.manifest = Some(path);
+    }
+    let mut checks = Vec::new();
+    for (n, c) in j.check.unwrap_or_default().into_iter().enumerate() {
+        let key = |s: &str| format!("job[{i}].check[{n}].{s}");
+        if c.run.get_ref().is_empty() {
+            cx.at(c.run.span(), key("run"), "needs at least a program name");
+        }
+        let expect_stdout = c.expect_stdout.and_then(|e| {
+            let span = e.span();
+            match e.into_inner() {
+                RawExpect::Exact(s) => Some(verifier::ExpectOutput::Exact(s)),
+                RawExpect::Regex { regex } => match regex::Regex::new(&regex) {
+                    Ok(r) => Some(verifier::ExpectOutput::Regex(r)),
+                    Err(err) => {
+                        cx.at(span, key("expect_stdout"), format!("invalid regex: {err}"));
+                        None
+                    }
+                },
+            }
+        });
+        checks.push(verifier::CheckSpec {
+            run: c.run.into_inner(),
+            expect_exit: c.expect_exit.unwrap_or(0),
+            expect_stdout,
+            timeout: duration(cx, c.timeout, key("timeout")),
+        });
+    }
+
     Some(Job {
         name: j.name.into_inner(),
         system: j.system,
@@ -757,6 +823,7 @@ fn job(
         source,
         backup: backup?,
         verify,
+        checks,
     })
 }
 

@@ -114,6 +114,8 @@ pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpe
         system: job.system.clone(),
         driver,
         source: job.source.clone(),
+        manifest: v.manifest.clone(),
+        checks: job.checks.clone(),
         verify: VerifySpec {
             selection,
             exclude: v.exclude.clone(),

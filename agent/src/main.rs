@@ -87,10 +87,32 @@ enum Command {
     },
     /// The daemon: scheduled drills, HTTP API and metrics, until SIGTERM.
     Agent,
+    /// Make or check a manifest (path, type, size, mode, mtime, SHA-256 of a tree).
+    Manifest {
+        #[command(subcommand)]
+        command: ManifestCommand,
+    },
     /// Read and check the evidence ledger.
     Evidence {
         #[command(subcommand)]
         command: EvidenceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ManifestCommand {
+    /// Write the manifest of DIR (take it when the backup is made).
+    Create {
+        dir: PathBuf,
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Compare DIR with a manifest exactly; exit 1 on any difference.
+    Check {
+        dir: PathBuf,
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -272,6 +294,50 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             })
         }
         Command::Agent => daemon::run(config::config_path(cfg_flag)),
+        Command::Manifest {
+            command: ManifestCommand::Create { dir, output },
+        } => {
+            let s = verifier::manifest::create(&dir, &output, &verifier::Deadline::none())
+                .map_err(|e| CliError::Other(e.into()))?;
+            println!(
+                "{}: {} entries, {} files, {}; sha256 {}",
+                output.display(),
+                s.entries,
+                s.files,
+                output::bytes(s.bytes),
+                s.sha256
+            );
+            Ok(Outcome::Success)
+        }
+        Command::Manifest {
+            command: ManifestCommand::Check { dir, file, json },
+        } => {
+            let report = match verifier::compare_with(
+                verifier::Reference::Manifest(&file),
+                &dir,
+                &CompareOptions::default(),
+            ) {
+                Ok(r) => r,
+                Err(e @ verifier::CompareError::Reference(_)) => {
+                    eprintln!("restore-verifier: {e}");
+                    return Ok(Outcome::Failed);
+                }
+                Err(e) => return Err(CliError::Usage(e.to_string())),
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).map_err(anyhow::Error::from)?
+                );
+            } else {
+                print!("{}", compare_text(&report));
+            }
+            Ok(if report.has_differences() {
+                Outcome::Failed
+            } else {
+                Outcome::Success
+            })
+        }
         Command::Evidence { command } => match command {
             EvidenceCommand::Verify { ledger: Some(path) } => {
                 evidence::verify(&verifier::Ledger::new(path))

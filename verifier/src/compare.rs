@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::deadline::{Deadline, Stop};
 use crate::findings::Findings;
+use crate::manifest::ManifestReader;
 use crate::select::{BottomK, ContentSelection, in_slice};
 use crate::walk::{Entry, Kind, Walk, WalkError};
 
@@ -119,6 +120,8 @@ pub enum CompareError {
     Manifest { path: PathBuf, source: io::Error },
     #[error("verify {0}")]
     Stopped(#[from] Stop),
+    #[error("{0}")]
+    Reference(String),
 }
 
 /// Builds the exclude matcher; `*` also matches `/`, so `*.tmp` matches anywhere.
@@ -140,6 +143,17 @@ pub fn exclude_set(patterns: &[String]) -> Result<Option<GlobSet>, CompareError>
     })
 }
 
+/// What a restored tree is compared with.
+#[derive(Debug, Clone, Copy)]
+pub enum Reference<'a> {
+    /// The live source tree.
+    Tree(&'a Path),
+    /// A manifest made when the backup was taken: exact, no drift.
+    Manifest(&'a Path),
+    /// Nothing: the restored tree is inventoried and read.
+    Nothing,
+}
+
 /// Compares `restored` against `source` (or only inventories and reads it when
 /// `source` is `None`).
 pub fn compare(
@@ -147,6 +161,25 @@ pub fn compare(
     restored: &Path,
     opts: &CompareOptions,
 ) -> Result<CompareReport, CompareError> {
+    compare_with(
+        source.map_or(Reference::Nothing, Reference::Tree),
+        restored,
+        opts,
+    )
+}
+
+type Entries = Box<dyn Iterator<Item = Result<Entry, WalkError>>>;
+
+/// Compares `restored` against a reference.
+pub fn compare_with(
+    reference: Reference,
+    restored: &Path,
+    opts: &CompareOptions,
+) -> Result<CompareReport, CompareError> {
+    let source = match reference {
+        Reference::Tree(p) => Some(p),
+        _ => None,
+    };
     for (side, p) in [("source", source), ("restored tree", Some(restored))] {
         if let Some(p) = p {
             std::fs::read_dir(p).map_err(|e| CompareError::Root {
@@ -157,8 +190,26 @@ pub fn compare(
         }
     }
     let excludes = exclude_set(&opts.exclude)?;
+    let mut src: Option<Entries> = match reference {
+        Reference::Tree(p) => Some(Box::new(Walk::new(p, excludes.clone()))),
+        Reference::Manifest(m) => {
+            let reader =
+                ManifestReader::open(m).map_err(|e| CompareError::Reference(e.to_string()))?;
+            let ex = excludes.clone();
+            Some(Box::new(reader.filter(move |e| {
+                match (e, &ex) {
+                    (Ok(e), Some(g)) => !e
+                        .rel
+                        .ancestors()
+                        .any(|a| !a.as_os_str().is_empty() && g.is_match(a)),
+                    _ => true,
+                }
+            })))
+        }
+        Reference::Nothing => None,
+    };
     let mut c = Comparer {
-        source,
+        reference,
         restored,
         opts,
         report: CompareReport::default(),
@@ -176,7 +227,6 @@ pub fn compare(
             .map(|p| (p.clone(), ExpectStatus::Missing))
             .collect(),
     };
-    let mut src = source.map(|p| Walk::new(p, excludes.clone()));
     let mut dst = Walk::new(restored, excludes);
     let mut a = next_source(&mut src, &mut c.report);
     let mut b = next_restored(&mut dst, &mut c.report);
@@ -212,15 +262,15 @@ pub fn compare(
         }
     }
     if let Some(sample) = c.sample.take() {
-        for rel in sample.into_sorted() {
+        for (rel, expected) in sample.into_sorted() {
             opts.deadline.check()?;
-            c.check_selected(&rel)?;
+            c.check_selected(&rel, expected.as_deref())?;
         }
     }
     c.finish()
 }
 
-fn next_source(w: &mut Option<Walk>, r: &mut CompareReport) -> Option<Entry> {
+fn next_source(w: &mut Option<Entries>, r: &mut CompareReport) -> Option<Entry> {
     let w = w.as_mut()?;
     loop {
         match w.next()? {
@@ -251,7 +301,7 @@ pub fn display(rel: &Path) -> String {
 }
 
 struct Comparer<'a> {
-    source: Option<&'a Path>,
+    reference: Reference<'a>,
     restored: &'a Path,
     opts: &'a CompareOptions,
     report: CompareReport,
@@ -289,7 +339,7 @@ impl Comparer<'_> {
     }
 
     fn only_restored(&mut self, y: &Entry) -> Result<(), CompareError> {
-        if self.source.is_some() {
+        if !matches!(self.reference, Reference::Nothing) {
             self.report
                 .extra
                 .push(display(&y.rel), y.kind.name().into());
@@ -303,7 +353,7 @@ impl Comparer<'_> {
         self.report.files_compared += 1;
         self.set_expect(&y.rel, ExpectStatus::Matched);
         if y.kind == Kind::File {
-            self.consider_content(&y.rel)?;
+            self.consider_content(&y.rel, None)?;
         }
         Ok(())
     }
@@ -358,13 +408,13 @@ impl Comparer<'_> {
             return Ok(());
         }
         if x.kind == Kind::File {
-            self.consider_content(&x.rel)?;
+            self.consider_content(&x.rel, x.sha256.as_deref())?;
         }
         Ok(())
     }
 
     /// Content-checks now (all, rotate, canary) or offers to the sample.
-    fn consider_content(&mut self, rel: &Path) -> Result<(), CompareError> {
+    fn consider_content(&mut self, rel: &Path, expected: Option<&str>) -> Result<(), CompareError> {
         let forced = self.expect.contains_key(rel);
         let now = forced
             || match &self.opts.selection {
@@ -375,19 +425,28 @@ impl Comparer<'_> {
                 ContentSelection::Sample { .. } | ContentSelection::None => false,
             };
         if now {
-            return self.check_selected(rel);
+            return self.check_selected(rel, expected);
         }
         if let Some(s) = &mut self.sample {
-            s.offer(rel);
+            s.offer(rel, expected);
         }
         Ok(())
     }
 
-    fn check_selected(&mut self, rel: &Path) -> Result<(), CompareError> {
+    fn check_selected(&mut self, rel: &Path, expected: Option<&str>) -> Result<(), CompareError> {
         let dst = self.restored.join(rel);
-        let src = self.source.map(|s| s.join(rel));
+        let src = match self.reference {
+            Reference::Tree(s) => Some(s.join(rel)),
+            _ => None,
+        };
         match content_check(src.as_deref(), &dst, &self.opts.deadline) {
-            Ok(out) => {
+            Ok(mut out) => {
+                if let Some(want) = expected
+                    && want != out.sha256
+                {
+                    // Against a manifest only the hash can differ; no offset.
+                    out.first_diff = Some(u64::MAX);
+                }
                 self.report.content_checked += 1;
                 self.report.bytes_checked += out.bytes;
                 if let Some(m) = &mut self.manifest {
@@ -412,8 +471,14 @@ impl Comparer<'_> {
                         ctime: mtime,
                         btime: None,
                         target: None,
+                        sha256: None,
                     };
-                    self.differ(&entry, format!("content differs at byte {at}"), mtime);
+                    let what = if at == u64::MAX {
+                        "content differs (its SHA-256 is not the manifest's)".to_string()
+                    } else {
+                        format!("content differs at byte {at}")
+                    };
+                    self.differ(&entry, what, mtime);
                 }
             }
             Err(ContentError::Stopped(t)) => return Err(CompareError::Stopped(t)),

@@ -46,6 +46,11 @@ impl Deadline {
         self
     }
 
+    /// Also stop when `other`'s cancel flag is set.
+    pub fn with_cancel_of(self, other: &Deadline) -> Deadline {
+        self.with_cancel(other.cancel.clone())
+    }
+
     pub fn check(&self) -> Result<(), Stop> {
         if self
             .cancel

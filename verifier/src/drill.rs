@@ -11,7 +11,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
 
-use crate::compare::{CompareError, CompareOptions, CompareReport, ExpectStatus, compare};
+use crate::checks::{CheckSpec, run_check};
+use crate::compare::{
+    CompareError, CompareOptions, CompareReport, ExpectStatus, Reference, compare_with,
+};
 use crate::deadline::{Deadline, Stop, humanize};
 use crate::driver::{BackupInfo, Driver, DriverError, RestoreStats};
 use crate::findings::Findings;
@@ -48,10 +51,14 @@ pub struct DrillSpec {
     pub driver: Box<dyn Driver>,
     /// Live data to compare against; `None` reads the restored tree only.
     pub source: Option<PathBuf>,
+    /// A manifest to verify against exactly, instead of the source.
+    pub manifest: Option<PathBuf>,
     pub verify: VerifySpec,
     pub timeout: Option<Duration>,
     pub rto: Option<Duration>,
     pub rpo: Option<Duration>,
+    /// Commands run against the restored data after the compare.
+    pub checks: Vec<CheckSpec>,
 }
 
 /// Where and when a drill runs.
@@ -141,6 +148,7 @@ pub fn note_record(
         restore: RestoreSection::default(),
         verify: VerifySection::default(),
         objectives: Objectives::default(),
+        checks: Vec::new(),
         sandbox: SandboxSection {
             path: String::new(),
             removed: true,
@@ -175,6 +183,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
     let mut restore_time = Duration::ZERO;
     let mut verify_time = Duration::ZERO;
     let mut artifacts = None;
+    let mut checks = Vec::new();
 
     // Nothing may be written into the live data: refuse before anything is.
     let clash = spec.source.as_deref().and_then(|src| {
@@ -263,12 +272,22 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
             let opts = CompareOptions {
                 selection: spec.verify.selection.clone(),
                 exclude: spec.verify.exclude.clone(),
-                drift_since: backup.created_at,
+                // Against a manifest nothing may drift.
+                drift_since: if spec.manifest.is_some() {
+                    None
+                } else {
+                    backup.created_at
+                },
                 expect: spec.verify.expect.clone(),
                 deadline: deadline.clone(),
                 manifest_out: Some(run_dir.join("manifest.jsonl")),
             };
-            match compare(spec.source.as_deref(), &restored_root, &opts) {
+            let reference = match (&spec.manifest, &spec.source) {
+                (Some(m), _) => Reference::Manifest(m),
+                (None, Some(s)) => Reference::Tree(s),
+                (None, None) => Reference::Nothing,
+            };
+            match compare_with(reference, &restored_root, &opts) {
                 Ok(r) => {
                     artifacts = Some(format!("runs/{id}"));
                     report = Some(r);
@@ -280,6 +299,17 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                 Err(e) => d.errors.push(format!("cannot verify: {e}")),
             }
             verify_time = t.elapsed();
+        }
+        if report.is_some() {
+            for (n, c) in spec.checks.iter().enumerate() {
+                let (rec, stop) = run_check(n + 1, c, &restored_root, &deadline, deadline.clone());
+                match (&rec.reason, stop) {
+                    (Some(why), Some(Stop::Cancelled)) => d.errors.push(why.clone()),
+                    (Some(why), _) => d.fails.push(why.clone()),
+                    (None, _) => {}
+                }
+                checks.push(rec);
+            }
         }
     }
 
@@ -392,12 +422,17 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
         },
         verify: VerifySection {
             duration_seconds: secs(verify_time),
-            against: if spec.source.is_some() {
-                "source"
-            } else {
-                "none"
+            against: match (&spec.manifest, &spec.source) {
+                (Some(_), _) => "manifest",
+                (None, Some(_)) => "source",
+                (None, None) => "none",
             }
             .into(),
+            reference: spec
+                .manifest
+                .as_ref()
+                .or(spec.source.as_ref())
+                .map(|p| p.display().to_string()),
             content: spec.verify.selection.mode_name().into(),
             files_compared: r.files_compared,
             dirs_compared: r.dirs_compared,
@@ -419,6 +454,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
             manifest_sha256: r.manifest_sha256,
         },
         objectives,
+        checks,
         sandbox: SandboxSection {
             path: sandbox_path,
             removed,
@@ -499,6 +535,14 @@ impl Drill {
             "restored entries unreadable",
             false,
         );
+        if spec.manifest.is_some() {
+            self.list(
+                &r.extra,
+                |p, _| format!("not in the manifest: {p}"),
+                "restored entries are not in the manifest",
+                false,
+            );
+        }
         self.list(
             &r.source_unreadable,
             |p, w| format!("cannot read source entry {p}: {w}"),

@@ -5,12 +5,14 @@
 //! call: build a [`DrillSpec`], call [`run_drill`], append the [`Record`] to a
 //! [`Ledger`].
 
+mod checks;
 mod compare;
 mod deadline;
 mod drill;
 pub mod driver;
 mod findings;
 mod ledger;
+pub mod manifest;
 pub mod process;
 mod record;
 mod running;
@@ -18,9 +20,10 @@ mod sandbox;
 mod select;
 mod walk;
 
+pub use checks::{CheckRecord, CheckSpec, ExpectOutput};
 pub use compare::{
-    CompareError, CompareOptions, CompareReport, ExpectResult, ExpectStatus, compare,
-    content_check, display, exclude_set,
+    CompareError, CompareOptions, CompareReport, ExpectResult, ExpectStatus, Reference, compare,
+    compare_with, content_check, display, exclude_set,
 };
 pub use deadline::{Deadline, Stop, humanize};
 pub use drill::{DrillEnv, DrillSpec, VerifySpec, new_id, note_record, run_drill, run_drill_as};

@@ -99,6 +99,9 @@ pub struct VerifySection {
     pub duration_seconds: f64,
     /// "source" (live data), or "none" (restored tree read, nothing to compare with).
     pub against: String,
+    /// The source directory or manifest file compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
     /// all | sample | rotate | none
     pub content: String,
     pub files_compared: u64,
@@ -151,6 +154,9 @@ pub struct Record {
     pub restore: RestoreSection,
     pub verify: VerifySection,
     pub objectives: Objectives,
+    /// Post-restore checks, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::checks::CheckRecord>,
     pub sandbox: SandboxSection,
     /// Where this drill's artifacts (manifest of checked files) are, relative to
     /// the state directory.

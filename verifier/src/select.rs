@@ -55,7 +55,8 @@ pub fn path_key(seed: u64, rel: &Path) -> u64 {
 pub struct BottomK {
     k: usize,
     seed: u64,
-    heap: BinaryHeap<(u64, PathBuf)>,
+    /// (key, path, expected SHA-256 when known)
+    heap: BinaryHeap<(u64, PathBuf, Option<String>)>,
 }
 
 impl BottomK {
@@ -67,24 +68,26 @@ impl BottomK {
         }
     }
 
-    pub fn offer(&mut self, rel: &Path) {
+    pub fn offer(&mut self, rel: &Path, expected: Option<&str>) {
         if self.k == 0 {
             return;
         }
         let key = path_key(self.seed, rel);
+        let item = || (key, rel.to_path_buf(), expected.map(String::from));
         if self.heap.len() < self.k {
-            self.heap.push((key, rel.to_path_buf()));
+            self.heap.push(item());
         } else if let Some(top) = self.heap.peek()
             && key < top.0
         {
             self.heap.pop();
-            self.heap.push((key, rel.to_path_buf()));
+            self.heap.push(item());
         }
     }
 
-    /// The chosen paths in tree order.
-    pub fn into_sorted(self) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = self.heap.into_iter().map(|(_, p)| p).collect();
+    /// The chosen paths (with their expected hashes) in tree order.
+    pub fn into_sorted(self) -> Vec<(PathBuf, Option<String>)> {
+        let mut v: Vec<(PathBuf, Option<String>)> =
+            self.heap.into_iter().map(|(_, p, h)| (p, h)).collect();
         v.sort();
         v
     }
@@ -110,14 +113,14 @@ mod tests {
     fn same_seed_same_sample_any_order() {
         let ps = paths(500);
         let mut a = BottomK::new(20, 42);
-        ps.iter().for_each(|p| a.offer(p));
+        ps.iter().for_each(|p| a.offer(p, None));
         let mut b = BottomK::new(20, 42);
-        ps.iter().rev().for_each(|p| b.offer(p));
+        ps.iter().rev().for_each(|p| b.offer(p, None));
         let (a, b) = (a.into_sorted(), b.into_sorted());
         assert_eq!(a.len(), 20);
         assert_eq!(a, b);
         let mut c = BottomK::new(20, 43);
-        ps.iter().for_each(|p| c.offer(p));
+        ps.iter().for_each(|p| c.offer(p, None));
         assert_ne!(a, c.into_sorted(), "another seed picks another sample");
     }
 

@@ -60,6 +60,8 @@ pub struct Entry {
     /// Creation (birth) time, where the filesystem records it.
     pub btime: Option<SystemTime>,
     pub target: Option<PathBuf>,
+    /// Content hash, when the entry comes from a manifest.
+    pub sha256: Option<String>,
 }
 
 /// A problem reading part of a tree; `rel` is relative to the root when known.
@@ -95,6 +97,7 @@ pub fn entry_from(rel: PathBuf, full: &Path, meta: &Metadata) -> Result<Entry, W
         ctime: to_time(meta.ctime(), meta.ctime_nsec()),
         btime: meta.created().ok(),
         target,
+        sha256: None,
         kind,
         rel,
     })

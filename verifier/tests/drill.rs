@@ -42,10 +42,12 @@ impl Lab {
             system: Some("Fixture file server".into()),
             driver,
             source: Some(self.source.clone()),
+            manifest: None,
             verify: VerifySpec::default(),
             timeout: Some(Duration::from_secs(120)),
             rto: None,
             rpo: None,
+            checks: Vec::new(),
         }
     }
 

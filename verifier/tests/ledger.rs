@@ -37,6 +37,7 @@ fn record(job: &str, n: u64) -> Record {
         },
         verify: VerifySection::default(),
         objectives: Objectives::default(),
+        checks: Vec::new(),
         sandbox: SandboxSection::default(),
         artifacts: None,
         prev_hash: String::new(),
