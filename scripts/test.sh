@@ -9,6 +9,7 @@ PACKAGES=(gcc make pkg-config ca-certificates procps
   prometheus # promtool checks /metrics
   restic borgbackup # real restore tools in end-to-end tests
   sqlite3 # post-restore checks in tests
+  postgresql postgresql-client # throw-away clusters for dump drills
 )
 
 missing=()

@@ -563,3 +563,332 @@ expect_stdout = { regex = "^2000\\s*$" }
     );
     assert_eq!(rec["checks"][0]["passed"], false);
 }
+
+/// The uid and gid of the `postgres` account (PostgreSQL will not run as root).
+fn postgres_ids() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f[0] == "postgres").then(|| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+        })
+        .expect("no postgres user: install Debian's postgresql package (scripts/test.sh does)")
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server is missing: install Debian's postgresql package (scripts/test.sh does)")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .collect();
+    dirs.sort();
+    dirs.pop().unwrap().join(name)
+}
+
+/// A live PostgreSQL for the test: socket only, in `dir`, stopped on drop.
+struct LivePg {
+    child: std::process::Child,
+    sock: PathBuf,
+}
+
+impl Drop for LivePg {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl LivePg {
+    fn start(dir: &Path) -> LivePg {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let (u, g) = postgres_ids();
+        std::fs::create_dir_all(dir).unwrap();
+        let mut p = dir.to_path_buf();
+        while p.parent().is_some() {
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode | 0o001)).unwrap();
+            p.pop();
+        }
+        let (data, sock) = (dir.join("pgdata"), dir.join("pgsock"));
+        for d in [&data, &sock] {
+            std::fs::create_dir_all(d).unwrap();
+            std::os::unix::fs::chown(d, Some(u), Some(g)).unwrap();
+        }
+        let st = Command::new(pg_bin("initdb"))
+            .args(["-D"])
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
+            .uid(u)
+            .gid(g)
+            .current_dir(&sock)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "initdb: {}", text(&st.stderr));
+        let child = Command::new(pg_bin("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", "5433", "-c", "listen_addresses=", "-c"])
+            .arg(format!("unix_socket_directories={}", sock.display()))
+            .uid(u)
+            .gid(g)
+            .current_dir(&sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pg = LivePg { child, sock };
+        let t0 = Instant::now();
+        while !pg
+            .psql("postgres", "SELECT 1")
+            .is_ok_and(|o| o.trim() == "1")
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the test's PostgreSQL did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pg
+    }
+
+    fn conninfo(&self, db: &str) -> String {
+        format!(
+            "host={} port=5433 user=postgres dbname={db}",
+            self.sock.display()
+        )
+    }
+
+    fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-tA",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.conninfo(db),
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(text(&out.stdout))
+        } else {
+            Err(text(&out.stderr))
+        }
+    }
+
+    fn dump(&self, db: &str, format: &str, out: &Path) {
+        let o = Command::new("pg_dump")
+            .args(["-F", format, "-f"])
+            .arg(out)
+            .arg("-d")
+            .arg(self.conninfo(db))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "pg_dump: {}", text(&o.stderr));
+    }
+}
+
+/// Sockets of processes whose command line mentions `needle` that are TCP
+/// listeners; and whether any such process is alive at all.
+fn tcp_listeners_of(needle: &str) -> (usize, bool) {
+    let mut inodes = Vec::new();
+    let mut alive = false;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd =
+            String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default())
+                .into_owned();
+        if !cmd.contains(needle) {
+            continue;
+        }
+        let state = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        if state.contains(") Z") {
+            continue;
+        }
+        alive = true;
+        if let Ok(fds) = std::fs::read_dir(e.path().join("fd")) {
+            for fd in fds.flatten() {
+                if let Ok(t) = std::fs::read_link(fd.path()) {
+                    let t = t.display().to_string();
+                    if let Some(i) = t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
+                        inodes.push(i.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut listening = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+        {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]) {
+                listening += 1;
+            }
+        }
+    }
+    (listening, alive)
+}
+
+#[test]
+fn postgres_dump_restores_into_a_throwaway_cluster() {
+    need("pg_dump");
+    let site = tool_site();
+    let live = LivePg::start(&site.path("live"));
+    live.psql("postgres", "CREATE DATABASE app").unwrap();
+    live.psql(
+        "app",
+        "CREATE TABLE orders(id serial PRIMARY KEY, part text NOT NULL); \
+         INSERT INTO orders(part) SELECT 'part-' || i FROM generate_series(1, 2000) i; \
+         CREATE SCHEMA billing; CREATE TABLE billing.invoices(id int PRIMARY KEY, total numeric); \
+         INSERT INTO billing.invoices SELECT i, i * 1.5 FROM generate_series(1, 300) i;",
+    )
+    .unwrap();
+    std::fs::create_dir_all(site.path("dumps")).unwrap();
+    live.dump("app", "c", &site.path("dumps/app-1.dump"));
+    live.dump("app", "p", &site.path("dumps/app-1.sql"));
+    let out = bin()
+        .args([
+            "manifest",
+            "create",
+            "--postgres",
+            &live.conninfo("app"),
+            "-o",
+        ])
+        .arg(site.path("app.pgmanifest"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let m = std::fs::read_to_string(site.path("app.pgmanifest")).unwrap();
+    assert!(
+        m.contains("\"path\":\"public.orders\",\"type\":\"table\",\"size\":2000"),
+        "{m}"
+    );
+
+    let job = |name: &str, glob: &str, manifest: bool| {
+        let verify = if manifest {
+            "[job.verify]\nmanifest = \"app.pgmanifest\"\n"
+        } else {
+            ""
+        };
+        format!(
+            "\n[[job]]\nname = \"{name}\"\ntimeout = \"2m\"\n[job.backup]\ntype = \"postgres\"\npath = \"{glob}\"\ntables = [\"public.orders\", \"billing.invoices\"]\n{verify}[[job.check]]\nrun = [\"psql\", \"-X\", \"-tAc\", \"SELECT count(*) FROM orders WHERE part LIKE 'part-%'\"]\nexpect_stdout = \"2000\"\n"
+        )
+    };
+    set_jobs(&site, &job("custom", "dumps/app-*.dump", true));
+    let child = bin()
+        .arg("-c")
+        .arg(&site.config)
+        .args(["run", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sandbox = site.path("sandbox").display().to_string();
+    let pid = child.id();
+    let mut saw_server = false;
+    while Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
+    {
+        let (listening, alive) = tcp_listeners_of(&sandbox);
+        assert_eq!(listening, 0, "the throw-away cluster opened a TCP port");
+        saw_server |= alive;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let rec = records(&out).remove(0);
+    assert!(saw_server, "never saw the throw-away server running");
+    assert_eq!(
+        rec["result"],
+        "pass",
+        "{}\n{}",
+        reasons(&rec),
+        text(&out.stderr)
+    );
+    assert_eq!(rec["verify"]["against"], "manifest");
+    assert_eq!(
+        rec["verify"]["files_compared"], 2,
+        "both tables' row counts compared"
+    );
+    assert_eq!(rec["checks"][0]["passed"], true, "{}", rec["checks"]);
+    assert!(
+        rec["restore"]["tool"]
+            .as_str()
+            .unwrap()
+            .starts_with("pg_restore")
+    );
+    assert!(
+        !tcp_listeners_of(&sandbox).1,
+        "the throw-away cluster is still running"
+    );
+    assert!(is_empty_dir(&site.path("sandbox")));
+
+    set_jobs(&site, &job("plain", "dumps/app-*.sql", true));
+    let rec = records(&site.run(&["run", "--json"])).remove(0);
+    assert_eq!(rec["result"], "pass", "{}", reasons(&rec));
+
+    // Rows lost between the manifest and the dump.
+    live.psql("app", "DELETE FROM orders WHERE id % 200 = 0")
+        .unwrap();
+    live.dump("app", "c", &site.path("dumps/app-2.dump"));
+    set_jobs(&site, &job("fewer-rows", "dumps/app-2.dump", true));
+    let rec = records(&site.run(&["run", "--json"])).remove(0);
+    assert_eq!(rec["result"], "fail");
+    assert!(
+        reasons(&rec)
+            .contains("rows mismatch: public.orders (rows: 2000 in the manifest, 1990 restored)"),
+        "{}",
+        reasons(&rec)
+    );
+
+    set_jobs(&site, &job("missing", "dumps/none-*.dump", false));
+    let rec = records(&site.run(&["run", "--json"])).remove(0);
+    assert_eq!(rec["result"], "fail");
+    assert!(
+        reasons(&rec).contains("backup not found"),
+        "{}",
+        reasons(&rec)
+    );
+
+    let broken = site.path("dumps/broken.dump");
+    std::fs::copy(site.path("dumps/app-1.dump"), &broken).unwrap();
+    let mut d = std::fs::read(&broken).unwrap();
+    let n = d.len();
+    for b in &mut d[n / 2..n / 2 + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&broken, d).unwrap();
+    set_jobs(&site, &job("damaged", "dumps/broken.dump", false));
+    let rec = records(&site.run(&["run", "--json"])).remove(0);
+    assert_eq!(rec["result"], "fail", "{rec}");
+    assert!(
+        reasons(&rec).contains("pg_restore failed"),
+        "{}",
+        reasons(&rec)
+    );
+    assert!(
+        !tcp_listeners_of(&sandbox).1,
+        "the throw-away cluster is still running"
+    );
+    assert!(is_empty_dir(&site.path("sandbox")));
+}

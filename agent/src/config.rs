@@ -107,6 +107,13 @@ pub enum Backup {
         archive: String,
         path: Option<String>,
     },
+    Postgres {
+        /// A dump file or directory (glob; newest wins).
+        path: String,
+        backup_time: Option<SystemTime>,
+        /// Tables that must exist after the restore.
+        tables: Vec<String>,
+    },
     Command {
         steps: Vec<Vec<String>>,
         /// For `{backup}`: a file or directory (glob; newest wins).
@@ -131,6 +138,7 @@ impl Backup {
                 ..
             } => format!("borg {repository} archive {archive}"),
             Backup::Command { steps, .. } => format!("command, {} step(s)", steps.len()),
+            Backup::Postgres { path, .. } => format!("postgres dump {path}"),
         }
     }
 }
@@ -243,6 +251,7 @@ struct RawBackup {
     tags: Option<Spanned<Vec<String>>>,
     archive: Option<Spanned<String>>,
     restore: Option<Spanned<Steps>>,
+    tables: Option<Spanned<Vec<String>>>,
 }
 
 /// `restore = ["tool", "{sandbox}"]` (one step) or `[["a"], ["b"]]` (several).
@@ -919,22 +928,20 @@ fn backup_config(
         ],
         "borg" => &["repository", "passphrase_file", "archive", "path"],
         "command" => &["restore", "path", "backup_time"],
-        "postgres" => {
-            cx.at(b.kind.span(), k("type"), "backup type \"postgres\" is not supported by this version yet; supported: dir, tar, restic, borg, command");
-            return None;
-        }
+        "postgres" => &["path", "backup_time", "tables"],
         other => {
             cx.at(
                 b.kind.span(),
                 k("type"),
                 format!(
-                    "unknown backup type {other:?}; expected dir, tar, restic, borg or command"
+                    "unknown backup type {other:?}; expected dir, tar, restic, borg, postgres or command"
                 ),
             );
             return None;
         }
     };
-    let present: [(&str, Option<std::ops::Range<usize>>); 10] = [
+    let present: [(&str, Option<std::ops::Range<usize>>); 11] = [
+        ("tables", b.tables.as_ref().map(|v| v.span())),
         ("path", b.path.as_ref().map(|v| v.span())),
         ("backup_time", b.backup_time.as_ref().map(|v| v.span())),
         ("repository", b.repository.as_ref().map(|v| v.span())),
@@ -1049,6 +1056,22 @@ fn backup_config(
                 host: b.host.map(Spanned::into_inner),
                 tags: b.tags.map(Spanned::into_inner).unwrap_or_default(),
                 path: b.path.map(Spanned::into_inner),
+            }
+        }
+        "postgres" => {
+            let p = need(cx, b.path, "path")?;
+            let pattern = resolve(base, p.get_ref()).display().to_string();
+            if check == Check::Paths
+                && glob::glob(&pattern)
+                    .map(|mut g| g.next().is_none())
+                    .unwrap_or(true)
+            {
+                cx.at(p.span(), k("path"), format!("no dump matches {pattern}"));
+            }
+            Backup::Postgres {
+                path: pattern,
+                backup_time,
+                tables: b.tables.map(Spanned::into_inner).unwrap_or_default(),
             }
         }
         "borg" => {

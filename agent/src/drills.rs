@@ -5,7 +5,9 @@ use chrono::Offset;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use verifier::driver::{BorgDriver, CommandDriver, DirDriver, Driver, ResticDriver, TarDriver};
+use verifier::driver::{
+    BorgDriver, CommandDriver, DirDriver, Driver, PostgresDriver, ResticDriver, TarDriver,
+};
 use verifier::{
     ContentSelection, DrillEnv, DrillSpec, Ledger, Record, Trigger, TriggerKind, VerifySpec,
 };
@@ -85,6 +87,16 @@ pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpe
             path: path.clone(),
             base_dir: state_dir.join("tools").join("borg"),
         }),
+        Backup::Postgres {
+            path,
+            backup_time,
+            tables,
+        } => Box::new(PostgresDriver::new(
+            path.clone(),
+            *backup_time,
+            tables.clone(),
+            job.verify.manifest.clone(),
+        )),
         Backup::Command {
             steps,
             path,

@@ -101,9 +101,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ManifestCommand {
-    /// Write the manifest of DIR (take it when the backup is made).
+    /// Write the manifest of DIR (take it when the backup is made), or with
+    /// --postgres the exact row count of every table of a live database
+    /// (read-only), taken when the dump is made.
     Create {
-        dir: PathBuf,
+        #[arg(required_unless_present = "postgres")]
+        dir: Option<PathBuf>,
+        /// libpq connection string, e.g. "host=/run/postgresql dbname=app".
+        #[arg(long, value_name = "CONNINFO", conflicts_with = "dir")]
+        postgres: Option<String>,
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: PathBuf,
     },
@@ -295,10 +301,31 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
         }
         Command::Agent => daemon::run(config::config_path(cfg_flag)),
         Command::Manifest {
-            command: ManifestCommand::Create { dir, output },
+            command:
+                ManifestCommand::Create {
+                    dir,
+                    postgres,
+                    output,
+                },
         } => {
-            let s = verifier::manifest::create(&dir, &output, &verifier::Deadline::none())
-                .map_err(|e| CliError::Other(e.into()))?;
+            let s = match (dir, postgres) {
+                (Some(dir), _) => {
+                    verifier::manifest::create(&dir, &output, &verifier::Deadline::none())
+                }
+                (None, Some(conninfo)) => {
+                    // Only the database name goes into the manifest, never a password.
+                    let db = conninfo
+                        .split_whitespace()
+                        .find_map(|kv| kv.strip_prefix("dbname="))
+                        .unwrap_or("database")
+                        .to_string();
+                    verifier::driver::table_counts_manifest(&conninfo, &db, &output)
+                }
+                (None, None) => {
+                    return Err(CliError::Usage("give DIR or --postgres CONNINFO".into()));
+                }
+            }
+            .map_err(|e| CliError::Other(e.into()))?;
             println!(
                 "{}: {} entries, {} files, {}; sha256 {}",
                 output.display(),

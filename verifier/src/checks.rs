@@ -44,7 +44,7 @@ pub fn run_check(
     c: &CheckSpec,
     root: &Path,
     deadline: &Deadline,
-    cancel: Deadline,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
 ) -> (CheckRecord, Option<Stop>) {
     let argv: Vec<String> = c
         .run
@@ -53,8 +53,9 @@ pub fn run_check(
         .collect();
     let mut opts = StepOptions::in_dir(root);
     opts.keep_stdout = 1 << 20;
+    opts.env = env.to_vec();
     let limit = match c.timeout {
-        Some(t) => Deadline::after(t).with_cancel_of(&cancel),
+        Some(t) => Deadline::after(t).with_cancel_of(deadline),
         None => deadline.clone(),
     };
     let name = format!(

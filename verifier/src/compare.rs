@@ -472,6 +472,7 @@ impl Comparer<'_> {
                         btime: None,
                         target: None,
                         sha256: None,
+                        kind_label: None,
                     };
                     let what = if at == u64::MAX {
                         "content differs (its SHA-256 is not the manifest's)".to_string()

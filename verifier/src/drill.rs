@@ -266,7 +266,10 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                     .unwrap_or_else(|| "files".into())
             ));
         }
-        if d.fails.is_empty() && d.errors.is_empty() {
+        if let Some(v) = stats.verified.take() {
+            artifacts = Some(format!("runs/{id}"));
+            report = Some(v);
+        } else if d.fails.is_empty() && d.errors.is_empty() {
             let t = Instant::now();
             let run_dir = env.state_dir.join("runs").join(&id);
             let opts = CompareOptions {
@@ -302,7 +305,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
         }
         if report.is_some() {
             for (n, c) in spec.checks.iter().enumerate() {
-                let (rec, stop) = run_check(n + 1, c, &restored_root, &deadline, deadline.clone());
+                let (rec, stop) = run_check(n + 1, c, &restored_root, &deadline, &stats.check_env);
                 match (&rec.reason, stop) {
                     (Some(why), Some(Stop::Cancelled)) => d.errors.push(why.clone()),
                     (Some(why), _) => d.fails.push(why.clone()),
@@ -311,6 +314,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                 checks.push(rec);
             }
         }
+        spec.driver.finish(sb.path());
     }
 
     let r = report.clone().unwrap_or_default();

@@ -93,20 +93,16 @@ fn from_ns(n: i128) -> SystemTime {
     }
 }
 
-/// Writes the manifest of `root` to `out`.
-pub fn create(
-    root: &Path,
+/// Writes a manifest of `entries` (with each file's SHA-256) to `out`.
+pub fn write(
     out: &Path,
-    deadline: &Deadline,
+    root_label: &str,
+    entries: impl Iterator<Item = Result<(Entry, Option<String>), ManifestError>>,
 ) -> Result<ManifestSummary, ManifestError> {
     let werr = |e| ManifestError::Write {
         path: out.to_path_buf(),
         source: e,
     };
-    std::fs::read_dir(root).map_err(|e| ManifestError::Tree {
-        path: root.to_path_buf(),
-        message: e.to_string(),
-    })?;
     let mut w = BufWriter::new(File::create(out).map_err(werr)?);
     let mut hasher = Sha256::new();
     let mut put = |w: &mut BufWriter<File>, v: &[u8]| -> io::Result<()> {
@@ -117,7 +113,7 @@ pub fn create(
     };
     let header = Header {
         format: MANIFEST_FORMAT.into(),
-        root: root.display().to_string(),
+        root: root_label.to_string(),
         created_at: chrono::Utc::now().to_rfc3339(),
     };
     put(&mut w, &serde_json::to_vec(&header).expect("header")).map_err(werr)?;
@@ -127,27 +123,18 @@ pub fn create(
         bytes: 0,
         sha256: String::new(),
     };
-    for e in Walk::new(root, None) {
-        let e = e.map_err(|e| ManifestError::Tree {
-            path: root.join(&e.rel),
-            message: e.message,
-        })?;
-        let sha256 = if e.kind == Kind::File {
-            let out = content_check(None, &root.join(&e.rel), deadline).map_err(|e| {
-                ManifestError::Tree {
-                    path: root.to_path_buf(),
-                    message: format!("{e:?}"),
-                }
-            })?;
+    for item in entries {
+        let (e, sha256) = item?;
+        if e.kind == Kind::File {
             s.files += 1;
-            s.bytes += out.bytes;
-            Some(out.sha256)
-        } else {
-            None
-        };
+            s.bytes += e.size;
+        }
         let line = Line {
             path: display(&e.rel),
-            kind: kind_name(e.kind).into(),
+            kind: e
+                .kind_label
+                .clone()
+                .unwrap_or_else(|| kind_name(e.kind).into()),
             size: e.size,
             mode: format!("{:04o}", e.mode),
             mtime_ns: ns(e.mtime),
@@ -169,6 +156,36 @@ pub fn create(
     w.get_ref().sync_all().map_err(werr)?;
     s.sha256 = digest;
     Ok(s)
+}
+
+/// Writes the manifest of the tree at `root` to `out`.
+pub fn create(
+    root: &Path,
+    out: &Path,
+    deadline: &Deadline,
+) -> Result<ManifestSummary, ManifestError> {
+    std::fs::read_dir(root).map_err(|e| ManifestError::Tree {
+        path: root.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let entries = Walk::new(root, None).map(|e| {
+        let e = e.map_err(|e| ManifestError::Tree {
+            path: root.join(&e.rel),
+            message: e.message,
+        })?;
+        let sha = if e.kind == Kind::File {
+            let full = root.join(&e.rel);
+            let out = content_check(None, &full, deadline).map_err(|err| ManifestError::Tree {
+                path: full.clone(),
+                message: format!("{err:?}"),
+            })?;
+            Some(out.sha256)
+        } else {
+            None
+        };
+        Ok((e, sha))
+    });
+    write(out, &root.display().to_string(), entries)
 }
 
 /// Checks a manifest's own checksum; returns its SHA-256 (the footer's).
@@ -306,6 +323,7 @@ impl Iterator for ManifestReader {
             "symlink" => Kind::Symlink,
             _ => Kind::Other,
         };
+        let kind_label = (kind == Kind::Other).then(|| l.kind.clone());
         let t = from_ns(l.mtime_ns);
         Some(Ok(Entry {
             rel,
@@ -317,6 +335,7 @@ impl Iterator for ManifestReader {
             btime: None,
             target: l.target.map(PathBuf::from),
             sha256: l.sha256,
+            kind_label,
         }))
     }
 }

@@ -29,6 +29,8 @@ pub struct StepOptions {
     pub env: Vec<(OsString, OsString)>,
     /// Keep up to this many leading bytes of stdout (0: tail only).
     pub keep_stdout: usize,
+    /// Run as this (uid, gid) instead of the current user.
+    pub run_as: Option<(u32, u32)>,
 }
 
 impl StepOptions {
@@ -37,6 +39,7 @@ impl StepOptions {
             cwd: cwd.to_path_buf(),
             env: Vec::new(),
             keep_stdout: 0,
+            run_as: None,
         }
     }
 }
@@ -153,6 +156,9 @@ pub fn run_step(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    if let Some((u, g)) = opts.run_as {
+        cmd.uid(u).gid(g);
+    }
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|e| StepError::Spawn {
         program: program.clone(),

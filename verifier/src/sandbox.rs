@@ -105,8 +105,36 @@ pub fn overlaps(a: &Path, b: &Path) -> bool {
     a.starts_with(&b) || b.starts_with(&a)
 }
 
+/// A database server that a crashed drill started keeps running: stop it before
+/// its directory goes. Its pid is in `postmaster.pid`; the process must still
+/// be that server (its command line names the data directory), never a
+/// process that reused the pid.
+fn stop_leftover_server(path: &Path) {
+    let data = path.join("pg/data");
+    let Ok(text) = std::fs::read_to_string(data.join("postmaster.pid")) else {
+        return;
+    };
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if !String::from_utf8_lossy(&cmdline).contains(&*data.to_string_lossy()) {
+        return;
+    }
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::QUIT);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+}
+
 /// Removes a sandbox left behind (by a crash); a missing one is fine.
 pub fn remove_tree(path: &Path) -> io::Result<()> {
+    stop_leftover_server(path);
     make_writable(path);
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),

@@ -62,6 +62,8 @@ pub struct Entry {
     pub target: Option<PathBuf>,
     /// Content hash, when the entry comes from a manifest.
     pub sha256: Option<String>,
+    /// For manifest entries that are not files ("table"), their kind as written.
+    pub kind_label: Option<String>,
 }
 
 /// A problem reading part of a tree; `rel` is relative to the root when known.
@@ -98,6 +100,7 @@ pub fn entry_from(rel: PathBuf, full: &Path, meta: &Metadata) -> Result<Entry, W
         btime: meta.created().ok(),
         target,
         sha256: None,
+        kind_label: None,
         kind,
         rel,
     })

@@ -7,6 +7,7 @@
 mod borg;
 mod command;
 mod dir;
+mod postgres;
 mod restic;
 mod safe;
 mod tar;
@@ -19,6 +20,7 @@ use std::time::SystemTime;
 pub use borg::BorgDriver;
 pub use command::CommandDriver;
 pub use dir::DirDriver;
+pub use postgres::{PostgresDriver, table_counts_manifest};
 pub use restic::ResticDriver;
 pub use safe::check_all_links;
 pub use tar::{TarDriver, newest_match};
@@ -56,6 +58,11 @@ pub struct RestoreStats {
     pub tool: Option<String>,
     /// Every command run, in order.
     pub steps: Vec<crate::record::StepRecord>,
+    /// Drivers that verify what they restored themselves (a database is not a
+    /// file tree) put their findings here; the tree compare is then skipped.
+    pub verified: Option<crate::compare::CompareReport>,
+    /// Extra environment for post-restore checks (e.g. PGHOST).
+    pub check_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,4 +146,8 @@ pub trait Driver: Send + Sync {
         deadline: &Deadline,
         stats: &mut RestoreStats,
     ) -> Result<(), DriverError>;
+
+    /// Stops whatever the restore left running (a database cluster). Called
+    /// after the checks, also when the drill failed.
+    fn finish(&self, _sandbox: &Path) {}
 }
