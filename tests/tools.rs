@@ -892,3 +892,90 @@ fn postgres_dump_restores_into_a_throwaway_cluster() {
     );
     assert!(is_empty_dir(&site.path("sandbox")));
 }
+
+/// No live process mentions `needle` any more.
+fn none_running(needle: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().all(|e| {
+        let cmd =
+            String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default())
+                .into_owned();
+        let state = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        !cmd.contains(needle)
+            || state.contains(") Z")
+            || e.file_name() == std::process::id().to_string().as_str()
+    })
+}
+
+#[test]
+fn hanging_tools_are_killed_at_the_timeout() {
+    need("restic");
+    need("borg");
+    need("pg_dump");
+    let site = tool_site();
+    std::fs::write(site.path("pw"), "pw\n").unwrap();
+    // restic: a REST server that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // borg: a repository whose config is a FIFO: borg blocks reading it.
+    std::fs::create_dir_all(site.path("hang-borg")).unwrap();
+    sh(Command::new("mkfifo").arg(site.path("hang-borg/config")));
+    std::fs::create_dir_all(site.path("dumps")).unwrap();
+    std::fs::write(site.path("dumps/hang.sql"), "SELECT pg_sleep(600);\n").unwrap();
+    let jobs = r#"
+[[job]]
+name = "restic"
+timeout = "3s"
+source = "source"
+[job.backup]
+type = "restic"
+repository = "rest:http://127.0.0.1:PORT/hang-restic"
+password_file = "pw"
+
+[[job]]
+name = "borg"
+timeout = "3s"
+source = "source"
+[job.backup]
+type = "borg"
+repository = "hang-borg"
+
+[[job]]
+name = "postgres"
+timeout = "8s"
+[job.backup]
+type = "postgres"
+path = "dumps/hang.sql"
+"#;
+    set_jobs(&site, &jobs.replace("PORT", &port.to_string()));
+    let t0 = Instant::now();
+    let out = site.run(&["run", "--json"]);
+    assert!(
+        t0.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        t0.elapsed()
+    );
+    drop(silent);
+    let recs = records(&out);
+    assert_eq!(recs.len(), 3, "{}", text(&out.stderr));
+    for (rec, step) in recs.iter().zip(["restic snapshots", "borg list", "psql"]) {
+        assert_eq!(rec["result"], "fail", "{rec}");
+        assert!(
+            reasons(rec).contains(&format!("{step} timed out after")),
+            "{}",
+            reasons(rec)
+        );
+        assert!(reasons(rec).contains("its processes were killed"));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for needle in [
+        "hang-restic",
+        "hang-borg",
+        &site.path("sandbox").display().to_string(),
+    ] {
+        assert!(
+            none_running(needle),
+            "a process mentioning {needle} survived"
+        );
+    }
+    assert!(is_empty_dir(&site.path("sandbox")));
+}

@@ -1163,9 +1163,10 @@ mod tests {
         ));
         let text = std::fs::read_to_string(path).unwrap();
         let cfg = parse(path, &text, Check::Values).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(cfg.jobs.len(), 2);
+        assert_eq!(cfg.jobs.len(), 5);
         assert_eq!(cfg.agent.timezone, chrono_tz::Asia::Tokyo);
-        assert!(cfg.jobs.iter().all(|j| j.schedule.is_some()));
+        assert_eq!(cfg.jobs.iter().filter(|j| j.schedule.is_some()).count(), 4);
+        assert_eq!(cfg.jobs[3].checks.len(), 1);
     }
 
     #[test]

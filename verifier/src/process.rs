@@ -70,6 +70,14 @@ impl StepOutcome {
             &self.stderr_tail
         };
         let lines: Vec<&str> = src.lines().filter(|l| !l.trim().is_empty()).collect();
+        // A crashed Go or Python tool ends with a stack trace; its first line says more.
+        if let Some(p) = lines
+            .iter()
+            .find(|l| l.starts_with("panic:") || l.starts_with("Traceback"))
+        {
+            let i = lines.iter().position(|l| l == p).unwrap_or(0);
+            return lines[i..(i + 2).min(lines.len())].join(" | ");
+        }
         lines[lines.len().saturating_sub(3)..].join(" | ")
     }
 
