@@ -106,6 +106,27 @@ fn run_watching(site: &Site, secret: &str) -> Value {
     recs.remove(0)
 }
 
+/// The conformance rule for a good backup: a pass with no finding at all.
+fn assert_clean_pass(r: &Value) {
+    assert_eq!(r["result"], "pass", "{}", reasons(r));
+    for list in [
+        "missing",
+        "mismatched",
+        "extra",
+        "changed_since_backup",
+        "new_since_backup",
+        "unreadable",
+        "source_unreadable",
+    ] {
+        assert_eq!(
+            r["verify"][list]["count"], 0,
+            "{list}: {}",
+            r["verify"][list]
+        );
+    }
+    assert!(r["verify"]["files_compared"].as_u64().unwrap() > 0);
+}
+
 fn reasons(r: &Value) -> String {
     r["reasons"]
         .as_array()
@@ -153,7 +174,7 @@ fn restic_good_and_broken() {
 
     set_jobs(&site, &job("good", "repo", "pw"));
     let rec = run_watching(&site, SECRET);
-    assert_eq!(rec["result"], "pass", "{}", reasons(&rec));
+    assert_clean_pass(&rec);
     assert_eq!(rec["verify"]["files_compared"], 9);
     assert!(
         rec["restore"]["tool"]
@@ -248,7 +269,7 @@ fn borg_good_and_broken() {
 
     set_jobs(&site, &job("good", "repo", "pp", "latest"));
     let rec = run_watching(&site, BORG_SECRET);
-    assert_eq!(rec["result"], "pass", "{}", reasons(&rec));
+    assert_clean_pass(&rec);
     assert_eq!(rec["verify"]["files_compared"], 9);
     assert!(
         rec["restore"]["tool"]
@@ -317,7 +338,7 @@ fn command_runbook_good_failing_and_hanging() {
     );
     let out = site.run(&["run", "--json"]);
     let rec = records(&out).remove(0);
-    assert_eq!(rec["result"], "pass", "{}", reasons(&rec));
+    assert_clean_pass(&rec);
     assert_eq!(rec["restore"]["steps"].as_array().unwrap().len(), 2);
     assert_eq!(rec["restore"]["steps"][0]["exit_code"], 0);
     assert_eq!(rec["backup"]["created_at"], "2026-06-01T09:00:00+09:00");
@@ -818,13 +839,7 @@ fn postgres_dump_restores_into_a_throwaway_cluster() {
     let out = child.wait_with_output().unwrap();
     let rec = records(&out).remove(0);
     assert!(saw_server, "never saw the throw-away server running");
-    assert_eq!(
-        rec["result"],
-        "pass",
-        "{}\n{}",
-        reasons(&rec),
-        text(&out.stderr)
-    );
+    assert_clean_pass(&rec);
     assert_eq!(rec["verify"]["against"], "manifest");
     assert_eq!(
         rec["verify"]["files_compared"], 2,
@@ -859,6 +874,31 @@ fn postgres_dump_restores_into_a_throwaway_cluster() {
             .contains("rows mismatch: public.orders (rows: 2000 in the manifest, 1990 restored)"),
         "{}",
         reasons(&rec)
+    );
+
+    // Against the live database instead: fewer rows now is drift, not failure.
+    let live_job = job("live", "dumps/app-1.dump", false).replace(
+        "tables = [",
+        &format!("live = \"{}\"\ntables = [", live.conninfo("app")),
+    );
+    set_jobs(&site, &live_job);
+    let rec = records(&site.run(&["run", "--json"])).remove(0);
+    assert_eq!(rec["result"], "pass", "{}", reasons(&rec));
+    assert_eq!(
+        rec["verify"]["changed_since_backup"]["items"][0]["what"],
+        "rows: 1990 live now, 2000 restored"
+    );
+    // A password in a connection string is refused: it would show in `ps`.
+    set_jobs(
+        &site,
+        &live_job.replace("user=postgres", "user=postgres password=hunter2"),
+    );
+    let out = site.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("backup.live: do not put a password"),
+        "{}",
+        text(&out.stderr)
     );
 
     set_jobs(&site, &job("missing", "dumps/none-*.dump", false));

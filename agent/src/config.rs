@@ -113,6 +113,8 @@ pub enum Backup {
         backup_time: Option<SystemTime>,
         /// Tables that must exist after the restore.
         tables: Vec<String>,
+        /// libpq connection string of the live database (read-only compare).
+        live: Option<String>,
     },
     Command {
         steps: Vec<Vec<String>>,
@@ -252,6 +254,7 @@ struct RawBackup {
     archive: Option<Spanned<String>>,
     restore: Option<Spanned<Steps>>,
     tables: Option<Spanned<Vec<String>>>,
+    live: Option<Spanned<String>>,
 }
 
 /// `restore = ["tool", "{sandbox}"]` (one step) or `[["a"], ["b"]]` (several).
@@ -928,7 +931,7 @@ fn backup_config(
         ],
         "borg" => &["repository", "passphrase_file", "archive", "path"],
         "command" => &["restore", "path", "backup_time"],
-        "postgres" => &["path", "backup_time", "tables"],
+        "postgres" => &["path", "backup_time", "tables", "live"],
         other => {
             cx.at(
                 b.kind.span(),
@@ -940,7 +943,8 @@ fn backup_config(
             return None;
         }
     };
-    let present: [(&str, Option<std::ops::Range<usize>>); 11] = [
+    let present: [(&str, Option<std::ops::Range<usize>>); 12] = [
+        ("live", b.live.as_ref().map(|v| v.span())),
         ("tables", b.tables.as_ref().map(|v| v.span())),
         ("path", b.path.as_ref().map(|v| v.span())),
         ("backup_time", b.backup_time.as_ref().map(|v| v.span())),
@@ -1068,10 +1072,19 @@ fn backup_config(
             {
                 cx.at(p.span(), k("path"), format!("no dump matches {pattern}"));
             }
+            let live = b.live.and_then(|l| {
+                if crate::config::has_password(l.get_ref()) {
+                    cx.at(l.span(), k("live"), "do not put a password in the connection string (it would show in the process list); use a .pgpass file (PGPASSFILE) or peer authentication");
+                    None
+                } else {
+                    Some(l.into_inner())
+                }
+            });
             Backup::Postgres {
                 path: pattern,
                 backup_time,
                 tables: b.tables.map(Spanned::into_inner).unwrap_or_default(),
+                live,
             }
         }
         "borg" => {
@@ -1113,6 +1126,17 @@ fn backup_config(
         }
     };
     ok.then_some(backup)
+}
+
+/// True when a libpq connection string or URI carries a password.
+pub fn has_password(conninfo: &str) -> bool {
+    let c = conninfo.to_ascii_lowercase();
+    c.contains("password=")
+        || c.split_once("://").is_some_and(|(_, rest)| {
+            rest.split('@')
+                .next()
+                .is_some_and(|auth| rest.contains('@') && auth.contains(':'))
+        })
 }
 
 /// The config file to use: `-c`, else `$RESTORE_VERIFIER_CONFIG`, else the default.
@@ -1197,6 +1221,14 @@ mod tests {
                     .contains("job[0].source: sandbox_dir /srv/share/.rv and this source overlap")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn passwords_in_connection_strings_are_spotted() {
+        assert!(has_password("host=db dbname=erp password=secret"));
+        assert!(has_password("postgresql://erp:secret@db/erp"));
+        assert!(!has_password("postgresql://erp@db/erp"));
+        assert!(!has_password("host=/run/postgresql dbname=erp"));
     }
 
     #[test]

@@ -91,12 +91,17 @@ pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpe
             path,
             backup_time,
             tables,
-        } => Box::new(PostgresDriver::new(
-            path.clone(),
-            *backup_time,
-            tables.clone(),
-            job.verify.manifest.clone(),
-        )),
+            live,
+        } => {
+            let mut d = PostgresDriver::new(
+                path.clone(),
+                *backup_time,
+                tables.clone(),
+                job.verify.manifest.clone(),
+            );
+            d.live = live.clone();
+            Box::new(d)
+        }
         Backup::Command {
             steps,
             path,

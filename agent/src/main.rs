@@ -312,6 +312,11 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 (Some(dir), _) => {
                     verifier::manifest::create(&dir, &output, &verifier::Deadline::none())
                 }
+                (None, Some(conninfo)) if config::has_password(&conninfo) => {
+                    return Err(CliError::Usage(
+                        "do not put a password in the connection string: it shows in the process list; use a .pgpass file (PGPASSFILE)".into(),
+                    ));
+                }
                 (None, Some(conninfo)) => {
                     // Only the database name goes into the manifest, never a password.
                     let db = conninfo

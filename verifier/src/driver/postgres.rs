@@ -42,6 +42,9 @@ pub struct PostgresDriver {
     pub tables: Vec<String>,
     /// Row counts per table, taken at dump time.
     pub manifest: Option<PathBuf>,
+    /// Or: a libpq connection string of the live database, queried read-only
+    /// at drill time (row differences are drift: the dump is older).
+    pub live: Option<String>,
     server: Mutex<Option<Child>>,
 }
 
@@ -57,6 +60,7 @@ impl PostgresDriver {
             backup_time,
             tables,
             manifest,
+            live: None,
             server: Mutex::new(None),
         }
     }
@@ -157,25 +161,21 @@ fn counts(
         .collect())
 }
 
-/// Writes a table manifest (exact row counts) of a live database, read-only.
-/// `conninfo` is a libpq connection string; it is never written to the file.
-pub fn table_counts_manifest(
-    conninfo: &str,
-    database_label: &str,
-    out: &Path,
-) -> Result<crate::manifest::ManifestSummary, ManifestError> {
+/// Exact row counts of a live database, queried read-only.
+fn live_counts(conninfo: &str, deadline: &Deadline) -> Result<Vec<(String, u64)>, String> {
     let bin = bindir();
-    let tmp = std::env::temp_dir();
-    let env = vec![
-        (
-            OsString::from("PGOPTIONS"),
-            OsString::from("-c default_transaction_read_only=on"),
-        ),
-        (OsString::from("PGCONNECT_TIMEOUT"), OsString::from("10")),
-    ];
-    let mut opts = StepOptions::in_dir(&tmp);
+    let mut opts = StepOptions::in_dir(&std::env::temp_dir());
     opts.keep_stdout = 64 << 20;
-    opts.env = env;
+    opts.env = vec![
+        (
+            "PGOPTIONS".into(),
+            "-c default_transaction_read_only=on".into(),
+        ),
+        ("PGCONNECT_TIMEOUT".into(), "10".into()),
+    ];
+    if let Some(f) = std::env::var_os("PGPASSFILE") {
+        opts.env.push(("PGPASSFILE".into(), f));
+    }
     let argv = vec![
         tool_path(&bin, "psql"),
         "-X".into(),
@@ -189,25 +189,15 @@ pub fn table_counts_manifest(
         "-c".into(),
         COUNT_SQL.into(),
     ];
-    let outcome =
-        run_step(&argv, &opts, &Deadline::after(Duration::from_secs(3600))).map_err(|e| {
-            ManifestError::Tree {
-                path: PathBuf::from(database_label),
-                message: e.to_string(),
-            }
-        })?;
-    if !outcome.success() {
-        return Err(ManifestError::Tree {
-            path: PathBuf::from(database_label),
-            message: format!(
-                "psql failed ({}): {}",
-                outcome.status_text(),
-                outcome.last_words()
-            ),
-        });
+    let out = run_step(&argv, &opts, deadline).map_err(|e| e.to_string())?;
+    if !out.success() {
+        return Err(format!(
+            "psql failed ({}): {}",
+            out.status_text(),
+            out.last_words()
+        ));
     }
-    let text = String::from_utf8_lossy(&outcome.stdout).into_owned();
-    let mut rows: Vec<(String, u64)> = text
+    let mut rows: Vec<(String, u64)> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
             let (n, c) = l.split_once('\t')?;
@@ -215,6 +205,23 @@ pub fn table_counts_manifest(
         })
         .collect();
     rows.sort();
+    Ok(rows)
+}
+
+/// Writes a table manifest (exact row counts) of a live database, read-only.
+/// `conninfo` is a libpq connection string; it is never written to the file.
+pub fn table_counts_manifest(
+    conninfo: &str,
+    database_label: &str,
+    out: &Path,
+) -> Result<crate::manifest::ManifestSummary, ManifestError> {
+    let rows =
+        live_counts(conninfo, &Deadline::after(Duration::from_secs(3600))).map_err(|message| {
+            ManifestError::Tree {
+                path: PathBuf::from(database_label),
+                message,
+            }
+        })?;
     let entries = rows.into_iter().map(|(name, n)| {
         Ok((
             Entry {
@@ -529,11 +536,43 @@ impl Driver for PostgresDriver {
                     }
                 }
             }
-            None => {
-                report.files_compared = restored.len() as u64;
-                report.content_checked = restored.len() as u64;
-                report.bytes_checked = stats.bytes;
-            }
+            None => match &self.live {
+                Some(conninfo) => {
+                    let live = live_counts(conninfo, deadline).map_err(|why| {
+                        DriverError::NoTool(format!(
+                            "cannot read the live database for comparison: {why}"
+                        ))
+                    })?;
+                    let live_map: std::collections::BTreeMap<&str, u64> =
+                        live.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+                    for (name, n_live) in &live {
+                        match have.get(name.as_str()) {
+                            None => report.missing.push(name.clone(), "table".into()),
+                            Some(n) => {
+                                report.files_compared += 1;
+                                report.content_checked += 1;
+                                report.bytes_checked += n;
+                                if n != n_live {
+                                    report.changed_since_backup.push(
+                                        name.clone(),
+                                        format!("rows: {n_live} live now, {n} restored"),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    for (n, _) in &restored {
+                        if !live_map.contains_key(n.as_str()) {
+                            report.extra.push(n.clone(), "table".into());
+                        }
+                    }
+                }
+                None => {
+                    report.files_compared = restored.len() as u64;
+                    report.content_checked = restored.len() as u64;
+                    report.bytes_checked = stats.bytes;
+                }
+            },
         }
         stats.verified = Some(report);
         stats.check_env = env;
