@@ -308,27 +308,43 @@ fn kill_9_during_a_drill_is_recorded_at_the_next_start() {
 
 #[test]
 fn sigterm_during_a_drill_records_it_and_exits_quickly() {
-    let site = daemon_site(&dir_job("big", "data", None), true);
+    let jobs = format!(
+        "{}{}",
+        dir_job("big", "data", None),
+        dir_job("queued", "data", None)
+    );
+    let site = daemon_site(&jobs, true);
+    let cfg = std::fs::read_to_string(&site.config)
+        .unwrap()
+        .replace("max_concurrent_drills = 2", "max_concurrent_drills = 1");
+    std::fs::write(&site.config, cfg).unwrap();
     big_tree(&site.path("data"), 300);
     let d = Daemon::start(&site);
     let (status, body) = d.post("/v1/jobs/big/drills", Some(TOKEN), json!({}));
     assert_eq!(status, 202);
     wait_for("the sandbox", || !is_empty_dir(&site.path("sandbox")));
+    // Waits for the only slot; at shutdown it becomes `skipped` under this id.
+    let (status, queued) = d.post("/v1/jobs/queued/drills", Some(TOKEN), json!({}));
+    assert_eq!(status, 202);
     let (code, took) = d.stop();
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_secs(10), "took {took:?}");
     let recs = ledger_records(&site);
-    assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0]["id"], body["id"]);
-    assert_eq!(recs[0]["result"], "error");
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    let big = recs
+        .iter()
+        .find(|r| r["id"] == body["id"])
+        .expect("the running drill's record");
+    assert_eq!(big["result"], "error");
     assert!(
-        recs[0]["reasons"][0]
-            .as_str()
-            .unwrap()
-            .contains("interrupted"),
-        "{}",
-        recs[0]
+        big["reasons"][0].as_str().unwrap().contains("interrupted"),
+        "{big}"
     );
+    let q = recs
+        .iter()
+        .find(|r| r["id"] == queued["id"])
+        .expect("the queued drill's record, under the id the API gave");
+    assert_eq!(q["result"], "skipped");
     assert!(is_empty_dir(&site.path("sandbox")));
     assert!(
         !site.path("state/running").read_dir().unwrap().any(|_| true),

@@ -901,6 +901,27 @@ fn postgres_dump_restores_into_a_throwaway_cluster() {
         text(&out.stderr)
     );
 
+    // Regression: one early failed statement among many harmless ownership
+    // errors was pushed out of the output tail and the drill passed.
+    let mut sql = String::from(
+        "CREATE TABLE public.orders(id int); CREATE SCHEMA billing; CREATE TABLE billing.invoices(id int);\nINSERT INTO no_such_table VALUES (1);\n",
+    );
+    for _ in 0..200 {
+        sql.push_str("ALTER TABLE public.orders OWNER TO ghost_owner_role_with_a_long_name;\n");
+    }
+    std::fs::write(site.path("dumps/noisy.sql"), sql).unwrap();
+    set_jobs(
+        &site,
+        &job("noisy", "dumps/noisy.sql", false)
+            .replace("[[job.check]]", "[[job.checkx]]")
+            .split("[[job.checkx]]")
+            .next()
+            .unwrap(),
+    );
+    let rec = records(&site.run(&["run", "--json"])).remove(0);
+    assert_eq!(rec["result"], "fail", "{rec}");
+    assert!(reasons(&rec).contains("no_such_table"), "{}", reasons(&rec));
+
     set_jobs(&site, &job("missing", "dumps/none-*.dump", false));
     let rec = records(&site.run(&["run", "--json"])).remove(0);
     assert_eq!(rec["result"], "fail");

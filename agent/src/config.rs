@@ -976,6 +976,16 @@ fn backup_config(
             ok = false;
         }
     }
+    if let Some(r) = &b.repository
+        && has_password(r.get_ref())
+    {
+        cx.at(
+            r.span(),
+            k("repository"),
+            "credentials in the repository URL would show in the process list and in records; keep them out of the URL (use the tool's credential file or environment)",
+        );
+        ok = false;
+    }
     let mut need =
         |cx: &mut Ctx, v: Option<Spanned<String>>, key: &str| -> Option<Spanned<String>> {
             if v.is_none() {

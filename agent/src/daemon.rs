@@ -148,12 +148,15 @@ impl Agent {
         Some(diff == 0)
     }
 
-    /// Appends a record for a drill that does not run (skipped).
+    /// Appends a record for a drill that did not run (skipped) or could not
+    /// be recorded the normal way (error), under its own id when it has one.
     async fn note(
         &self,
         cfg: &Arc<Config>,
         job: &Job,
         trigger: Trigger,
+        id: Option<String>,
+        verdict: Verdict,
         reason: String,
     ) -> Option<Record> {
         let cfg = cfg.clone();
@@ -163,11 +166,11 @@ impl Agent {
             let env = drills::env(&cfg, trigger, None);
             let mut rec = verifier::note_record(
                 &env,
-                verifier::new_id(),
+                id.unwrap_or_else(verifier::new_id),
                 &job.name,
                 job.system.clone(),
                 SystemTime::now(),
-                Verdict::Skipped,
+                verdict,
                 vec![reason],
             );
             drills::ledger(&cfg).append(&mut rec).map(|_| rec)
@@ -227,7 +230,7 @@ impl Agent {
                 kind_name(trigger.kind)
             );
             let skipped = self
-                .note(&cfg, &job, trigger, reason)
+                .note(&cfg, &job, trigger, None, Verdict::Skipped, reason)
                 .await
                 .map(|r| r.id)
                 .unwrap_or_default();
@@ -254,7 +257,16 @@ impl Agent {
             None => {
                 let reason =
                     "skipped: the agent shut down before this queued drill could start".to_string();
-                self.note(&cfg, &job, trigger, reason).await;
+                // Under the id an API caller was given, so its poll finds it.
+                self.note(
+                    &cfg,
+                    &job,
+                    trigger,
+                    Some(id.clone()),
+                    Verdict::Skipped,
+                    reason,
+                )
+                .await;
             }
             Some(permit) => {
                 if let Some(p) = self.pending.lock().expect("pending lock").get_mut(&id) {
@@ -262,9 +274,9 @@ impl Agent {
                 }
                 self.running.fetch_add(1, Ordering::SeqCst);
                 let stop = self.stop.clone();
-                let (c, j, rid) = (cfg.clone(), job.clone(), id.clone());
+                let (c, j, rid, t) = (cfg.clone(), job.clone(), id.clone(), trigger.clone());
                 let res = tokio::task::spawn_blocking(move || {
-                    drills::drill(&c, &j, trigger, Some(rid), Some(stop))
+                    drills::drill(&c, &j, t, Some(rid), Some(stop))
                 })
                 .await;
                 self.running.fetch_sub(1, Ordering::SeqCst);
@@ -278,11 +290,34 @@ impl Agent {
                             .or_default()
                             .apply(&rec);
                     }
+                    // A due run always leaves a record: if the drill could not
+                    // keep its own, say so under its id.
                     Ok(Err(e)) => {
-                        tracing::error!(job = %job.name, id = %id, error = format!("{e:#}"), "Drill could not be recorded.")
+                        let why = format!("{e:#}");
+                        tracing::error!(job = %job.name, id = %id, error = %why, "Drill could not be recorded.");
+                        let reason = format!("the drill could not run or keep its record: {why}");
+                        self.note(
+                            &cfg,
+                            &job,
+                            trigger,
+                            Some(id.clone()),
+                            Verdict::Error,
+                            reason,
+                        )
+                        .await;
                     }
                     Err(e) => {
-                        tracing::error!(job = %job.name, id = %id, error = %e, "Drill task failed.")
+                        tracing::error!(job = %job.name, id = %id, error = %e, "Drill task failed.");
+                        let reason = format!("the drill stopped unexpectedly: {e}");
+                        self.note(
+                            &cfg,
+                            &job,
+                            trigger,
+                            Some(id.clone()),
+                            Verdict::Error,
+                            reason,
+                        )
+                        .await;
                     }
                 }
             }
@@ -351,7 +386,7 @@ impl Agent {
             let behind = (now - next.with_timezone(&Utc))
                 .to_std()
                 .unwrap_or_default();
-            if behind > Duration::from_secs(60) {
+            if behind > Duration::from_secs(60) + job.jitter.unwrap_or_default() {
                 // The host slept or the clock jumped: one record says so, instead
                 // of a burst of drills for every tick that passed.
                 let missed = schedule
@@ -369,7 +404,8 @@ impl Agent {
                     reason: None,
                     scheduled_for: Some(next.fixed_offset()),
                 };
-                self.note(&cfg, &job, trigger, reason).await;
+                self.note(&cfg, &job, trigger, None, Verdict::Skipped, reason)
+                    .await;
                 last = now.with_timezone(&tz);
                 continue;
             }
@@ -471,7 +507,10 @@ pub fn run(cfg_path: PathBuf) -> Result<Outcome, CliError> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(serve(cfg_path, cfg, token))
+    let outcome = rt.block_on(serve(cfg_path, cfg, token));
+    // Drill threads that ignored their cancel flag must not hold the exit.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    outcome
 }
 
 async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<Outcome, CliError> {

@@ -55,7 +55,7 @@ pub fn run_check(
     opts.keep_stdout = 1 << 20;
     opts.env = env.to_vec();
     let limit = match c.timeout {
-        Some(t) => Deadline::after(t).with_cancel_of(deadline),
+        Some(t) => Deadline::after(t).sooner(deadline),
         None => deadline.clone(),
     };
     let name = format!(

@@ -46,6 +46,20 @@ impl Deadline {
         self
     }
 
+    /// Whichever of the two runs out first (its budget is the one reported),
+    /// stopping also on either's cancel flag.
+    pub fn sooner(self, other: &Deadline) -> Deadline {
+        let mine_first = match (self.at, other.at) {
+            (Some(a), Some(b)) => a <= b,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let cancel = self.cancel.clone().or_else(|| other.cancel.clone());
+        let mut d = if mine_first { self } else { other.clone() };
+        d.cancel = cancel;
+        d
+    }
+
     /// Also stop when `other`'s cancel flag is set.
     pub fn with_cancel_of(self, other: &Deadline) -> Deadline {
         self.with_cancel(other.cancel.clone())
@@ -97,6 +111,22 @@ pub fn humanize(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sooner_takes_the_earlier_limit_and_either_cancel() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let job = Deadline::after(Duration::ZERO).with_cancel(Some(flag.clone()));
+        let check = Deadline::after(Duration::from_secs(3600));
+        assert_eq!(
+            check.clone().sooner(&job).check(),
+            Err(Stop::TimedOut(Duration::ZERO))
+        );
+        let later_job = Deadline::after(Duration::from_secs(7200)).with_cancel(Some(flag.clone()));
+        let d = check.sooner(&later_job);
+        assert!(d.check().is_ok());
+        flag.store(true, Ordering::Relaxed);
+        assert_eq!(d.check(), Err(Stop::Cancelled));
+    }
 
     #[test]
     fn humanize_is_compact() {

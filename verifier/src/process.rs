@@ -31,6 +31,9 @@ pub struct StepOptions {
     pub keep_stdout: usize,
     /// Run as this (uid, gid) instead of the current user.
     pub run_as: Option<(u32, u32)>,
+    /// Send stderr to this file (whole, for tools whose every error matters)
+    /// instead of keeping only its tail.
+    pub stderr_file: Option<PathBuf>,
 }
 
 impl StepOptions {
@@ -40,6 +43,7 @@ impl StepOptions {
             env: Vec::new(),
             keep_stdout: 0,
             run_as: None,
+            stderr_file: None,
         }
     }
 }
@@ -162,8 +166,19 @@ pub fn run_step(
         .envs(opts.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .process_group(0);
+    match &opts.stderr_file {
+        Some(p) => {
+            let f = std::fs::File::create(p).map_err(|e| StepError::Spawn {
+                program: program.clone(),
+                source: e,
+            })?;
+            cmd.stderr(f);
+        }
+        None => {
+            cmd.stderr(Stdio::piped());
+        }
+    }
     if let Some((u, g)) = opts.run_as {
         cmd.uid(u).gid(g);
     }
@@ -180,7 +195,11 @@ pub fn run_step(
         tx.clone(),
         true,
     );
-    capture(child.stderr.take().expect("piped"), 0, tx, false);
+    let mut streams = 1;
+    if let Some(err) = child.stderr.take() {
+        capture(err, 0, tx, false);
+        streams += 1;
+    }
     let mut stopped = None;
     let status = loop {
         match child.try_wait() {
@@ -217,7 +236,7 @@ pub fn run_step(
         stderr_tail: String::new(),
     };
     // A grandchild that left the group may hold the pipes open: do not wait forever.
-    for _ in 0..2 {
+    for _ in 0..streams {
         match rx.recv_timeout(Duration::from_secs(2)) {
             Ok((true, c)) => {
                 outcome.stdout = c.head;
@@ -230,6 +249,12 @@ pub fn run_step(
             }
             Err(_) => break,
         }
+    }
+    if let Some(p) = &opts.stderr_file
+        && let Ok(bytes) = std::fs::read(p)
+    {
+        let from = bytes.len().saturating_sub(TAIL);
+        outcome.stderr_tail = String::from_utf8_lossy(&bytes[from..]).into_owned();
     }
     match stopped {
         Some(stop) => Err(StepError::Stopped { stop, outcome }),

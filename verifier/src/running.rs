@@ -111,6 +111,64 @@ pub fn drill_to_ledger(
     Ok(rec)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drill_recorded_before_its_marker_went_is_not_recorded_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let env = DrillEnv::new(tmp.path().join("sandbox"), tmp.path().join("state"));
+        let ledger = Ledger::new(tmp.path().join("state/ledger.jsonl"));
+        let data = MarkerData {
+            id: "0190aaaa-0000-7000-8000-000000000001".into(),
+            job: "j".into(),
+            system: None,
+            sandbox: sandbox_path(
+                &env.sandbox_dir,
+                "j",
+                "0190aaaa-0000-7000-8000-000000000001",
+            ),
+            started_at: env.stamp(SystemTime::now()),
+            trigger: env.trigger.clone(),
+            pid: 1,
+        };
+        // The process died holding this marker (dropping it releases the lock).
+        drop(Marker::create(&env.state_dir, &data).unwrap());
+        let mut rec = note_record(
+            &env,
+            data.id.clone(),
+            "j",
+            None,
+            SystemTime::now(),
+            Verdict::Pass,
+            vec![],
+        );
+        ledger.append(&mut rec).unwrap();
+        assert!(recover_interrupted(&env, &ledger).unwrap().is_empty());
+        assert_eq!(ledger.records().unwrap().count(), 1);
+        assert!(
+            !running_dir(&env.state_dir)
+                .join(format!("{}.json", data.id))
+                .exists()
+        );
+
+        // Without the record, the same marker yields one `error` record.
+        let data2 = MarkerData {
+            id: "0190aaaa-0000-7000-8000-000000000002".into(),
+            ..data
+        };
+        drop(Marker::create(&env.state_dir, &data2).unwrap());
+        let got = recover_interrupted(&env, &ledger).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].result, Verdict::Error);
+        assert!(
+            recover_interrupted(&env, &ledger).unwrap().is_empty(),
+            "recorded once only"
+        );
+    }
+}
+
 /// Finds drills that died without a record, removes their sandboxes, appends an
 /// `error` record for each, and removes sandboxes no live drill owns.
 pub fn recover_interrupted(env: &DrillEnv, ledger: &Ledger) -> Result<Vec<Record>, LedgerError> {
@@ -149,12 +207,32 @@ pub fn recover_interrupted(env: &DrillEnv, ledger: &Ledger) -> Result<Vec<Record
             Err(TryLockError::Error(e)) => return Err(rerr(e)),
             Ok(()) => {}
         }
+        // The drill may have finished between our open and our lock: then the
+        // name is gone (or is another file) and there is nothing to recover.
+        use std::os::unix::fs::MetadataExt;
+        let same = match (std::fs::metadata(&path), f.metadata()) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        };
+        if !same {
+            continue;
+        }
         let Some(d) = data else {
             tracing::error!(marker = %path.display(), "Unreadable in-progress marker; removing it.");
             let _ = std::fs::remove_file(&path);
             continue;
         };
         let removed = remove_tree(&d.sandbox);
+        // Killed after its record was appended but before the marker went:
+        // the record is there; never write a second one.
+        let recorded = ledger
+            .records()
+            .map(|it| it.filter_map(Result::ok).any(|r| r.id == d.id))
+            .unwrap_or(false);
+        if recorded {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
         let mut reasons = vec![format!(
             "interrupted: restore-verifier stopped (crash, kill or power loss) while this drill was running (pid {}); no result was recorded",
             d.pid
@@ -179,10 +257,15 @@ pub fn recover_interrupted(env: &DrillEnv, ledger: &Ledger) -> Result<Vec<Record
         rec.sandbox.path = d.sandbox.display().to_string();
         rec.sandbox.removed = removed.is_ok();
         ledger.append(&mut rec)?;
-        std::fs::remove_file(&path).map_err(|e| LedgerError::Write {
-            path: path.clone(),
-            source: e,
-        })?;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(LedgerError::Write {
+                    path: path.clone(),
+                    source: e,
+                });
+            }
+            _ => {}
+        }
         tracing::warn!(job = %rec.job, id = %rec.id, "Recorded a drill interrupted by a crash.");
         recovered.push(rec);
     }

@@ -105,36 +105,54 @@ pub fn overlaps(a: &Path, b: &Path) -> bool {
     a.starts_with(&b) || b.starts_with(&a)
 }
 
-/// A database server that a crashed drill started keeps running: stop it before
-/// its directory goes. Its pid is in `postmaster.pid`; the process must still
-/// be that server (its command line names the data directory), never a
-/// process that reused the pid.
-fn stop_leftover_server(path: &Path) {
-    let data = path.join("pg/data");
-    let Ok(text) = std::fs::read_to_string(data.join("postmaster.pid")) else {
-        return;
-    };
-    let Some(pid) = text
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse::<i32>().ok())
-    else {
-        return;
-    };
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if !String::from_utf8_lossy(&cmdline).contains(&*data.to_string_lossy()) {
+/// Processes a crashed drill started (restore tools, runbook steps, a database
+/// server) live in their own process groups and outlive it. Before its sandbox
+/// goes, kill every process group with a member whose working directory is in
+/// the sandbox or whose command line names it.
+fn kill_processes_in(path: &Path) {
+    let needle = path.to_string_lossy().into_owned();
+    if needle.len() < 8 {
         return;
     }
-    if let Some(p) = rustix::process::Pid::from_raw(pid) {
-        let _ = rustix::process::kill_process(p, rustix::process::Signal::QUIT);
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    let me = std::process::id();
+    let my_group = rustix::process::getpgrp().as_raw_nonzero().get();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
+        let cmd =
+            String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default())
+                .into_owned();
+        if !(cwd.starts_with(path) || cmd.contains(&needle)) {
+            continue;
+        }
+        // Field 5 of /proc/<pid>/stat, after the parenthesised command name.
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let pgid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(2))
+            .and_then(|g| g.parse::<i32>().ok());
+        match pgid.and_then(rustix::process::Pid::from_raw) {
+            Some(g) if g.as_raw_nonzero().get() != my_group => {
+                let _ = rustix::process::kill_process_group(g, rustix::process::Signal::KILL);
+            }
+            _ => {
+                if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+                    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                }
+            }
+        }
     }
 }
 
 /// Removes a sandbox left behind (by a crash); a missing one is fine.
 pub fn remove_tree(path: &Path) -> io::Result<()> {
-    stop_leftover_server(path);
+    kill_processes_in(path);
     make_writable(path);
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -167,6 +185,27 @@ fn make_writable(root: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removing_a_left_sandbox_kills_what_runs_in_it() {
+        use std::os::unix::process::CommandExt;
+        let base = tempfile::tempdir().unwrap();
+        let sb = base
+            .path()
+            .join("sandboxes/rv-job-0190aaaa-0000-7000-8000-000000000000");
+        std::fs::create_dir_all(&sb).unwrap();
+        // A step of a crashed drill: its own process group, working in the sandbox.
+        let mut child = std::process::Command::new("sleep")
+            .arg("600")
+            .current_dir(&sb)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        remove_tree(&sb).unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "the leftover process was not killed");
+        assert!(!sb.exists());
+    }
 
     #[test]
     fn overlap_is_found_before_paths_exist() {

@@ -168,7 +168,7 @@ impl Driver for BorgDriver {
         deadline: &Deadline,
         stats: &mut RestoreStats,
     ) -> Result<(), DriverError> {
-        stats.tool = tool::version(&["borg", "--version"], sandbox);
+        stats.tool = tool::version(&["borg", "--version"], sandbox, deadline);
         let target = backup
             .location
             .as_ref()

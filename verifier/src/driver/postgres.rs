@@ -284,7 +284,11 @@ impl Driver for PostgresDriver {
             .ok_or_else(|| DriverError::NotFound(self.path.clone()))?;
         let bin = bindir();
         let ids = server_user()?;
-        stats.tool = tool::version(&[&tool_path(&bin, "pg_restore"), "--version"], sandbox);
+        stats.tool = tool::version(
+            &[&tool_path(&bin, "pg_restore"), "--version"],
+            sandbox,
+            deadline,
+        );
         let pg = sandbox.join("pg");
         let (data, sock) = (pg.join("data"), pg.join("sock"));
         if ids.is_some() {
@@ -300,6 +304,15 @@ impl Driver for PostgresDriver {
         }
         mkdir(&pg, ids)?;
         mkdir(&sock, ids)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o700)).map_err(
+                |e| DriverError::Sandbox {
+                    path: sock.clone(),
+                    source: e,
+                },
+            )?;
+        }
         // initdb, as the server's account.
         let initdb = vec![
             tool_path(&bin, "initdb"),
@@ -342,6 +355,10 @@ impl Driver for PostgresDriver {
             "full_page_writes=off",
             "-c",
             "max_connections=10",
+            // Trust authentication is safe only because nobody else can reach
+            // the socket: owner-only socket in an owner-only directory.
+            "-c",
+            "unix_socket_permissions=0700",
         ])
         .current_dir(&pg)
         .env_clear()
@@ -446,7 +463,10 @@ impl Driver for PostgresDriver {
                 ],
             )
         };
-        let out = match run_step(&argv, &client, deadline) {
+        let log = pg.join("restore.log");
+        let mut restore_opts = client.clone();
+        restore_opts.stderr_file = Some(log.clone());
+        let out = match run_step(&argv, &restore_opts, deadline) {
             Ok(o) => o,
             Err(crate::process::StepError::Spawn { program, source }) => {
                 return Err(DriverError::NoTool(format!(
@@ -465,13 +485,20 @@ impl Driver for PostgresDriver {
         stats.exit_code = out.exit_code;
         // Owner and grant statements for roles this cluster does not have are
         // not data; every other error is.
-        let errors: Vec<String> = out
-            .stderr_tail
-            .lines()
-            .filter(|l| l.contains("ERROR:") || l.contains("error:") || l.contains("FATAL:"))
-            .filter(|l| !(l.contains("role \"") && l.contains("does not exist")))
-            .map(|l| l.trim().to_string())
-            .collect();
+        // All of the tool's messages, not a tail: one early failed COPY among
+        // many harmless ownership errors must still be seen.
+        let mut errors: Vec<String> = Vec::new();
+        if let Ok(f) = File::open(&log) {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+                let is_error =
+                    line.contains("ERROR:") || line.contains("error:") || line.contains("FATAL:");
+                let harmless = line.contains("role \"") && line.contains("does not exist");
+                if is_error && !harmless && errors.len() < 3 {
+                    errors.push(line.trim().to_string());
+                }
+            }
+        }
         if !errors.is_empty() || (name == "pg_restore" && !out.success()) {
             return Err(DriverError::Tool {
                 step: name.into(),
@@ -552,7 +579,12 @@ impl Driver for PostgresDriver {
                                 report.files_compared += 1;
                                 report.content_checked += 1;
                                 report.bytes_checked += n;
-                                if n != n_live {
+                                if *n == 0 && *n_live > 0 {
+                                    report.mismatched.push(
+                                        name.clone(),
+                                        format!("rows: {n_live} live now, none restored"),
+                                    );
+                                } else if n != n_live {
                                     report.changed_since_backup.push(
                                         name.clone(),
                                         format!("rows: {n_live} live now, {n} restored"),
@@ -587,7 +619,7 @@ impl Driver for PostgresDriver {
                 let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::QUIT);
             }
             let t0 = Instant::now();
-            while child.try_wait().ok().flatten().is_none() && t0.elapsed() < Duration::from_secs(5)
+            while child.try_wait().ok().flatten().is_none() && t0.elapsed() < Duration::from_secs(2)
             {
                 std::thread::sleep(Duration::from_millis(20));
             }

@@ -120,7 +120,10 @@ impl Driver for ResticDriver {
                 detail: format!("restic snapshots --json gave unreadable output: {e}"),
             })?;
         let chosen = if self.snapshot == "latest" {
-            snaps.iter().max_by(|a, b| a.time.cmp(&b.time))
+            // Times carry offsets: compare instants, not strings.
+            snaps
+                .iter()
+                .max_by_key(|s| DateTime::parse_from_rfc3339(&s.time).ok())
         } else {
             snaps.iter().find(|s| s.id.starts_with(&self.snapshot))
         };
@@ -177,7 +180,7 @@ impl Driver for ResticDriver {
             .and_then(|(_, rest)| rest.split_once(':'))
             .map(|(i, r)| (i.to_string(), r.to_string()))
             .unwrap_or_default();
-        stats.tool = tool::version(&["restic", "version"], sandbox);
+        stats.tool = tool::version(&["restic", "version"], sandbox, deadline);
         let mut argv = self.base();
         argv.extend([
             "restore".into(),

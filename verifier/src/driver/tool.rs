@@ -66,14 +66,14 @@ pub fn step(
 }
 
 /// "restic 0.14.0 compiled …" → "restic 0.14.0".
-pub fn version(argv: &[&str], cwd: &Path) -> Option<String> {
+pub fn version(argv: &[&str], cwd: &Path, deadline: &Deadline) -> Option<String> {
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
     let mut opts = StepOptions::in_dir(cwd);
     opts.keep_stdout = 4096;
     let out = run_step(
         &argv,
         &opts,
-        &Deadline::after(std::time::Duration::from_secs(20)),
+        &Deadline::after(std::time::Duration::from_secs(20)).sooner(deadline),
     )
     .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
