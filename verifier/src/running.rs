@@ -111,64 +111,6 @@ pub fn drill_to_ledger(
     Ok(rec)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_drill_recorded_before_its_marker_went_is_not_recorded_again() {
-        let tmp = tempfile::tempdir().unwrap();
-        let env = DrillEnv::new(tmp.path().join("sandbox"), tmp.path().join("state"));
-        let ledger = Ledger::new(tmp.path().join("state/ledger.jsonl"));
-        let data = MarkerData {
-            id: "0190aaaa-0000-7000-8000-000000000001".into(),
-            job: "j".into(),
-            system: None,
-            sandbox: sandbox_path(
-                &env.sandbox_dir,
-                "j",
-                "0190aaaa-0000-7000-8000-000000000001",
-            ),
-            started_at: env.stamp(SystemTime::now()),
-            trigger: env.trigger.clone(),
-            pid: 1,
-        };
-        // The process died holding this marker (dropping it releases the lock).
-        drop(Marker::create(&env.state_dir, &data).unwrap());
-        let mut rec = note_record(
-            &env,
-            data.id.clone(),
-            "j",
-            None,
-            SystemTime::now(),
-            Verdict::Pass,
-            vec![],
-        );
-        ledger.append(&mut rec).unwrap();
-        assert!(recover_interrupted(&env, &ledger).unwrap().is_empty());
-        assert_eq!(ledger.records().unwrap().count(), 1);
-        assert!(
-            !running_dir(&env.state_dir)
-                .join(format!("{}.json", data.id))
-                .exists()
-        );
-
-        // Without the record, the same marker yields one `error` record.
-        let data2 = MarkerData {
-            id: "0190aaaa-0000-7000-8000-000000000002".into(),
-            ..data
-        };
-        drop(Marker::create(&env.state_dir, &data2).unwrap());
-        let got = recover_interrupted(&env, &ledger).unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].result, Verdict::Error);
-        assert!(
-            recover_interrupted(&env, &ledger).unwrap().is_empty(),
-            "recorded once only"
-        );
-    }
-}
-
 /// Finds drills that died without a record, removes their sandboxes, appends an
 /// `error` record for each, and removes sandboxes no live drill owns.
 pub fn recover_interrupted(env: &DrillEnv, ledger: &Ledger) -> Result<Vec<Record>, LedgerError> {
@@ -292,4 +234,62 @@ pub fn recover_interrupted(env: &DrillEnv, ledger: &Ledger) -> Result<Vec<Record
         }
     }
     Ok(recovered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drill_recorded_before_its_marker_went_is_not_recorded_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let env = DrillEnv::new(tmp.path().join("sandbox"), tmp.path().join("state"));
+        let ledger = Ledger::new(tmp.path().join("state/ledger.jsonl"));
+        let data = MarkerData {
+            id: "0190aaaa-0000-7000-8000-000000000001".into(),
+            job: "j".into(),
+            system: None,
+            sandbox: sandbox_path(
+                &env.sandbox_dir,
+                "j",
+                "0190aaaa-0000-7000-8000-000000000001",
+            ),
+            started_at: env.stamp(SystemTime::now()),
+            trigger: env.trigger.clone(),
+            pid: 1,
+        };
+        // The process died holding this marker (dropping it releases the lock).
+        drop(Marker::create(&env.state_dir, &data).unwrap());
+        let mut rec = note_record(
+            &env,
+            data.id.clone(),
+            "j",
+            None,
+            SystemTime::now(),
+            Verdict::Pass,
+            vec![],
+        );
+        ledger.append(&mut rec).unwrap();
+        assert!(recover_interrupted(&env, &ledger).unwrap().is_empty());
+        assert_eq!(ledger.records().unwrap().count(), 1);
+        assert!(
+            !running_dir(&env.state_dir)
+                .join(format!("{}.json", data.id))
+                .exists()
+        );
+
+        // Without the record, the same marker yields one `error` record.
+        let data2 = MarkerData {
+            id: "0190aaaa-0000-7000-8000-000000000002".into(),
+            ..data
+        };
+        drop(Marker::create(&env.state_dir, &data2).unwrap());
+        let got = recover_interrupted(&env, &ledger).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].result, Verdict::Error);
+        assert!(
+            recover_interrupted(&env, &ledger).unwrap().is_empty(),
+            "recorded once only"
+        );
+    }
 }
