@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # System packages the tests use. Kept in one list; install only what is missing.
 PACKAGES=(gcc make pkg-config ca-certificates procps
-  prometheus # promtool checks /metrics
+  prometheus prometheus-alertmanager # promtool checks /metrics; alerts reach a real Alertmanager
   restic borgbackup # real restore tools in end-to-end tests
   sqlite3 # post-restore checks in tests
   postgresql postgresql-client # throw-away clusters for dump drills

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -23,13 +23,13 @@ fn http() -> ureq::Agent {
         .into()
 }
 
-struct Daemon {
+pub struct Daemon {
     child: Option<Child>,
     base: String,
 }
 
 impl Daemon {
-    fn start(site: &Site) -> Daemon {
+    pub fn start(site: &Site) -> Daemon {
         let text = std::fs::read_to_string(&site.config).unwrap();
         let port: u16 = text
             .lines()
@@ -60,17 +60,17 @@ impl Daemon {
         d
     }
 
-    fn url(&self, p: &str) -> String {
+    pub fn url(&self, p: &str) -> String {
         format!("{}{p}", self.base)
     }
 
-    fn get(&self, p: &str) -> (u16, Value) {
+    pub fn get(&self, p: &str) -> (u16, Value) {
         let mut r = http().get(&self.url(p)).call().unwrap();
         let status = r.status().as_u16();
         (status, r.body_mut().read_json().unwrap_or(Value::Null))
     }
 
-    fn post(&self, p: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+    pub fn post(&self, p: &str, token: Option<&str>, body: Value) -> (u16, Value) {
         let mut req = http().post(&self.url(p));
         if let Some(t) = token {
             req = req.header("Authorization", &format!("Bearer {t}"));
@@ -94,7 +94,7 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits; returns the exit code and how long it took.
-    fn stop(mut self) -> (Option<i32>, Duration) {
+    pub fn stop(mut self) -> (Option<i32>, Duration) {
         self.signal("-TERM");
         let t0 = Instant::now();
         let status = self.child.take().unwrap().wait().unwrap();
@@ -135,10 +135,10 @@ fn agent_section(port: u16, token: bool) -> String {
     )
 }
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// A site whose config is `agent_section` + `jobs`, with a token file.
-fn daemon_site(jobs: &str, token: bool) -> Site {
+pub fn daemon_site(jobs: &str, token: bool) -> Site {
     let site = Site::new("");
     std::fs::write(site.path("token"), format!("{TOKEN}\n")).unwrap();
     std::fs::write(

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `restore-verifier` binary on the committed fixtures.
 
 mod agent;
+mod alerts;
 mod common;
 mod tools;
 

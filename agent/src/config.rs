@@ -204,6 +204,67 @@ pub struct Config {
     pub path: PathBuf,
     pub agent: AgentConfig,
     pub jobs: Vec<Job>,
+    pub alerts: Vec<AlertSink>,
+}
+
+/// When alerts are sent.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Event {
+    Fail,
+    Error,
+    Overdue,
+    Recovered,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Fail => "fail",
+            Event::Error => "error",
+            Event::Overdue => "overdue",
+            Event::Recovered => "recovered",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    /// Generic JSON POST.
+    Webhook { url: String },
+    /// Slack (or compatible) incoming webhook: `{"text": …}`.
+    Slack { url: String },
+    /// Prometheus Alertmanager: POST /api/v2/alerts.
+    Alertmanager { url: String },
+    /// A program; the alert JSON on stdin.
+    Command { run: Vec<String> },
+}
+
+/// One `[[alert]]`.
+#[derive(Debug, Clone)]
+pub struct AlertSink {
+    pub name: String,
+    pub kind: SinkKind,
+    pub on: Vec<Event>,
+    /// Only these jobs (all when empty).
+    pub jobs: Vec<String>,
+    /// Reminders while a job stays failing or overdue; none when unset.
+    pub repeat_interval: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlert {
+    name: Option<Spanned<String>>,
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    url: Option<Spanned<String>>,
+    run: Option<Spanned<Vec<String>>>,
+    on: Option<Vec<Spanned<String>>>,
+    jobs: Option<Vec<Spanned<String>>>,
+    repeat_interval: Option<Spanned<String>>,
 }
 
 // ---- raw, as written -------------------------------------------------------
@@ -502,6 +563,7 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut raw_agent = RawAgent::default();
     let mut raw_jobs: Vec<(usize, RawJob)> = Vec::new();
+    let mut raw_alerts: Vec<(usize, RawAlert)> = Vec::new();
     for (k, v) in root.get_ref().iter() {
         match k.get_ref().as_ref() {
             "agent" => {
@@ -519,7 +581,21 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
                 }
                 _ => cx.at(v.span(), "job", "must be an array of tables: write [[job]]"),
             },
-            other @ ("system" | "evidence" | "alert") => cx.at(
+            "alert" => match v.get_ref() {
+                DeValue::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Some(a) = cx.de::<RawAlert>(item.clone(), &format!("alert[{i}]")) {
+                            raw_alerts.push((i, a));
+                        }
+                    }
+                }
+                _ => cx.at(
+                    v.span(),
+                    "alert",
+                    "must be an array of tables: write [[alert]]",
+                ),
+            },
+            other @ ("system" | "evidence") => cx.at(
                 k.span(),
                 other,
                 "this section is not supported by this version of restore-verifier yet",
@@ -527,7 +603,7 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
             other => cx.at(
                 k.span(),
                 other,
-                format!("unknown key `{other}`, expected `agent` or `job`"),
+                format!("unknown key `{other}`, expected `agent`, `job` or `alert`"),
             ),
         }
     }
@@ -554,11 +630,25 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
             jobs.push(j);
         }
     }
+    let mut alerts = Vec::new();
+    for (i, a) in raw_alerts {
+        if let Some(s) = alert_config(&mut cx, i, a, &jobs) {
+            if alerts.iter().any(|o: &AlertSink| o.name == s.name) {
+                cx.at(
+                    0..0,
+                    format!("alert[{i}].name"),
+                    format!("duplicate alert name {:?}", s.name),
+                );
+            }
+            alerts.push(s);
+        }
+    }
     if cx.diags.is_empty() {
         Ok(Config {
             path: path.to_path_buf(),
             agent,
             jobs,
+            alerts,
         })
     } else {
         Err(ConfigErrors(cx.diags))
@@ -1147,6 +1237,108 @@ pub fn has_password(conninfo: &str) -> bool {
                 .next()
                 .is_some_and(|auth| rest.contains('@') && auth.contains(':'))
         })
+}
+
+fn alert_config(cx: &mut Ctx, i: usize, a: RawAlert, jobs: &[Job]) -> Option<AlertSink> {
+    let k = |key: &str| format!("alert[{i}].{key}");
+    let kind_name = a.kind.get_ref().clone();
+    let url = |cx: &mut Ctx, u: Option<Spanned<String>>| -> Option<String> {
+        match u {
+            Some(u)
+                if u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://") =>
+            {
+                Some(u.into_inner())
+            }
+            Some(u) => {
+                cx.at(u.span(), k("url"), "must be an http:// or https:// URL");
+                None
+            }
+            None => {
+                cx.at(
+                    a.kind.span(),
+                    k("url"),
+                    format!("alert type {kind_name:?} needs `url`"),
+                );
+                None
+            }
+        }
+    };
+    let kind = match kind_name.as_str() {
+        "webhook" => SinkKind::Webhook {
+            url: url(cx, a.url)?,
+        },
+        "slack" => SinkKind::Slack {
+            url: url(cx, a.url)?,
+        },
+        "alertmanager" => SinkKind::Alertmanager {
+            url: url(cx, a.url)?,
+        },
+        "command" => match a.run {
+            Some(r) if !r.get_ref().is_empty() => SinkKind::Command {
+                run: r.into_inner(),
+            },
+            _ => {
+                cx.at(
+                    a.kind.span(),
+                    k("run"),
+                    "alert type \"command\" needs `run`, e.g. [\"/usr/local/bin/page-oncall\"]",
+                );
+                return None;
+            }
+        },
+        "email" => {
+            cx.at(a.kind.span(), k("type"), "alert type \"email\" is not supported by this version yet; use webhook, slack, alertmanager or command");
+            return None;
+        }
+        other => {
+            cx.at(
+                a.kind.span(),
+                k("type"),
+                format!(
+                    "unknown alert type {other:?}; expected webhook, slack, alertmanager or command"
+                ),
+            );
+            return None;
+        }
+    };
+    let mut on = Vec::new();
+    for e in a.on.unwrap_or_default() {
+        match e.get_ref().as_str() {
+            "fail" => on.push(Event::Fail),
+            "error" => on.push(Event::Error),
+            "overdue" => on.push(Event::Overdue),
+            "recovered" => on.push(Event::Recovered),
+            other => cx.at(
+                e.span(),
+                k("on"),
+                format!("unknown event {other:?}; expected fail, error, overdue or recovered"),
+            ),
+        }
+    }
+    if on.is_empty() {
+        on = vec![Event::Fail, Event::Error, Event::Overdue, Event::Recovered];
+    }
+    let mut names = Vec::new();
+    for j in a.jobs.unwrap_or_default() {
+        if !jobs.iter().any(|x| &x.name == j.get_ref()) {
+            cx.at(
+                j.span(),
+                k("jobs"),
+                format!("no job named {:?}", j.get_ref()),
+            );
+        }
+        names.push(j.into_inner());
+    }
+    Some(AlertSink {
+        name: a
+            .name
+            .map(Spanned::into_inner)
+            .unwrap_or_else(|| format!("{kind_name}-{i}")),
+        kind,
+        on,
+        jobs: names,
+        repeat_interval: duration(cx, a.repeat_interval, k("repeat_interval")),
+    })
 }
 
 /// The config file to use: `-c`, else `$RESTORE_VERIFIER_CONFIG`, else the default.

@@ -101,6 +101,7 @@ pub struct Agent {
     tracker: TaskTracker,
     pub running: AtomicUsize,
     token: RwLock<Option<String>>,
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 /// The outcome of asking for a drill.
@@ -178,13 +179,8 @@ impl Agent {
         .await;
         match res {
             Ok(Ok(rec)) => {
-                tracing::warn!(job = %rec.job, id = %rec.id, reason = %rec.reasons[0], "Drill skipped.");
-                self.jobs
-                    .lock()
-                    .expect("jobs lock")
-                    .entry(rec.job.clone())
-                    .or_default()
-                    .apply(&rec);
+                tracing::warn!(job = %rec.job, id = %rec.id, reason = %rec.reasons[0], "Drill not run.");
+                self.seen(&rec);
                 Some(rec)
             }
             Ok(Err(e)) => {
@@ -282,14 +278,7 @@ impl Agent {
                 self.running.fetch_sub(1, Ordering::SeqCst);
                 drop(permit);
                 match res {
-                    Ok(Ok(rec)) => {
-                        self.jobs
-                            .lock()
-                            .expect("jobs lock")
-                            .entry(job.name.clone())
-                            .or_default()
-                            .apply(&rec);
-                    }
+                    Ok(Ok(rec)) => self.seen(&rec),
                     // A due run always leaves a record: if the drill could not
                     // keep its own, say so under its id.
                     Ok(Err(e)) => {
@@ -328,6 +317,39 @@ impl Agent {
             st.busy = None;
         }
         self.pending.lock().expect("pending lock").remove(&id);
+    }
+
+    /// A new record: the job's state, and what on-call must hear about it.
+    fn seen(&self, rec: &Record) {
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .entry(rec.job.clone())
+            .or_default()
+            .apply(rec);
+        self.alerts.observe(&self.config(), rec);
+    }
+
+    /// The dead-man check and alert delivery, every second until shutdown.
+    async fn watch(self: Arc<Self>, started: DateTime<Utc>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            let cfg = self.config();
+            let passes: BTreeMap<String, DateTime<Utc>> = self
+                .jobs
+                .lock()
+                .expect("jobs lock")
+                .iter()
+                .filter_map(|(k, v)| v.last_pass.map(|t| (k.clone(), t.with_timezone(&Utc))))
+                .collect();
+            self.alerts
+                .check_overdue(&cfg, &|j| passes.get(j).copied(), started);
+            let (a, c) = (self.alerts.clone(), cfg.clone());
+            let _ = tokio::task::spawn_blocking(move || a.deliver_due(&c)).await;
+        }
     }
 
     fn set_slots(&self, want: u32) {
@@ -531,6 +553,7 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
     }
     let max = cfg.agent.max_concurrent_drills;
     let listen = cfg.agent.listen;
+    let state_dir = cfg.agent.state_dir.clone();
     let agent = Arc::new(Agent {
         cfg_path,
         cfg: RwLock::new(Arc::new(cfg)),
@@ -544,7 +567,16 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
         tracker: TaskTracker::new(),
         running: AtomicUsize::new(0),
         token: RwLock::new(token),
+        alerts: Arc::new(crate::alerts::Alerts::open(&state_dir).with_context(|| {
+            format!(
+                "cannot create the alert outbox under {}",
+                state_dir.display()
+            )
+        })?),
     });
+    for r in &recovered {
+        agent.alerts.observe(&agent.config(), r);
+    }
     tracing::info!(
         jobs = agent.config().jobs.len(),
         recovered = recovered.len(),
@@ -568,6 +600,7 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
     }
     agent.catch_up().await;
     agent.start_schedulers();
+    agent.tracker.spawn(agent.clone().watch(Utc::now()));
 
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;

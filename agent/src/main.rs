@@ -1,5 +1,6 @@
 //! `restore-verifier`: the command line (DESIGN.md "Command line").
 
+mod alerts;
 mod config;
 mod daemon;
 mod demo;
@@ -92,6 +93,11 @@ enum Command {
         #[command(subcommand)]
         command: ManifestCommand,
     },
+    /// Alert sinks.
+    Alert {
+        #[command(subcommand)]
+        command: AlertCommand,
+    },
     /// Read and check the evidence ledger.
     Evidence {
         #[command(subcommand)]
@@ -120,6 +126,12 @@ enum ManifestCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum AlertCommand {
+    /// Send a test alert through each configured sink (or the one named).
+    Test { name: Option<String> },
 }
 
 #[derive(Subcommand)]
@@ -238,6 +250,11 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             };
             let mut all_pass = true;
             let stop = drills::interrupt_flag();
+            // Alerts from a one-off run go through the same outbox; what cannot
+            // be delivered now is retried by the agent or the next run.
+            let alerts = (!cfg.alerts.is_empty())
+                .then(|| alerts::Alerts::open(&cfg.agent.state_dir).ok())
+                .flatten();
             for job in selected {
                 let drilled = drills::drill(
                     &cfg,
@@ -256,6 +273,9 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                     }
                 };
                 all_pass &= rec.result == verifier::Verdict::Pass;
+                if let Some(a) = &alerts {
+                    a.observe(&cfg, &rec);
+                }
                 if json {
                     println!(
                         "{}",
@@ -271,6 +291,9 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                     );
                     return Ok(Outcome::Interrupted);
                 }
+            }
+            if let Some(a) = &alerts {
+                a.deliver_due(&cfg);
             }
             Ok(if all_pass {
                 Outcome::Success
@@ -300,6 +323,38 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             })
         }
         Command::Agent => daemon::run(config::config_path(cfg_flag)),
+        Command::Alert {
+            command: AlertCommand::Test { name },
+        } => {
+            let cfg = load(cfg_flag, Check::Values)?;
+            let sinks: Vec<&config::AlertSink> = cfg
+                .alerts
+                .iter()
+                .filter(|s| name.as_ref().is_none_or(|n| &s.name == n))
+                .collect();
+            if sinks.is_empty() {
+                return Err(CliError::Usage(match name {
+                    Some(n) => format!("no alert named {n:?} in {}", cfg.path.display()),
+                    None => format!("{} configures no [[alert]]", cfg.path.display()),
+                }));
+            }
+            let alert = alerts::test_alert(&cfg);
+            let mut ok = true;
+            for s in sinks {
+                match alerts::send(s, &alert) {
+                    Ok(()) => println!("{}: sent", s.name),
+                    Err(e) => {
+                        ok = false;
+                        println!("{}: FAILED: {e}", s.name);
+                    }
+                }
+            }
+            Ok(if ok {
+                Outcome::Success
+            } else {
+                Outcome::Failed
+            })
+        }
         Command::Manifest {
             command:
                 ManifestCommand::Create {

@@ -77,6 +77,26 @@ pub fn render(agent: &Agent) -> prometheus::Result<String> {
     reg.register(Box::new(running.clone()))?;
     running.set(agent.running.load(Ordering::SeqCst) as i64);
 
+    let delivered = IntCounterVec::new(
+        Opts::new(
+            "restore_verifier_alerts_total",
+            "Alert deliveries, by sink and outcome (ok, failed).",
+        ),
+        &["sink", "outcome"],
+    )?;
+    reg.register(Box::new(delivered.clone()))?;
+    for ((sink, outcome), n) in agent.alerts.delivered.lock().expect("delivered").iter() {
+        delivered
+            .with_label_values(&[sink.as_str(), outcome])
+            .inc_by(*n);
+    }
+    let queued = IntGauge::new(
+        "restore_verifier_alerts_queued",
+        "Alerts waiting in the outbox.",
+    )?;
+    reg.register(Box::new(queued.clone()))?;
+    queued.set(agent.alerts.queued() as i64);
+
     let cfg = agent.config();
     let states = agent.jobs.lock().expect("jobs lock").clone();
     let now = Utc::now();

@@ -34,6 +34,8 @@ pub struct StepOptions {
     /// Send stderr to this file (whole, for tools whose every error matters)
     /// instead of keeping only its tail.
     pub stderr_file: Option<PathBuf>,
+    /// Bytes written to the child's stdin (else stdin is /dev/null).
+    pub stdin: Option<Vec<u8>>,
 }
 
 impl StepOptions {
@@ -44,6 +46,7 @@ impl StepOptions {
             keep_stdout: 0,
             run_as: None,
             stderr_file: None,
+            stdin: None,
         }
     }
 }
@@ -164,7 +167,11 @@ pub fn run_step(
         .env("LANG", "C.UTF-8")
         .env("HOME", &opts.cwd)
         .envs(opts.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .stdin(if opts.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .process_group(0);
     match &opts.stderr_file {
@@ -188,6 +195,13 @@ pub fn run_step(
         source: e,
     })?;
     let pgid = child.id();
+    if let (Some(mut w), Some(data)) = (child.stdin.take(), opts.stdin.clone()) {
+        // A writer thread: a child that never reads must not block us.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = w.write_all(&data);
+        });
+    }
     let (tx, rx) = mpsc::channel();
     capture(
         child.stdout.take().expect("piped"),

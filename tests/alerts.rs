@@ -1,0 +1,307 @@
+//! Alerts end to end: a webhook receiver that goes down and comes back, the
+//! dead-man (overdue) check, a command sink, and a real Alertmanager.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::agent::{Daemon, TOKEN, daemon_site, free_port};
+
+/// A minimal HTTP receiver: records every POST body, answers 200.
+struct Receiver {
+    bodies: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl Receiver {
+    fn start(port: u16) -> Receiver {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let b = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut first = String::new();
+                if r.read_line(&mut first).is_err() {
+                    continue;
+                }
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = r.read_exact(&mut body);
+                let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+                b.lock()
+                    .unwrap()
+                    .push((path, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Receiver { bodies }
+    }
+
+    fn events(&self) -> Vec<Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const HOOK_SECRET: &str = "T0KEN-in-the-url-0123456789";
+
+#[test]
+fn webhook_down_then_back_gets_the_alert_exactly_once() {
+    let port = free_port();
+    let alert = format!(
+        "\n[[alert]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hooks/{HOOK_SECRET}\"\n"
+    );
+    let site = daemon_site(
+        &format!("{}{alert}", job("bad", "backups/bad/share-*.tar")),
+        false,
+    );
+    // The receiver is down: the failed drill's alert waits in the outbox.
+    let out = site.run(&["run", "bad"]);
+    assert_eq!(out.status.code(), Some(1));
+    let queued = std::fs::read_dir(site.path("state/alerts/outbox"))
+        .unwrap()
+        .count();
+    assert_eq!(queued, 1, "the alert is in the outbox");
+    assert!(
+        !text(&out.stderr).contains(HOOK_SECRET),
+        "the URL's secret was printed"
+    );
+
+    // It comes back; an agent start delivers it once.
+    let rx = Receiver::start(port);
+    let d = Daemon::start(&site);
+    wait_until("the alert", 30, || !rx.events().is_empty());
+    std::thread::sleep(Duration::from_secs(3));
+    let ev = rx.events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["event"], "fail");
+    assert_eq!(ev[0]["job"], "bad");
+    let reasons = ev[0]["record"]["reasons"].to_string();
+    assert!(
+        reasons.contains("content mismatch: finance/ledger.csv"),
+        "{reasons}"
+    );
+    assert!(
+        ev[0]["record"]["show"]
+            .as_str()
+            .unwrap()
+            .starts_with("restore-verifier evidence show ")
+    );
+    assert_eq!(
+        std::fs::read_dir(site.path("state/alerts/outbox"))
+            .unwrap()
+            .count(),
+        0
+    );
+    d.stop();
+    let log = std::fs::read_to_string(site.path("agent.log")).unwrap();
+    assert!(!log.contains(HOOK_SECRET), "the URL's secret is in the log");
+    // The same failure again is no new alert (one per state change).
+    site.run(&["run", "bad"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rx.events().len(), 1);
+}
+
+#[test]
+fn overdue_fires_while_the_agent_runs_and_recovered_follows_a_pass() {
+    let port = free_port();
+    let rx = Receiver::start(port);
+    let jobs = job("good", "backups/good/share-*.tar").replace(
+        "source = \"source\"\n",
+        "source = \"source\"\nschedule = \"0 3 1 1 *\"\nmax_interval = \"2s\"\n",
+    );
+    let alert = format!(
+        "\n[[alert]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/x\"\non = [\"overdue\", \"recovered\"]\n"
+    );
+    let site = daemon_site(&format!("{jobs}{alert}"), true);
+    let d = Daemon::start(&site);
+    wait_until("the overdue alert", 20, || {
+        rx.events().iter().any(|e| e["event"] == "overdue")
+    });
+    let (_, jobs_view) = d.get("/v1/jobs");
+    assert_eq!(jobs_view[0]["overdue"], true);
+    let (s, _) = d.post(
+        "/v1/jobs/good/drills",
+        Some(TOKEN),
+        json!({"reason": "after overdue"}),
+    );
+    assert_eq!(s, 202);
+    wait_until("the recovered alert", 20, || {
+        rx.events().iter().any(|e| e["event"] == "recovered")
+    });
+    let ev = rx.events();
+    assert_eq!(
+        ev.iter().filter(|e| e["event"] == "overdue").count(),
+        1,
+        "{ev:?}"
+    );
+    let metrics = http_get(&d.url("/metrics"));
+    assert!(
+        metrics.contains("restore_verifier_alerts_total{outcome=\"ok\",sink=\"hook\"} 2"),
+        "{metrics}"
+    );
+    d.stop();
+}
+
+fn http_get(url: &str) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    agent
+        .get(url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
+#[test]
+fn command_sink_gets_the_alert_on_stdin_and_alert_test_reports() {
+    let site = Site::new("");
+    let out_file = site.path("paged.json");
+    let alerts = format!(
+        "\n[[alert]]\nname = \"pager\"\ntype = \"command\"\nrun = [\"sh\", \"-c\", \"cat >> {}\"]\n\n[[alert]]\nname = \"down\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n",
+        out_file.display(),
+        free_port()
+    );
+    std::fs::write(
+        &site.config,
+        format!("{AGENT}{}{alerts}", job("bad", "backups/bad/share-*.tar")),
+    )
+    .unwrap();
+    site.run(&["run"]);
+    let paged = std::fs::read_to_string(&out_file).unwrap();
+    let v: Value = serde_json::from_str(paged.lines().next().unwrap()).unwrap();
+    assert_eq!(v["event"], "fail");
+    assert!(
+        v["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("bad: FAIL — content mismatch: finance/ledger.csv"),
+        "{v}"
+    );
+
+    let out = site.run(&["alert", "test", "pager"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("pager: sent"));
+    let out = site.run(&["alert", "test"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("down: FAILED"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(site.run(&["alert", "test", "nope"]).status.code(), Some(2));
+}
+
+#[test]
+fn real_alertmanager_fires_and_resolves() {
+    let am = Command::new("prometheus-alertmanager")
+        .arg("--version")
+        .output();
+    assert!(
+        am.is_ok_and(|o| o.status.success()),
+        "prometheus-alertmanager is missing: scripts/test.sh installs it"
+    );
+    let site = Site::new("");
+    let port = free_port();
+    std::fs::write(
+        site.path("am.yml"),
+        "route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n",
+    )
+    .unwrap();
+    let mut child = Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", site.path("am.yml").display()))
+        .arg(format!("--storage.path={}", site.path("am-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(std::mem::replace(
+        &mut child,
+        Command::new("true").spawn().unwrap(),
+    ));
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until("alertmanager", 30, || {
+        let a: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        a.get(&format!("{base}/-/ready"))
+            .call()
+            .is_ok_and(|r| r.status().as_u16() == 200)
+    });
+    let cfg = |glob: &str| {
+        format!(
+            "{AGENT}{}\n[[alert]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"{base}\"\n",
+            job("share", glob)
+        )
+    };
+    let firing = || -> Vec<Value> {
+        let v: Value = serde_json::from_str(&http_get(&format!("{base}/api/v2/alerts"))).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["labels"]["job"] == "share")
+            .cloned()
+            .collect()
+    };
+    std::fs::write(&site.config, cfg("backups/bad/share-*.tar")).unwrap();
+    assert_eq!(site.run(&["run"]).status.code(), Some(1));
+    wait_until("the alert in Alertmanager", 30, || !firing().is_empty());
+    let a = &firing()[0];
+    assert_eq!(a["labels"]["alertname"], "RestoreDrillFailed");
+    assert_eq!(a["labels"]["severity"], "critical");
+    assert!(
+        a["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("content mismatch: finance/ledger.csv"),
+        "{a}"
+    );
+    // The next pass resolves it.
+    std::fs::write(&site.config, cfg("backups/good/share-*.tar")).unwrap();
+    assert_eq!(site.run(&["run"]).status.code(), Some(0));
+    wait_until("the alert to resolve", 30, || firing().is_empty());
+}
