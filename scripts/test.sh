@@ -10,6 +10,7 @@ PACKAGES=(gcc make pkg-config ca-certificates procps
   restic borgbackup # real restore tools in end-to-end tests
   sqlite3 # post-restore checks in tests
   postgresql postgresql-client # throw-away clusters for dump drills
+  python3-aiosmtpd # a real SMTP server for mail alerts
 )
 
 missing=()

@@ -305,3 +305,149 @@ fn real_alertmanager_fires_and_resolves() {
     assert_eq!(site.run(&["run"]).status.code(), Some(0));
     wait_until("the alert to resolve", 30, || firing().is_empty());
 }
+
+#[test]
+fn mail_arrives_at_a_real_smtp_server() {
+    // Debian's python3-aiosmtpd, with Debian's own interpreter.
+    let probe = Command::new("/usr/bin/python3")
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "aiosmtpd is missing: scripts/test.sh installs python3-aiosmtpd"
+    );
+    let site = Site::new("");
+    let port = free_port();
+    let maildir = site.path("maildir");
+    let smtpd = Command::new("/usr/bin/python3")
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(&maildir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(smtpd);
+    wait_until("the SMTP server", 20, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let mail = format!(
+        "\n[[alert]]\nname = \"mail\"\ntype = \"email\"\nsmtp = \"127.0.0.1:{port}\"\ntls = \"none\"\nfrom = \"restore-verifier@example.com\"\nto = [\"oncall@example.com\"]\n"
+    );
+    std::fs::write(
+        &site.config,
+        format!("{AGENT}{}{mail}", job("bad", "backups/bad/share-*.tar")),
+    )
+    .unwrap();
+    assert_eq!(site.run(&["run"]).status.code(), Some(1));
+    let new = maildir.join("new");
+    wait_until("the mail", 20, || {
+        std::fs::read_dir(&new).is_ok_and(|mut d| d.next().is_some())
+    });
+    let file = std::fs::read_dir(&new)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    // Unfold headers, decode quoted-printable soft breaks, then read it as a person would.
+    let raw = std::fs::read_to_string(file)
+        .unwrap()
+        .replace("\r\n", "\n")
+        .replace("\n ", " ")
+        .replace("=\n", "");
+    assert!(
+        raw.contains(
+            "Subject: [restore-verifier] bad: FAIL - content mismatch: finance/ledger.csv"
+        ),
+        "{raw}"
+    );
+    assert!(raw.contains("To: oncall@example.com"), "{raw}");
+    assert!(raw.contains("text/html"), "an HTML part too");
+    assert!(raw.contains("restore-verifier evidence show "), "{raw}");
+
+    // A password from a credentials file never shows, even when sending fails.
+    std::fs::write(site.path("smtp.cred"), "alerts:s3cret-smtp-password\n").unwrap();
+    let with_creds = mail.replace(
+        "tls = \"none\"",
+        "tls = \"none\"\ncredentials_file = \"smtp.cred\"",
+    );
+    std::fs::write(
+        &site.config,
+        format!(
+            "{AGENT}{}{with_creds}",
+            job("bad2", "backups/bad/share-*.tar")
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .arg("-c")
+        .arg(&site.config)
+        .args(["run"])
+        .env("RESTORE_VERIFIER_LOG", "debug")
+        .output()
+        .unwrap();
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(all.contains("Alert delivery failed"), "{all}");
+    assert!(
+        !all.contains("s3cret-smtp-password"),
+        "the SMTP password is in the output"
+    );
+}
+
+#[test]
+fn reminders_follow_repeat_interval_and_slack_gets_text() {
+    let site = Site::new("");
+    let paged = site.path("paged.jsonl");
+    let port = free_port();
+    let rx = Receiver::start(port);
+    let alerts = format!(
+        "\n[[alert]]\nname = \"pager\"\ntype = \"command\"\nrun = [\"sh\", \"-c\", \"cat >> {}; echo >> {}\"]\nrepeat_interval = \"1s\"\n\n[[alert]]\nname = \"chat\"\ntype = \"slack\"\nurl = \"http://127.0.0.1:{port}/services/T0/B0/x\"\non = [\"fail\"]\n",
+        paged.display(),
+        paged.display()
+    );
+    std::fs::write(
+        &site.config,
+        format!("{AGENT}{}{alerts}", job("bad", "backups/bad/share-*.tar")),
+    )
+    .unwrap();
+    site.run(&["run"]);
+    site.run(&["run"]);
+    let n = |p: &Path| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .count()
+    };
+    assert_eq!(n(&paged), 1, "the same failure twice in a row is one alert");
+    std::thread::sleep(Duration::from_millis(1200));
+    site.run(&["run"]);
+    assert_eq!(n(&paged), 2, "a reminder once repeat_interval has passed");
+    wait_until("the slack message", 10, || !rx.events().is_empty());
+    let text_field = rx.events()[0]["text"].as_str().unwrap().to_string();
+    assert!(
+        text_field.contains("bad: FAIL — content mismatch: finance/ledger.csv"),
+        "{text_field}"
+    );
+    assert_eq!(
+        rx.events().len(),
+        1,
+        "slack has no repeat_interval: no reminder"
+    );
+}

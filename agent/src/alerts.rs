@@ -504,6 +504,7 @@ pub fn send(sink: &AlertSink, a: &Alert) -> Result<(), String> {
             };
             post(&format!("{base}/api/v2/alerts"), &body)
         }
+        SinkKind::Email(e) => send_mail(e, a),
         SinkKind::Command { run } => {
             let mut opts = verifier::process::StepOptions::in_dir(&std::env::temp_dir());
             opts.stdin = Some(serde_json::to_vec(a).unwrap_or_default());
@@ -525,6 +526,68 @@ pub fn send(sink: &AlertSink, a: &Alert) -> Result<(), String> {
     }
 }
 
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn send_mail(e: &crate::config::EmailSink, a: &Alert) -> Result<(), String> {
+    use lettre::message::{Mailbox, MultiPart};
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{Message, SmtpTransport, Transport};
+    let subject = format!("[restore-verifier] {}", a.summary.replace(" — ", " - "));
+    let text = format!("{}\n\n{}", a.summary, a.details);
+    let html = format!(
+        "<html><body><h3>{}</h3><pre>{}</pre></body></html>",
+        html_escape(&a.summary),
+        html_escape(&a.details)
+    );
+    let mut m = Message::builder()
+        .from(
+            e.from
+                .parse::<Mailbox>()
+                .map_err(|err| format!("from: {err}"))?,
+        )
+        .subject(subject);
+    for to in &e.to {
+        m = m.to(to
+            .parse::<Mailbox>()
+            .map_err(|err| format!("to {to}: {err}"))?);
+    }
+    let msg = m
+        .multipart(MultiPart::alternative_plain_html(text, html))
+        .map_err(|err| err.to_string())?;
+    let builder = match e.tls {
+        crate::config::SmtpTls::None => SmtpTransport::builder_dangerous(&e.host),
+        crate::config::SmtpTls::StartTls => {
+            SmtpTransport::starttls_relay(&e.host).map_err(|err| err.to_string())?
+        }
+        crate::config::SmtpTls::Tls => {
+            SmtpTransport::relay(&e.host).map_err(|err| err.to_string())?
+        }
+    };
+    let mut builder = builder.port(e.port).timeout(Some(Duration::from_secs(20)));
+    if let Some(f) = &e.credentials_file {
+        let raw = std::fs::read_to_string(f)
+            .map_err(|err| format!("credentials_file {}: {err}", f.display()))?;
+        let raw = raw.trim_end();
+        let (user, pass) = raw
+            .split_once('\n')
+            .or_else(|| raw.split_once(':'))
+            .ok_or_else(|| format!("credentials_file {} must hold user:password", f.display()))?;
+        builder = builder.credentials(Credentials::new(
+            user.trim().to_string(),
+            pass.trim().to_string(),
+        ));
+    }
+    builder
+        .build()
+        .send(&msg)
+        .map(|_| ())
+        .map_err(|err| format!("SMTP {}:{}: {err}", e.host, e.port))
+}
+
 /// `alert test [NAME]`: one test alert through each (or one) sink.
 pub fn test_alert(cfg: &Config) -> Alert {
     let mut a = make_alert(
@@ -540,4 +603,41 @@ pub fn test_alert(cfg: &Config) -> Alert {
     a.details
         .push_str(&format!("config {}\n", cfg.path.display()));
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overdue_defaults_to_twice_the_schedule_period() {
+        let text = "[[job]]\nname = \"a\"\nschedule = \"0 3 * * *\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n\n[[job]]\nname = \"b\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n";
+        let cfg = crate::config::parse(
+            Path::new("/etc/rv.toml"),
+            text,
+            crate::config::Check::Values,
+        )
+        .unwrap();
+        assert_eq!(
+            overdue_after(&cfg.jobs[0], chrono_tz::UTC),
+            Some(Duration::from_secs(48 * 3600))
+        );
+        assert_eq!(
+            overdue_after(&cfg.jobs[1], chrono_tz::UTC),
+            None,
+            "manual jobs need max_interval"
+        );
+    }
+
+    #[test]
+    fn urls_are_redacted_to_their_host() {
+        assert_eq!(
+            redact("https://hooks.slack.com/services/T0/B0/secret"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(
+            redact("http://user:pw@am.local:9093/x?token=1"),
+            "http://am.local:9093/…"
+        );
+    }
 }

@@ -240,6 +240,26 @@ pub enum SinkKind {
     Alertmanager { url: String },
     /// A program; the alert JSON on stdin.
     Command { run: Vec<String> },
+    /// Mail through an SMTP server.
+    Email(EmailSink),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    None,
+    StartTls,
+    Tls,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailSink {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// "user:password" (or user and password on two lines); read at send time.
+    pub credentials_file: Option<PathBuf>,
+    pub from: String,
+    pub to: Vec<String>,
 }
 
 /// One `[[alert]]`.
@@ -265,6 +285,11 @@ struct RawAlert {
     on: Option<Vec<Spanned<String>>>,
     jobs: Option<Vec<Spanned<String>>>,
     repeat_interval: Option<Spanned<String>>,
+    smtp: Option<Spanned<String>>,
+    tls: Option<Spanned<String>>,
+    credentials_file: Option<Spanned<String>>,
+    from: Option<Spanned<String>>,
+    to: Option<Spanned<Vec<String>>>,
 }
 
 // ---- raw, as written -------------------------------------------------------
@@ -632,7 +657,7 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
     }
     let mut alerts = Vec::new();
     for (i, a) in raw_alerts {
-        if let Some(s) = alert_config(&mut cx, i, a, &jobs) {
+        if let Some(s) = alert_config(&mut cx, i, a, &jobs, &base) {
             if alerts.iter().any(|o: &AlertSink| o.name == s.name) {
                 cx.at(
                     0..0,
@@ -1239,7 +1264,13 @@ pub fn has_password(conninfo: &str) -> bool {
         })
 }
 
-fn alert_config(cx: &mut Ctx, i: usize, a: RawAlert, jobs: &[Job]) -> Option<AlertSink> {
+fn alert_config(
+    cx: &mut Ctx,
+    i: usize,
+    a: RawAlert,
+    jobs: &[Job],
+    base: &Path,
+) -> Option<AlertSink> {
     let k = |key: &str| format!("alert[{i}].{key}");
     let kind_name = a.kind.get_ref().clone();
     let url = |cx: &mut Ctx, u: Option<Spanned<String>>| -> Option<String> {
@@ -1287,15 +1318,74 @@ fn alert_config(cx: &mut Ctx, i: usize, a: RawAlert, jobs: &[Job]) -> Option<Ale
             }
         },
         "email" => {
-            cx.at(a.kind.span(), k("type"), "alert type \"email\" is not supported by this version yet; use webhook, slack, alertmanager or command");
-            return None;
+            let Some(smtp) = a.smtp else {
+                cx.at(
+                    a.kind.span(),
+                    k("smtp"),
+                    "alert type \"email\" needs `smtp = \"host:port\"`",
+                );
+                return None;
+            };
+            let (host, port) = match smtp
+                .get_ref()
+                .rsplit_once(':')
+                .map(|(h, p)| (h, p.parse::<u16>()))
+            {
+                Some((h, Ok(p))) if !h.is_empty() => (h.to_string(), p),
+                _ => {
+                    cx.at(
+                        smtp.span(),
+                        k("smtp"),
+                        "must be host:port, e.g. \"smtp.example.com:587\"",
+                    );
+                    return None;
+                }
+            };
+            let tls = match a.tls.as_ref().map(|t| t.get_ref().as_str()) {
+                None | Some("starttls") => SmtpTls::StartTls,
+                Some("tls") => SmtpTls::Tls,
+                Some("none") => SmtpTls::None,
+                Some(other) => {
+                    cx.at(
+                        a.tls.as_ref().map(|t| t.span()).unwrap_or(0..0),
+                        k("tls"),
+                        format!("unknown tls mode {other:?}; expected starttls, tls or none"),
+                    );
+                    return None;
+                }
+            };
+            let (Some(from), Some(to)) = (a.from, a.to) else {
+                cx.at(
+                    a.kind.span(),
+                    k("to"),
+                    "alert type \"email\" needs `from` and `to`",
+                );
+                return None;
+            };
+            for addr in std::iter::once(from.get_ref()).chain(to.get_ref().iter()) {
+                if addr.parse::<lettre::Address>().is_err() {
+                    cx.at(
+                        to.span(),
+                        k("to"),
+                        format!("{addr:?} is not an e-mail address"),
+                    );
+                }
+            }
+            SinkKind::Email(EmailSink {
+                host,
+                port,
+                tls,
+                credentials_file: a.credentials_file.map(|c| resolve(base, c.get_ref())),
+                from: from.into_inner(),
+                to: to.into_inner(),
+            })
         }
         other => {
             cx.at(
                 a.kind.span(),
                 k("type"),
                 format!(
-                    "unknown alert type {other:?}; expected webhook, slack, alertmanager or command"
+                    "unknown alert type {other:?}; expected webhook, slack, email, alertmanager or command"
                 ),
             );
             return None;
@@ -1393,6 +1483,7 @@ mod tests {
         assert_eq!(cfg.agent.timezone, chrono_tz::Asia::Tokyo);
         assert_eq!(cfg.jobs.iter().filter(|j| j.schedule.is_some()).count(), 4);
         assert_eq!(cfg.jobs[3].checks.len(), 1);
+        assert_eq!(cfg.alerts.len(), 2);
     }
 
     #[test]
