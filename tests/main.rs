@@ -491,3 +491,97 @@ fn evidence_verify_exits_1_after_any_single_change(#[case] how: &str) {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("BROKEN at line"));
 }
+
+#[test]
+fn signed_evidence_verifies_only_with_its_key() {
+    let site = two_jobs();
+    let key = site.path("evidence.key");
+    let out = bin().arg("keygen").arg("-o").arg(&key).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(site.path("evidence.key.pub").exists());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_ne!(
+        bin()
+            .arg("keygen")
+            .arg("-o")
+            .arg(&key)
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(0),
+        "never overwrites a key"
+    );
+    let cfg = std::fs::read_to_string(&site.config).unwrap().replace(
+        "timezone = \"Asia/Tokyo\"\n",
+        "timezone = \"Asia/Tokyo\"\nsigning_key_file = \"evidence.key\"\n",
+    );
+    std::fs::write(&site.config, cfg).unwrap();
+    site.run(&["run"]);
+    let verify = |pubkey: &Path| {
+        bin()
+            .arg("-c")
+            .arg(&site.config)
+            .args(["evidence", "verify", "--public-key"])
+            .arg(pubkey)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&site.path("evidence.key.pub"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("signed    2 of 2 records verify"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A record signed by another key.
+    let other = site.path("other.key");
+    bin().arg("keygen").arg("-o").arg(&other).output().unwrap();
+    let out = verify(&site.path("other.key.pub"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("BROKEN at line 1: signature does not verify"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A changed signature.
+    let ledger = site.path("state/ledger.jsonl");
+    let original = std::fs::read_to_string(&ledger).unwrap();
+    let mut lines: Vec<String> = original.lines().map(String::from).collect();
+    let v: Value = serde_json::from_str(&lines[1]).unwrap();
+    let sig = v["signature"].as_str().unwrap().to_string();
+    let flipped = format!(
+        "{}{}",
+        if sig.starts_with('0') { "1" } else { "0" },
+        &sig[1..]
+    );
+    lines[1] = lines[1].replace(&sig, &flipped);
+    std::fs::write(&ledger, lines.join("\n") + "\n").unwrap();
+    let out = verify(&site.path("evidence.key.pub"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("BROKEN at line 2: signature does not verify"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A changed record.
+    std::fs::write(
+        &ledger,
+        original.replacen("\"result\":\"fail\"", "\"result\":\"pass\"", 1),
+    )
+    .unwrap();
+    let out = verify(&site.path("evidence.key.pub"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("BROKEN at line 2: record was changed"),
+        "{}",
+        text(&out.stdout)
+    );
+}

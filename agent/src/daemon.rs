@@ -174,7 +174,8 @@ impl Agent {
                 verdict,
                 vec![reason],
             );
-            drills::ledger(&cfg).append(&mut rec).map(|_| rec)
+            drills::signing_ledger(&cfg)?.append(&mut rec)?;
+            anyhow::Ok(rec)
         })
         .await;
         match res {
@@ -537,7 +538,7 @@ pub fn run(cfg_path: PathBuf) -> Result<Outcome, CliError> {
 
 async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<Outcome, CliError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let ledger = drills::ledger(&cfg);
+    let ledger = drills::signing_ledger(&cfg).map_err(|e| CliError::Usage(format!("{e:#}")))?;
     // Drills a crash interrupted: their sandboxes go, their records say so.
     let env = drills::env(&cfg, drills::trigger(TriggerKind::Schedule, None), None);
     let recovered = tokio::task::block_in_place(|| verifier::recover_interrupted(&env, &ledger))

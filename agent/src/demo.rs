@@ -252,7 +252,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<Outcome, CliError> {
     }
     eprintln!("\nVerifying the evidence ledger …");
     let ledger = drills::ledger(&cfg);
-    let (text, chain) = evidence::verify_text(&ledger)?;
+    let (text, chain) = evidence::verify_text(&ledger, None)?;
     eprint!("{text}");
     let as_expected = results == [Verdict::Pass, Verdict::Fail] && chain == Outcome::Success;
     eprintln!(

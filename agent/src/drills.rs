@@ -14,8 +14,19 @@ use verifier::{
 
 use crate::config::{Backup, Config, Content, Job};
 
+/// The ledger, for reading.
 pub fn ledger(cfg: &Config) -> Ledger {
     Ledger::new(cfg.agent.state_dir.join("ledger.jsonl"))
+}
+
+/// The ledger, for appending: signing every record when `signing_key_file` is
+/// set. A key that cannot be read is an error, never a silently unsigned record.
+pub fn signing_ledger(cfg: &Config) -> anyhow::Result<Ledger> {
+    let l = ledger(cfg);
+    match &cfg.agent.signing_key_file {
+        None => Ok(l),
+        Some(p) => Ok(l.signed_by(verifier::signing::load_signing_key(p)?)),
+    }
 }
 
 /// A fresh random number (for seeds and jitter); not for secrets.
@@ -183,7 +194,7 @@ pub fn drill(
     id: Option<String>,
     cancel: Option<Arc<AtomicBool>>,
 ) -> anyhow::Result<Record> {
-    let ledger = ledger(cfg);
+    let ledger = signing_ledger(cfg)?;
     let spec = spec(job, &ledger, &cfg.agent.state_dir);
     let env = env(cfg, trigger, cancel);
     let id = id.unwrap_or_else(verifier::new_id);

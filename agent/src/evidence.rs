@@ -143,9 +143,12 @@ pub fn show(ledger: &Ledger, key: &str, json: bool) -> Result<Outcome, CliError>
 }
 
 /// Checks the chain; the text for people and the outcome.
-pub fn verify_text(ledger: &Ledger) -> Result<(String, Outcome), CliError> {
+pub fn verify_text(
+    ledger: &Ledger,
+    key: Option<&verifier::signing::EvidencePublicKey>,
+) -> Result<(String, Outcome), CliError> {
     use std::fmt::Write;
-    let rep = ledger.verify()?;
+    let rep = ledger.verify_with(key)?;
     let mut s = String::new();
     let _ = writeln!(s, "ledger    {}", ledger.path().display());
     let _ = writeln!(s, "records   {}", rep.records);
@@ -163,6 +166,13 @@ pub fn verify_text(ledger: &Ledger) -> Result<(String, Outcome), CliError> {
         }
     }
     let _ = writeln!(s, "head hash {}", rep.head_hash);
+    if key.is_some() {
+        let _ = writeln!(
+            s,
+            "signed    {} of {} records verify with the public key",
+            rep.signed, rep.records
+        );
+    }
     let outcome = match rep.problem {
         None => {
             let _ = writeln!(
@@ -185,8 +195,11 @@ pub fn verify_text(ledger: &Ledger) -> Result<(String, Outcome), CliError> {
     Ok((s, outcome))
 }
 
-pub fn verify(ledger: &Ledger) -> Result<Outcome, CliError> {
-    let (text, outcome) = verify_text(ledger)?;
+pub fn verify(
+    ledger: &Ledger,
+    key: Option<&verifier::signing::EvidencePublicKey>,
+) -> Result<Outcome, CliError> {
+    let (text, outcome) = verify_text(ledger, key)?;
     print!("{text}");
     Ok(outcome)
 }

@@ -93,6 +93,11 @@ enum Command {
         #[command(subcommand)]
         command: ManifestCommand,
     },
+    /// Make an ed25519 key pair for signing evidence (FILE and FILE.pub).
+    Keygen {
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+    },
     /// Alert sinks.
     Alert {
         #[command(subcommand)]
@@ -161,11 +166,14 @@ enum EvidenceCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check the hash chain of a ledger.
+    /// Check the hash chain of a ledger (and its signatures, with a public key).
     Verify {
         /// Ledger file [default: state_dir/ledger.jsonl of the config].
         #[arg(long)]
         ledger: Option<PathBuf>,
+        /// Public key (PEM) every record must be signed with.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
     },
 }
 
@@ -248,6 +256,8 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 TriggerArg::Manual => TriggerKind::Manual,
                 TriggerArg::Change => TriggerKind::Change,
             };
+            // An unreadable signing key stops everything before any drill runs.
+            drills::signing_ledger(&cfg).map_err(|e| CliError::Usage(format!("{e:#}")))?;
             let mut all_pass = true;
             let stop = drills::interrupt_flag();
             // Alerts from a one-off run go through the same outbox; what cannot
@@ -323,6 +333,15 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             })
         }
         Command::Agent => daemon::run(config::config_path(cfg_flag)),
+        Command::Keygen { output } => {
+            verifier::signing::keygen(&output).map_err(|e| CliError::Other(e.into()))?;
+            println!(
+                "private key {} (keep it secret; set signing_key_file)\npublic key  {} (give it to auditors: evidence verify --public-key)",
+                output.display(),
+                verifier::signing::public_path(&output).display()
+            );
+            Ok(Outcome::Success)
+        }
         Command::Alert {
             command: AlertCommand::Test { name },
         } => {
@@ -426,11 +445,16 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             })
         }
         Command::Evidence { command } => match command {
-            EvidenceCommand::Verify { ledger: Some(path) } => {
-                evidence::verify(&verifier::Ledger::new(path))
-            }
-            EvidenceCommand::Verify { ledger: None } => {
-                evidence::verify(&drills::ledger(&load(cfg_flag, Check::Values)?))
+            EvidenceCommand::Verify { ledger, public_key } => {
+                let key = public_key
+                    .map(|p| verifier::signing::load_public_key(&p))
+                    .transpose()
+                    .map_err(|e| CliError::Usage(e.to_string()))?;
+                let ledger = match ledger {
+                    Some(path) => verifier::Ledger::new(path),
+                    None => drills::ledger(&load(cfg_flag, Check::Values)?),
+                };
+                evidence::verify(&ledger, key.as_ref())
             }
             EvidenceCommand::List {
                 job,

@@ -46,6 +46,7 @@ pub enum LedgerError {
 #[derive(Debug, Clone)]
 pub struct Ledger {
     path: PathBuf,
+    signer: Option<ed25519_dalek::SigningKey>,
 }
 
 /// The canonical JSON text of a value: object keys sorted, no whitespace.
@@ -98,6 +99,8 @@ pub fn record_hash(v: &Value) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct ChainReport {
     pub records: u64,
+    /// Records whose signature verified (with a public key given).
+    pub signed: u64,
     pub first: Option<Record>,
     pub last: Option<Record>,
     /// `hash` of the last good record (or GENESIS).
@@ -115,7 +118,16 @@ pub struct ChainProblem {
 
 impl Ledger {
     pub fn new(path: impl Into<PathBuf>) -> Ledger {
-        Ledger { path: path.into() }
+        Ledger {
+            path: path.into(),
+            signer: None,
+        }
+    }
+
+    /// Signs every record this ledger appends.
+    pub fn signed_by(mut self, key: ed25519_dalek::SigningKey) -> Ledger {
+        self.signer = Some(key);
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -169,6 +181,11 @@ impl Ledger {
         let mut v = serde_json::to_value(&*rec).expect("records serialize");
         let hash = record_hash(&v);
         v["hash"] = Value::String(hash.clone());
+        if let Some(key) = &self.signer {
+            let sig = crate::signing::sign_hash(key, &hash);
+            v["signature"] = Value::String(sig.clone());
+            rec.signature = Some(sig);
+        }
         let mut line = canonical(&v);
         line.push('\n');
         (&f).write_all(line.as_bytes()).map_err(werr)?;
@@ -277,6 +294,14 @@ impl Ledger {
 
     /// Checks the whole chain and stops at the first bad line.
     pub fn verify(&self) -> Result<ChainReport, LedgerError> {
+        self.verify_with(None)
+    }
+
+    /// Checks the chain and, with a public key, every record's signature.
+    pub fn verify_with(
+        &self,
+        key: Option<&ed25519_dalek::VerifyingKey>,
+    ) -> Result<ChainReport, LedgerError> {
         let mut report = ChainReport {
             head_hash: GENESIS.to_string(),
             ..ChainReport::default()
@@ -347,6 +372,20 @@ impl Ledger {
                     }
                 ));
                 return Ok(report);
+            }
+            if let Some(key) = key {
+                match v["signature"].as_str() {
+                    None => {
+                        report.problem =
+                            bad("record is not signed, but a public key was given".into());
+                        return Ok(report);
+                    }
+                    Some(sig) if !crate::signing::verify_hash(key, &stored, sig) => {
+                        report.problem = bad("signature does not verify with the given public key (changed, or signed by another key)".into());
+                        return Ok(report);
+                    }
+                    Some(_) => report.signed += 1,
+                }
             }
             if v["seq"].as_u64() != Some(line_no) {
                 report.problem = bad(format!("seq is {}, expected {line_no}", v["seq"]));

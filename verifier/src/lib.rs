@@ -18,6 +18,7 @@ mod record;
 mod running;
 mod sandbox;
 mod select;
+pub mod signing;
 mod walk;
 
 pub use checks::{CheckRecord, CheckSpec, ExpectOutput};
