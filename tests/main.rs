@@ -585,3 +585,63 @@ fn signed_evidence_verifies_only_with_its_key() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn report_in_english_japanese_csv_and_json() {
+    let site = two_jobs();
+    let cfg = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(
+        &site.config,
+        format!("{cfg}\n[[system]]\nname = \"ERP\"\nowner = \"経理部\"\ncriticality = \"high\"\n"),
+    )
+    .unwrap();
+    site.run(&["run"]);
+    let out = site.run(&["report"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let md = text(&out.stdout);
+    assert!(
+        md.contains("# Restore test report") && md.contains("## System: Fixture file server"),
+        "{md}"
+    );
+    assert!(md.contains("not covered by any restore job"), "{md}");
+    let ja = text(&site.run(&["report", "--lang", "ja"]).stdout);
+    assert!(
+        ja.contains("リストアテスト報告書") && ja.contains("No.151 評点"),
+        "{ja}"
+    );
+    let v: Value =
+        serde_json::from_slice(&site.run(&["report", "--format", "json"]).stdout).unwrap();
+    assert_eq!(v["overall"], 0, "ERP has no job");
+    let fs = v["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Fixture file server")
+        .unwrap()
+        .clone();
+    assert_eq!(fs["score"], 1, "{fs}");
+    assert_eq!(fs["real_restores"], 2);
+    // A standard CSV reader reads it; --excel adds the UTF-8 BOM.
+    let csv_path = site.path("r.csv");
+    site.run(&[
+        "report",
+        "--format",
+        "csv",
+        "--excel",
+        "-o",
+        csv_path.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(&csv_path).unwrap();
+    assert!(bytes.starts_with(&[0xef, 0xbb, 0xbf]));
+    let py = Command::new("python3")
+        .args(["-c", "import csv,sys; rows={r['system']: r for r in csv.DictReader(open(sys.argv[1], encoding='utf-8-sig'))}; print(len(rows), rows['ERP']['owner'], rows['ERP']['score'], rows['Fixture file server']['score'])"])
+        .arg(&csv_path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&py.stdout).trim(),
+        "2 経理部 0 1",
+        "{}",
+        text(&py.stderr)
+    );
+}

@@ -205,6 +205,16 @@ pub struct Config {
     pub agent: AgentConfig,
     pub jobs: Vec<Job>,
     pub alerts: Vec<AlertSink>,
+    /// Declared systems (`[[system]]`); a system no job covers is reported.
+    pub systems: Vec<SystemDecl>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemDecl {
+    pub name: String,
+    pub owner: Option<String>,
+    pub criticality: Option<String>,
 }
 
 /// When alerts are sent.
@@ -589,6 +599,7 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
     let mut raw_agent = RawAgent::default();
     let mut raw_jobs: Vec<(usize, RawJob)> = Vec::new();
     let mut raw_alerts: Vec<(usize, RawAlert)> = Vec::new();
+    let mut systems: Vec<SystemDecl> = Vec::new();
     for (k, v) in root.get_ref().iter() {
         match k.get_ref().as_ref() {
             "agent" => {
@@ -620,7 +631,22 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
                     "must be an array of tables: write [[alert]]",
                 ),
             },
-            other @ ("system" | "evidence") => cx.at(
+            "system" => match v.get_ref() {
+                DeValue::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Some(s) = cx.de::<SystemDecl>(item.clone(), &format!("system[{i}]"))
+                        {
+                            systems.push(s);
+                        }
+                    }
+                }
+                _ => cx.at(
+                    v.span(),
+                    "system",
+                    "must be an array of tables: write [[system]]",
+                ),
+            },
+            other @ "evidence" => cx.at(
                 k.span(),
                 other,
                 "this section is not supported by this version of restore-verifier yet",
@@ -628,7 +654,7 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
             other => cx.at(
                 k.span(),
                 other,
-                format!("unknown key `{other}`, expected `agent`, `job` or `alert`"),
+                format!("unknown key `{other}`, expected `agent`, `job`, `alert` or `system`"),
             ),
         }
     }
@@ -674,6 +700,7 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
             agent,
             jobs,
             alerts,
+            systems,
         })
     } else {
         Err(ConfigErrors(cx.diags))

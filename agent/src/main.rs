@@ -10,6 +10,7 @@ mod exit;
 mod http;
 mod metrics;
 mod output;
+mod report;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,19 @@ struct Cli {
 enum LogFormat {
     Human,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Md,
+    Csv,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LangArg {
+    En,
+    Ja,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -97,6 +111,24 @@ enum Command {
     Keygen {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: PathBuf,
+    },
+    /// A period report for auditors, with the No.151 assessment.
+    Report {
+        /// YYYY-MM-DD or RFC 3339 [default: 12 months ago].
+        #[arg(long)]
+        since: Option<String>,
+        /// YYYY-MM-DD (inclusive) or RFC 3339 [default: now].
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+        format: ReportFormat,
+        #[arg(long, value_enum, default_value_t = LangArg::En)]
+        lang: LangArg,
+        /// CSV with a UTF-8 byte-order mark, so Excel shows Japanese correctly.
+        #[arg(long)]
+        excel: bool,
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Alert sinks.
     Alert {
@@ -333,6 +365,66 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             })
         }
         Command::Agent => daemon::run(config::config_path(cfg_flag)),
+        Command::Report {
+            since,
+            until,
+            format,
+            lang,
+            excel,
+            output,
+        } => {
+            let cfg = load(cfg_flag, Check::Values)?;
+            let tz = cfg.agent.timezone;
+            let now = chrono::Utc::now();
+            let period = report::Period {
+                since: match since {
+                    Some(s) => evidence::parse_date(&s, tz, false)?.with_timezone(&chrono::Utc),
+                    None => now - chrono::Duration::days(365),
+                },
+                until: match until {
+                    Some(s) => evidence::parse_date(&s, tz, true)?.with_timezone(&chrono::Utc),
+                    None => now,
+                },
+            };
+            let ledger = drills::ledger(&cfg);
+            let key = cfg.agent.signing_key_file.as_ref().and_then(|p| {
+                verifier::signing::load_public_key(&verifier::signing::public_path(p)).ok()
+            });
+            let chain = ledger.verify_with(key.as_ref());
+            let problem = match &chain {
+                Ok(c) => c
+                    .problem
+                    .as_ref()
+                    .map(|p| format!("line {}: {}", p.line, p.what)),
+                Err(e) => Some(e.to_string()),
+            };
+            let records: Vec<verifier::Record> = match ledger.records() {
+                Ok(it) => it.filter_map(Result::ok).collect(),
+                Err(_) => Vec::new(),
+            };
+            let a = report::assess(&records, &report::scope(&cfg), &period, problem, now);
+            let lang = match lang {
+                LangArg::En => report::Lang::En,
+                LangArg::Ja => report::Lang::Ja,
+            };
+            let text = match format {
+                ReportFormat::Md => report::markdown(&a, lang),
+                ReportFormat::Json => {
+                    serde_json::to_string_pretty(&a).map_err(anyhow::Error::from)? + "\n"
+                }
+                ReportFormat::Csv => {
+                    let c = report::csv(&a);
+                    if excel { format!("\u{feff}{c}") } else { c }
+                }
+            };
+            match output {
+                Some(p) => std::fs::write(&p, text).map_err(|e| {
+                    CliError::Other(anyhow::anyhow!("writing {}: {e}", p.display()))
+                })?,
+                None => print!("{text}"),
+            }
+            Ok(Outcome::Success)
+        }
         Command::Keygen { output } => {
             verifier::signing::keygen(&output).map_err(|e| CliError::Other(e.into()))?;
             println!(

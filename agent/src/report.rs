@@ -1,0 +1,743 @@
+//! Period reports for auditors and the JAMA/JAPIA No.151 assessment.
+//!
+//! The assessment is a pure function of the records, the configured systems and
+//! jobs, the period and the ledger's verification, so it is tested on
+//! synthetic years of records with a fixed clock.
+//!
+//! Per system: "2" when it had a passing real restore within every policy
+//! interval of the period, every change trigger was drilled, and the ledger
+//! verifies; "1" when real restores exist but something falls short (each
+//! shortfall cites record ids); "0" when there was no real restore at all.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use verifier::{Record, TriggerKind, Verdict};
+
+use crate::config::Config;
+
+/// CIS Controls 11.5: test recovery at least quarterly.
+pub const DEFAULT_POLICY: Duration = Duration::from_secs(90 * 86_400);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    En,
+    Ja,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Period {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+/// A system as the report sees it: declared, or named by a job.
+#[derive(Debug, Clone)]
+pub struct SystemScope {
+    pub name: String,
+    pub owner: Option<String>,
+    pub criticality: Option<String>,
+    pub jobs: Vec<String>,
+    pub policy: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureLine {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub result: Verdict,
+    pub reason: String,
+    /// The first later pass of the same job, which closed it.
+    pub closed_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeLine {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub reason: Option<String>,
+    pub result: Verdict,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemReport {
+    pub name: String,
+    pub owner: Option<String>,
+    pub criticality: Option<String>,
+    pub jobs: Vec<String>,
+    pub covered: bool,
+    pub drills: u64,
+    /// Drills that really restored (pass or fail; not errors or skips).
+    pub real_restores: u64,
+    pub passes: u64,
+    pub failures: u64,
+    pub errors: u64,
+    pub skipped: u64,
+    pub last_pass: Option<(String, DateTime<Utc>)>,
+    pub policy_days: f64,
+    pub longest_gap_days: f64,
+    pub changes: Vec<ChangeLine>,
+    pub rto: (u64, u64),
+    pub rpo: (u64, u64),
+    pub failure_lines: Vec<FailureLine>,
+    pub coverage: BTreeMap<String, u64>,
+    pub score: u8,
+    pub shortfalls: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Assessment {
+    pub period: Period,
+    pub ledger_ok: bool,
+    pub ledger_problem: Option<String>,
+    pub overall: u8,
+    pub systems: Vec<SystemReport>,
+}
+
+fn days(d: chrono::Duration) -> f64 {
+    (d.num_seconds() as f64 / 86_400.0 * 10.0).round() / 10.0
+}
+
+/// The systems in scope: every declared `[[system]]` and every system a job
+/// names (a job without `system` is its own system).
+pub fn scope(cfg: &Config) -> Vec<SystemScope> {
+    let mut out: Vec<SystemScope> = cfg
+        .systems
+        .iter()
+        .map(|s| SystemScope {
+            name: s.name.clone(),
+            owner: s.owner.clone(),
+            criticality: s.criticality.clone(),
+            jobs: Vec::new(),
+            policy: DEFAULT_POLICY,
+        })
+        .collect();
+    for j in &cfg.jobs {
+        let name = j.system.clone().unwrap_or_else(|| j.name.clone());
+        let policy = j.max_interval.unwrap_or(DEFAULT_POLICY);
+        match out.iter_mut().find(|s| s.name == name) {
+            Some(s) => {
+                s.jobs.push(j.name.clone());
+                s.policy = s.policy.min(policy);
+            }
+            None => out.push(SystemScope {
+                name,
+                owner: None,
+                criticality: None,
+                jobs: vec![j.name.clone()],
+                policy,
+            }),
+        }
+    }
+    out
+}
+
+/// Assesses every system over the period.
+pub fn assess(
+    records: &[Record],
+    systems: &[SystemScope],
+    period: &Period,
+    ledger_problem: Option<String>,
+    now: DateTime<Utc>,
+) -> Assessment {
+    let end = period.until.min(now);
+    let mut reports = Vec::new();
+    for s in systems {
+        let mine: Vec<&Record> = records
+            .iter()
+            .filter(|r| s.jobs.contains(&r.job))
+            .filter(|r| {
+                let t = r.started_at.with_timezone(&Utc);
+                t >= period.since && t < period.until
+            })
+            .collect();
+        let count = |v: Verdict| mine.iter().filter(|r| r.result == v).count() as u64;
+        let (passes, failures, errors, skipped) = (
+            count(Verdict::Pass),
+            count(Verdict::Fail),
+            count(Verdict::Error),
+            count(Verdict::Skipped),
+        );
+        let mut pass_times: Vec<(DateTime<Utc>, &str)> = mine
+            .iter()
+            .filter(|r| r.result == Verdict::Pass)
+            .map(|r| (r.started_at.with_timezone(&Utc), r.id.as_str()))
+            .collect();
+        pass_times.sort();
+        // Gaps between passing restores, counting the period's edges.
+        let mut longest = chrono::Duration::zero();
+        let mut gap_shortfalls = Vec::new();
+        let mut prev: (DateTime<Utc>, Option<&str>) = (period.since, None);
+        let policy = chrono::Duration::from_std(s.policy).unwrap_or(chrono::Duration::MAX);
+        for (t, id) in pass_times.iter().copied().chain(std::iter::once((end, ""))) {
+            let gap = t - prev.0;
+            longest = longest.max(gap);
+            if gap > policy {
+                let from = prev
+                    .1
+                    .map(|i| format!("pass {i}"))
+                    .unwrap_or_else(|| "the period's start".into());
+                let to = if id.is_empty() {
+                    "the period's end".to_string()
+                } else {
+                    format!("pass {id}")
+                };
+                gap_shortfalls.push(format!(
+                    "no passing restore for {} days (policy {} days), from {} ({}) to {} ({})",
+                    days(gap),
+                    days(policy),
+                    from,
+                    prev.0.format("%Y-%m-%d"),
+                    to,
+                    t.format("%Y-%m-%d")
+                ));
+            }
+            prev = (t, if id.is_empty() { None } else { Some(id) });
+        }
+        let changes: Vec<ChangeLine> = mine
+            .iter()
+            .filter(|r| r.trigger.kind == TriggerKind::Change)
+            .map(|r| ChangeLine {
+                id: r.id.clone(),
+                at: r.started_at.with_timezone(&Utc),
+                reason: r.trigger.reason.clone(),
+                result: r.result,
+            })
+            .collect();
+        let mut failure_lines = Vec::new();
+        for r in mine
+            .iter()
+            .filter(|r| matches!(r.result, Verdict::Fail | Verdict::Error))
+        {
+            let at = r.started_at.with_timezone(&Utc);
+            let closed_by = mine
+                .iter()
+                .filter(|x| {
+                    x.job == r.job
+                        && x.result == Verdict::Pass
+                        && x.started_at.with_timezone(&Utc) > at
+                })
+                .min_by_key(|x| x.started_at)
+                .map(|x| x.id.clone());
+            failure_lines.push(FailureLine {
+                id: r.id.clone(),
+                at,
+                result: r.result,
+                reason: r.reasons.first().cloned().unwrap_or_default(),
+                closed_by,
+            });
+        }
+        let mut shortfalls = Vec::new();
+        let real_restores = passes + failures;
+        if s.jobs.is_empty() {
+            shortfalls.push("no job covers this system".into());
+        } else if real_restores == 0 {
+            shortfalls.push("no real restore in the period".into());
+        }
+        if real_restores > 0 {
+            shortfalls.extend(gap_shortfalls);
+            for c in &changes {
+                let drilled = c.result == Verdict::Pass
+                    || failure_lines
+                        .iter()
+                        .any(|f| f.id == c.id && f.closed_by.is_some());
+                if !drilled {
+                    shortfalls.push(format!(
+                        "change {} ({}) was not drilled to a pass: record {} is {}",
+                        c.reason.as_deref().unwrap_or("no reason given"),
+                        c.at.format("%Y-%m-%d"),
+                        c.id,
+                        c.result
+                    ));
+                }
+            }
+            if let Some(p) = &ledger_problem {
+                shortfalls.push(format!("the ledger does not verify: {p}"));
+            }
+        }
+        let score = if real_restores == 0 {
+            0
+        } else if shortfalls.is_empty() {
+            2
+        } else {
+            1
+        };
+        let objective = |f: &dyn Fn(&Record) -> Option<bool>| {
+            let v: Vec<bool> = mine.iter().filter_map(|r| f(r)).collect();
+            (v.iter().filter(|b| **b).count() as u64, v.len() as u64)
+        };
+        let mut coverage = BTreeMap::new();
+        for r in mine.iter().filter(|r| r.result != Verdict::Skipped) {
+            *coverage.entry(r.verify.content.clone()).or_default() += 1;
+        }
+        reports.push(SystemReport {
+            name: s.name.clone(),
+            owner: s.owner.clone(),
+            criticality: s.criticality.clone(),
+            jobs: s.jobs.clone(),
+            covered: !s.jobs.is_empty(),
+            drills: mine.len() as u64 - skipped,
+            real_restores,
+            passes,
+            failures,
+            errors,
+            skipped,
+            last_pass: pass_times.last().map(|(t, id)| (id.to_string(), *t)),
+            policy_days: days(policy),
+            longest_gap_days: days(longest),
+            changes,
+            rto: objective(&|r| r.objectives.rto_met),
+            rpo: objective(&|r| r.objectives.rpo_met),
+            failure_lines,
+            coverage,
+            score,
+            shortfalls,
+        });
+    }
+    Assessment {
+        period: period.clone(),
+        ledger_ok: ledger_problem.is_none(),
+        ledger_problem,
+        overall: reports.iter().map(|r| r.score).min().unwrap_or(0),
+        systems: reports,
+    }
+}
+
+/// Which records support which control.
+const CROSSWALK: &[(&str, &str, &str)] = &[
+    (
+        "JAMA/JAPIA No.151",
+        "restore tests of important backups, at every system update and periodically",
+        "定期的およびシステム更新時に、重要なバックアップのリストアテストを実施",
+    ),
+    (
+        "ISO/IEC 27001 A.8.13",
+        "backup copies tested",
+        "バックアップのテスト",
+    ),
+    (
+        "NIST SP 800-53 CP-4",
+        "contingency plan testing",
+        "緊急時対応計画のテスト",
+    ),
+    (
+        "NIST SP 800-53 CP-9(1)",
+        "testing for reliability and integrity",
+        "信頼性と完全性のテスト",
+    ),
+    (
+        "NIST SP 800-53 CP-9(2)",
+        "test restoration using sampling",
+        "サンプリングによる復元テスト",
+    ),
+    (
+        "NIST CSF PR.DS-11",
+        "backups are created, protected, maintained and tested",
+        "バックアップの作成・保護・維持・テスト",
+    ),
+    (
+        "CIS Controls 11.5",
+        "test data recovery (quarterly, sampled)",
+        "データ復旧のテスト（四半期ごと、サンプル）",
+    ),
+    (
+        "SOC 2 A1.3",
+        "recovery plan procedures are tested",
+        "復旧計画手順のテスト",
+    ),
+];
+
+struct Words {
+    title: &'static str,
+    period: &'static str,
+    overall: &'static str,
+    ledger_ok: &'static str,
+    ledger_bad: &'static str,
+    system: &'static str,
+    score: &'static str,
+    uncovered: &'static str,
+    facts: [&'static str; 9],
+    shortfalls: &'static str,
+    none: &'static str,
+    failures: &'static str,
+    closed_by: &'static str,
+    open: &'static str,
+    changes: &'static str,
+    crosswalk: &'static str,
+    crosswalk_text: &'static str,
+}
+
+fn words(lang: Lang) -> Words {
+    match lang {
+        Lang::En => Words {
+            title: "Restore test report",
+            period: "Period",
+            overall: "No.151 assessment, overall",
+            ledger_ok: "The evidence ledger verifies (hash chain intact).",
+            ledger_bad: "The evidence ledger does NOT verify",
+            system: "System",
+            score: "No.151 score",
+            uncovered: "not covered by any restore job",
+            facts: [
+                "Drills",
+                "Real restores",
+                "Passes",
+                "Failures",
+                "Errors",
+                "Last pass",
+                "Longest gap between passes (days)",
+                "RTO met",
+                "RPO met",
+            ],
+            shortfalls: "Shortfalls",
+            none: "none",
+            failures: "Failures and the drill that closed each",
+            closed_by: "closed by",
+            open: "still open",
+            changes: "Change-triggered drills",
+            crosswalk: "Crosswalk",
+            crosswalk_text: "Each drill record (result, restore and verification figures, objectives, hash chain) supports these controls:",
+        },
+        Lang::Ja => Words {
+            title: "リストアテスト報告書",
+            period: "対象期間",
+            overall: "No.151 評価（全体）",
+            ledger_ok: "証跡台帳の検証に成功しました（ハッシュチェーンは改ざんされていません）。",
+            ledger_bad: "証跡台帳の検証に失敗しました",
+            system: "システム",
+            score: "No.151 評点",
+            uncovered: "リストアジョブの対象になっていません",
+            facts: [
+                "ドリル回数",
+                "実リストア回数",
+                "合格",
+                "不合格",
+                "エラー",
+                "最終合格",
+                "合格間の最長間隔（日）",
+                "RTO 達成",
+                "RPO 達成",
+            ],
+            shortfalls: "不足事項",
+            none: "なし",
+            failures: "不合格と、それを解消したドリル",
+            closed_by: "解消",
+            open: "未解消",
+            changes: "変更契機のドリル",
+            crosswalk: "他基準との対応",
+            crosswalk_text: "各ドリルの記録（結果、リストアと検証の数値、目標値、ハッシュチェーン）は次の管理策の証跡となります：",
+        },
+    }
+}
+
+/// Markdown, for people.
+pub fn markdown(a: &Assessment, lang: Lang) -> String {
+    let w = words(lang);
+    let mut s = String::new();
+    let _ = writeln!(s, "# {}\n", w.title);
+    let _ = writeln!(
+        s,
+        "{}: {} – {}\n",
+        w.period,
+        a.period.since.format("%Y-%m-%d"),
+        a.period.until.format("%Y-%m-%d")
+    );
+    let _ = writeln!(s, "**{}: {}**\n", w.overall, a.overall);
+    match &a.ledger_problem {
+        None => {
+            let _ = writeln!(s, "{}\n", w.ledger_ok);
+        }
+        Some(p) => {
+            let _ = writeln!(s, "**{}**: {p}\n", w.ledger_bad);
+        }
+    }
+    for r in &a.systems {
+        let _ = writeln!(s, "## {}: {}\n", w.system, r.name);
+        let _ = writeln!(
+            s,
+            "{}: **{}**{}\n",
+            w.score,
+            r.score,
+            if r.covered {
+                String::new()
+            } else {
+                format!(" ({})", w.uncovered)
+            }
+        );
+        let last = r
+            .last_pass
+            .as_ref()
+            .map(|(id, t)| format!("{} ({id})", t.format("%Y-%m-%d")))
+            .unwrap_or_else(|| "-".into());
+        let values = [
+            r.drills.to_string(),
+            r.real_restores.to_string(),
+            r.passes.to_string(),
+            r.failures.to_string(),
+            r.errors.to_string(),
+            last,
+            format!("{} / {}", r.longest_gap_days, r.policy_days),
+            format!("{}/{}", r.rto.0, r.rto.1),
+            format!("{}/{}", r.rpo.0, r.rpo.1),
+        ];
+        let _ = writeln!(s, "| | |\n|---|---|");
+        for (k, v) in w.facts.iter().zip(values) {
+            let _ = writeln!(s, "| {k} | {v} |");
+        }
+        let _ = writeln!(
+            s,
+            "\n**{}**: {}",
+            w.shortfalls,
+            if r.shortfalls.is_empty() {
+                w.none.to_string()
+            } else {
+                String::new()
+            }
+        );
+        for f in &r.shortfalls {
+            let _ = writeln!(s, "- {f}");
+        }
+        if !r.failure_lines.is_empty() {
+            let _ = writeln!(s, "\n**{}**", w.failures);
+            for f in &r.failure_lines {
+                let closed = f
+                    .closed_by
+                    .as_ref()
+                    .map(|c| format!("{} {c}", w.closed_by))
+                    .unwrap_or_else(|| w.open.to_string());
+                let _ = writeln!(
+                    s,
+                    "- {} {} {}: {} — {closed}",
+                    f.at.format("%Y-%m-%d"),
+                    f.result,
+                    f.id,
+                    f.reason
+                );
+            }
+        }
+        if !r.changes.is_empty() {
+            let _ = writeln!(s, "\n**{}**", w.changes);
+            for c in &r.changes {
+                let _ = writeln!(
+                    s,
+                    "- {} {} {}: {}",
+                    c.at.format("%Y-%m-%d"),
+                    c.result,
+                    c.id,
+                    c.reason.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s, "## {}\n\n{}\n", w.crosswalk, w.crosswalk_text);
+    for (code, en, ja) in CROSSWALK {
+        let _ = writeln!(s, "- {code}: {}", if lang == Lang::Ja { ja } else { en });
+    }
+    s
+}
+
+/// CSV, one row per system.
+pub fn csv(a: &Assessment) -> String {
+    let q = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
+    let mut s = String::from(
+        "system,owner,criticality,jobs,score,drills,real_restores,passes,failures,errors,skipped,last_pass,longest_gap_days,policy_days,rto_met,rto_total,rpo_met,rpo_total,shortfalls\n",
+    );
+    for r in &a.systems {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            q(&r.name),
+            q(r.owner.as_deref().unwrap_or("")),
+            q(r.criticality.as_deref().unwrap_or("")),
+            q(&r.jobs.join(" ")),
+            r.score,
+            r.drills,
+            r.real_restores,
+            r.passes,
+            r.failures,
+            r.errors,
+            r.skipped,
+            q(&r.last_pass
+                .as_ref()
+                .map(|(_, t)| t.to_rfc3339())
+                .unwrap_or_default()),
+            r.longest_gap_days,
+            r.policy_days,
+            r.rto.0,
+            r.rto.1,
+            r.rpo.0,
+            r.rpo.1,
+            q(&r.shortfalls.join("; "))
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use rstest::rstest;
+    use verifier::*;
+
+    fn rec(job: &str, day: i64, result: Verdict, change: Option<&str>) -> Record {
+        let t = Utc.with_ymd_and_hms(2025, 1, 1, 3, 0, 0).unwrap() + chrono::Duration::days(day);
+        let t = t.fixed_offset();
+        Record {
+            format: FORMAT.into(),
+            id: format!("{job}-{day}-{}", result.as_str()),
+            seq: 0,
+            job: job.into(),
+            system: None,
+            host: "h".into(),
+            agent_version: "t".into(),
+            trigger: Trigger {
+                kind: if change.is_some() {
+                    TriggerKind::Change
+                } else {
+                    TriggerKind::Schedule
+                },
+                reason: change.map(String::from),
+                scheduled_for: None,
+            },
+            started_at: t,
+            finished_at: t,
+            result,
+            reasons: if result == Verdict::Pass {
+                vec![]
+            } else {
+                vec!["content mismatch: a".into()]
+            },
+            backup: BackupSection::default(),
+            restore: RestoreSection::default(),
+            verify: VerifySection {
+                content: "all".into(),
+                ..Default::default()
+            },
+            objectives: Objectives {
+                rto_met: Some(true),
+                ..Default::default()
+            },
+            checks: vec![],
+            sandbox: SandboxSection::default(),
+            artifacts: None,
+            prev_hash: String::new(),
+            hash: String::new(),
+            signature: None,
+        }
+    }
+
+    fn year() -> Period {
+        Period {
+            since: Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
+            until: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        }
+    }
+
+    fn scope_of(jobs: &[&str]) -> Vec<SystemScope> {
+        vec![SystemScope {
+            name: "Engineering file server".into(),
+            owner: Some("IT".into()),
+            criticality: Some("high".into()),
+            jobs: jobs.iter().map(|s| s.to_string()).collect(),
+            policy: DEFAULT_POLICY,
+        }]
+    }
+
+    fn monthly_passes() -> Vec<Record> {
+        (0..12)
+            .map(|m| rec("fs", m * 30 + 5, Verdict::Pass, None))
+            .collect()
+    }
+
+    #[rstest]
+    #[case::monthly_passes_and_a_drilled_change(
+        { let mut r = monthly_passes(); r.push(rec("fs", 100, Verdict::Pass, Some("CHG-1 kernel update"))); r },
+        None, 2, "")]
+    #[case::a_half_year_without_a_pass(
+        (0..6).map(|m| rec("fs", m * 30 + 5, Verdict::Pass, None)).collect(),
+        None, 1, "no passing restore for 209.9 days (policy 90 days), from pass fs-155-pass (2025-06-05) to the period's end (2026-01-01)")]
+    #[case::a_change_that_was_skipped(
+        { let mut r = monthly_passes(); r.push(rec("fs", 200, Verdict::Skipped, Some("CHG-7 firmware"))); r },
+        None, 1, "change CHG-7 firmware (2025-07-20) was not drilled to a pass: record fs-200-skipped is skipped")]
+    #[case::a_failed_change_closed_by_a_later_pass(
+        { let mut r = monthly_passes(); r.push(rec("fs", 201, Verdict::Fail, Some("CHG-8 disk swap"))); r },
+        None, 2, "")]
+    #[case::a_broken_ledger(monthly_passes(), Some("line 3: record was changed".into()), 1, "the ledger does not verify")]
+    #[case::only_errors((0..12).map(|m| rec("fs", m * 30, Verdict::Error, None)).collect(), None, 0, "no real restore in the period")]
+    #[case::nothing_at_all(vec![], None, 0, "no real restore in the period")]
+    fn no151_assessment(
+        #[case] records: Vec<Record>,
+        #[case] ledger: Option<String>,
+        #[case] score: u8,
+        #[case] shortfall: &str,
+    ) {
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let a = assess(&records, &scope_of(&["fs"]), &year(), ledger, now);
+        let s = &a.systems[0];
+        assert_eq!(s.score, score, "{:#?}", s.shortfalls);
+        assert_eq!(a.overall, score);
+        if shortfall.is_empty() {
+            assert!(s.shortfalls.is_empty(), "{:#?}", s.shortfalls);
+        } else {
+            assert!(
+                s.shortfalls.iter().any(|f| f.contains(shortfall)),
+                "{shortfall:?} not in {:#?}",
+                s.shortfalls
+            );
+        }
+    }
+
+    #[test]
+    fn gaps_count_the_period_edges_and_failures_name_what_closed_them() {
+        let records = vec![
+            rec("fs", 100, Verdict::Pass, None),
+            rec("fs", 150, Verdict::Fail, None),
+            rec("fs", 160, Verdict::Pass, None),
+        ];
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let a = assess(&records, &scope_of(&["fs"]), &year(), None, now);
+        let s = &a.systems[0];
+        // From the last pass (day 160, 03:00) to the period's end is the longest gap.
+        assert_eq!(s.longest_gap_days, 204.9);
+        assert!(
+            s.shortfalls
+                .iter()
+                .any(|f| f.contains("from the period's start (2025-01-01) to pass fs-100-pass"))
+        );
+        assert_eq!(s.failure_lines[0].closed_by.as_deref(), Some("fs-160-pass"));
+        assert_eq!((s.passes, s.failures, s.real_restores), (2, 1, 3));
+    }
+
+    #[test]
+    fn an_uncovered_system_scores_zero_and_pulls_the_overall_down() {
+        let mut systems = scope_of(&["fs"]);
+        systems.push(SystemScope {
+            name: "ERP".into(),
+            owner: None,
+            criticality: None,
+            jobs: vec![],
+            policy: DEFAULT_POLICY,
+        });
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let a = assess(&monthly_passes(), &systems, &year(), None, now);
+        assert_eq!(a.systems[0].score, 2);
+        assert_eq!(a.systems[1].score, 0);
+        assert!(a.systems[1].shortfalls[0].contains("no job covers this system"));
+        assert_eq!(a.overall, 0);
+        let md = markdown(&a, Lang::Ja);
+        assert!(
+            md.contains("リストアテスト報告書")
+                && md.contains("リストアジョブの対象になっていません"),
+            "{md}"
+        );
+        let c = csv(&a);
+        assert_eq!(c.lines().count(), 3);
+        assert!(c.lines().nth(2).unwrap().starts_with("\"ERP\""));
+    }
+}
