@@ -645,3 +645,75 @@ fn report_in_english_japanese_csv_and_json() {
         text(&py.stderr)
     );
 }
+
+#[test]
+fn export_bundle_verifies_offline() {
+    let site = two_jobs();
+    let key = site.path("evidence.key");
+    assert!(
+        bin()
+            .arg("keygen")
+            .arg("-o")
+            .arg(&key)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let cfg = std::fs::read_to_string(&site.config).unwrap().replace(
+        "timezone = \"Asia/Tokyo\"\n",
+        "timezone = \"Asia/Tokyo\"\nsigning_key_file = \"evidence.key\"\n",
+    );
+    std::fs::write(&site.config, cfg).unwrap();
+    site.run(&["run"]);
+    let bundle = site.path("bundle.tar.gz");
+    let out = site.run(&["evidence", "export", "-o", bundle.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("2 records in the period"),
+        "{}",
+        text(&out.stdout)
+    );
+    let x = site.path("x");
+    std::fs::create_dir_all(&x).unwrap();
+    let st = Command::new("tar")
+        .arg("xzf")
+        .arg(&bundle)
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for f in [
+        "ledger.jsonl",
+        "evidence.pub",
+        "report.en.md",
+        "report.ja.md",
+        "report.json",
+        "README.txt",
+        "SHA256SUMS",
+    ] {
+        assert!(x.join(f).exists(), "{f} is missing from the bundle");
+    }
+    assert_eq!(
+        std::fs::read_dir(x.join("runs")).unwrap().count(),
+        2,
+        "both drills' manifests"
+    );
+    let sums = Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&x)
+        .output()
+        .unwrap();
+    assert!(sums.status.success(), "{}", text(&sums.stdout));
+    // The auditor's check needs nothing but the bundle.
+    let out = bin()
+        .args(["evidence", "verify", "--ledger"])
+        .arg(x.join("ledger.jsonl"))
+        .arg("--public-key")
+        .arg(x.join("evidence.pub"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("signed    2 of 2"));
+}

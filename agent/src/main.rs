@@ -7,6 +7,7 @@ mod demo;
 mod drills;
 mod evidence;
 mod exit;
+mod export;
 mod http;
 mod metrics;
 mod output;
@@ -192,6 +193,16 @@ enum EvidenceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write an evidence bundle (ledger, run manifests, public key, reports,
+    /// checksums, README) for auditors to verify offline.
+    Export {
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(short = 'o', long = "output", value_name = "BUNDLE.tar.gz")]
+        output: PathBuf,
+    },
     /// Show one record by id, id prefix or seq.
     Show {
         id: String,
@@ -374,35 +385,9 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             output,
         } => {
             let cfg = load(cfg_flag, Check::Values)?;
-            let tz = cfg.agent.timezone;
             let now = chrono::Utc::now();
-            let period = report::Period {
-                since: match since {
-                    Some(s) => evidence::parse_date(&s, tz, false)?.with_timezone(&chrono::Utc),
-                    None => now - chrono::Duration::days(365),
-                },
-                until: match until {
-                    Some(s) => evidence::parse_date(&s, tz, true)?.with_timezone(&chrono::Utc),
-                    None => now,
-                },
-            };
-            let ledger = drills::ledger(&cfg);
-            let key = cfg.agent.signing_key_file.as_ref().and_then(|p| {
-                verifier::signing::load_public_key(&verifier::signing::public_path(p)).ok()
-            });
-            let chain = ledger.verify_with(key.as_ref());
-            let problem = match &chain {
-                Ok(c) => c
-                    .problem
-                    .as_ref()
-                    .map(|p| format!("line {}: {}", p.line, p.what)),
-                Err(e) => Some(e.to_string()),
-            };
-            let records: Vec<verifier::Record> = match ledger.records() {
-                Ok(it) => it.filter_map(Result::ok).collect(),
-                Err(_) => Vec::new(),
-            };
-            let a = report::assess(&records, &report::scope(&cfg), &period, problem, now);
+            let period = report_period(&cfg, since, until, now)?;
+            let a = report::for_config(&cfg, &period, now);
             let lang = match lang {
                 LangArg::En => report::Lang::En,
                 LangArg::Ja => report::Lang::Ja,
@@ -537,6 +522,23 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             })
         }
         Command::Evidence { command } => match command {
+            EvidenceCommand::Export {
+                since,
+                until,
+                output,
+            } => {
+                let cfg = load(cfg_flag, Check::Values)?;
+                let now = chrono::Utc::now();
+                let period = report_period(&cfg, since, until, now)?;
+                let e = export::export(&cfg, &period, now, &output)?;
+                println!(
+                    "{}: {} files, {} records in the period",
+                    output.display(),
+                    e.files,
+                    e.records
+                );
+                Ok(Outcome::Success)
+            }
             EvidenceCommand::Verify { ledger, public_key } => {
                 let key = public_key
                     .map(|p| verifier::signing::load_public_key(&p))
@@ -572,6 +574,27 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             }
         },
     }
+}
+
+/// `--since`/`--until` for reports and exports; the default is the last 12 months.
+fn report_period(
+    cfg: &config::Config,
+    since: Option<String>,
+    until: Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<report::Period, CliError> {
+    let tz = cfg.agent.timezone;
+    let utc = |t: chrono::DateTime<chrono::FixedOffset>| t.with_timezone(&chrono::Utc);
+    Ok(report::Period {
+        since: match since {
+            Some(s) => utc(evidence::parse_date(&s, tz, false)?),
+            None => now - chrono::Duration::days(365),
+        },
+        until: match until {
+            Some(s) => utc(evidence::parse_date(&s, tz, true)?),
+            None => now,
+        },
+    })
 }
 
 fn compare_text(r: &verifier::CompareReport) -> String {

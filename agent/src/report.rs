@@ -136,6 +136,25 @@ pub fn scope(cfg: &Config) -> Vec<SystemScope> {
     out
 }
 
+/// The assessment of the configured systems from the configured ledger,
+/// verified with the signing key's public half when there is one.
+pub fn for_config(cfg: &Config, period: &Period, now: DateTime<Utc>) -> Assessment {
+    let ledger = crate::drills::ledger(cfg);
+    let key =
+        cfg.agent.signing_key_file.as_ref().and_then(|p| {
+            verifier::signing::load_public_key(&verifier::signing::public_path(p)).ok()
+        });
+    let problem = match ledger.verify_with(key.as_ref()) {
+        Ok(c) => c.problem.map(|p| format!("line {}: {}", p.line, p.what)),
+        Err(e) => Some(e.to_string()),
+    };
+    let records: Vec<Record> = match ledger.records() {
+        Ok(it) => it.filter_map(Result::ok).collect(),
+        Err(_) => Vec::new(),
+    };
+    assess(&records, &scope(cfg), period, problem, now)
+}
+
 /// Assesses every system over the period.
 pub fn assess(
     records: &[Record],
