@@ -717,3 +717,91 @@ fn export_bundle_verifies_offline() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("signed    2 of 2"));
 }
+
+#[test]
+fn html_report_renders_in_headless_chromium() {
+    let ok = Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "chromium is missing: scripts/test.sh installs Debian's chromium"
+    );
+    let fonts = Command::new("fc-list").arg(":lang=ja").output().unwrap();
+    assert!(
+        !text(&fonts.stdout).trim().is_empty(),
+        "no Japanese font: scripts/test.sh installs fonts-noto-cjk"
+    );
+    let site = two_jobs();
+    site.run(&["run"]);
+    for lang in ["en", "ja"] {
+        let page = site.path(&format!("report.{lang}.html"));
+        let out = site.run(&[
+            "report",
+            "--format",
+            "html",
+            "--lang",
+            lang,
+            "-o",
+            page.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let html = std::fs::read_to_string(&page).unwrap();
+        for external in ["src=\"http", "href=\"http", "url(http", "@import"] {
+            assert!(
+                !html.contains(external),
+                "the report loads an external asset ({external})"
+            );
+        }
+        assert!(!html.contains("<script"), "no script");
+        let png = site.path(&format!("report.{lang}.png"));
+        let profile = site.path(&format!("chromium-{lang}"));
+        let out = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+            ])
+            .args([
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args([
+                "--enable-logging=stderr",
+                "--v=0",
+                "--window-size=1000,1400",
+            ])
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let console: Vec<String> = text(&out.stderr)
+            .lines()
+            .filter(|l| l.contains("CONSOLE"))
+            .map(String::from)
+            .collect();
+        assert!(console.is_empty(), "console messages: {console:?}");
+        // Not blank: plenty of pixels that are not the white background.
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let px = info.color_type.samples();
+        let ink = buf[..info.buffer_size()]
+            .chunks(px)
+            .filter(|p| p.iter().take(3).any(|c| *c < 200))
+            .count();
+        let total = (info.width * info.height) as usize;
+        assert!(
+            ink * 100 > total,
+            "the {lang} page looks blank ({ink} of {total} pixels inked)"
+        );
+    }
+}

@@ -21,7 +21,7 @@ runs/<id>/          per drill: manifest.jsonl (path, size, SHA-256 of every
                     content-checked file); its SHA-256 is the record's
                     verify.manifest_sha256
 evidence.pub        the public key records are signed with (when signing is on)
-report.en.md, report.ja.md, report.json
+report.en.md, report.ja.md, report.en.html, report.ja.html, report.json
                     the period report and No.151 assessment
 SHA256SUMS          checksums of every file above
 
@@ -101,6 +101,16 @@ pub fn export(
         &mut tar,
         "report.ja.md",
         report::markdown(&a, Lang::Ja).as_bytes(),
+    )?;
+    add(
+        &mut tar,
+        "report.en.html",
+        report::html(&a, Lang::En).as_bytes(),
+    )?;
+    add(
+        &mut tar,
+        "report.ja.html",
+        report::html(&a, Lang::Ja).as_bytes(),
     )?;
     add(
         &mut tar,

@@ -51,6 +51,7 @@ enum LogFormat {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ReportFormat {
+    Html,
     Md,
     Csv,
     Json,
@@ -394,6 +395,7 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             };
             let text = match format {
                 ReportFormat::Md => report::markdown(&a, lang),
+                ReportFormat::Html => report::html(&a, lang),
                 ReportFormat::Json => {
                     serde_json::to_string_pretty(&a).map_err(anyhow::Error::from)? + "\n"
                 }
