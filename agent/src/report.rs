@@ -86,9 +86,29 @@ pub struct SystemReport {
     pub failure_lines: Vec<FailureLine>,
     pub coverage: BTreeMap<String, u64>,
     pub score: u8,
-    pub shortfalls: Vec<String>,
+    pub shortfalls: Vec<Shortfall>,
     /// Every drill, for the charts.
     pub points: Vec<Point>,
+}
+
+/// A reason a system does not score 2, in both report languages.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shortfall {
+    pub en: String,
+    pub ja: String,
+}
+
+impl Shortfall {
+    fn new(en: String, ja: String) -> Shortfall {
+        Shortfall { en, ja }
+    }
+
+    pub fn text(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::En => &self.en,
+            Lang::Ja => &self.ja,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -209,23 +229,24 @@ pub fn assess(
             let gap = t - prev.0;
             longest = longest.max(gap);
             if gap > policy {
-                let from = prev
-                    .1
-                    .map(|i| format!("pass {i}"))
-                    .unwrap_or_else(|| "the period's start".into());
-                let to = if id.is_empty() {
-                    "the period's end".to_string()
-                } else {
-                    format!("pass {id}")
+                let (from_en, from_ja) = match prev.1 {
+                    Some(i) => (format!("pass {i}"), format!("合格 {i}")),
+                    None => ("the period's start".to_string(), "期間の開始".to_string()),
                 };
-                gap_shortfalls.push(format!(
-                    "no passing restore for {} days (policy {} days), from {} ({}) to {} ({})",
+                let (to_en, to_ja) = if id.is_empty() {
+                    ("the period's end".to_string(), "期間の終了".to_string())
+                } else {
+                    (format!("pass {id}"), format!("合格 {id}"))
+                };
+                let (d, p, a, b) = (
                     days(gap),
                     days(policy),
-                    from,
                     prev.0.format("%Y-%m-%d"),
-                    to,
-                    t.format("%Y-%m-%d")
+                    t.format("%Y-%m-%d"),
+                );
+                gap_shortfalls.push(Shortfall::new(
+                    format!("no passing restore for {d} days (policy {p} days), from {from_en} ({a}) to {to_en} ({b})"),
+                    format!("合格したリストアのない期間が {d} 日あります（方針は {p} 日）：{from_ja}（{a}）から {to_ja}（{b}）まで"),
                 ));
             }
             prev = (t, if id.is_empty() { None } else { Some(id) });
@@ -266,9 +287,15 @@ pub fn assess(
         let mut shortfalls = Vec::new();
         let real_restores = passes + failures;
         if s.jobs.is_empty() {
-            shortfalls.push("no job covers this system".into());
+            shortfalls.push(Shortfall::new(
+                "no job covers this system".into(),
+                "このシステムを対象とするリストアジョブがありません".into(),
+            ));
         } else if real_restores == 0 {
-            shortfalls.push("no real restore in the period".into());
+            shortfalls.push(Shortfall::new(
+                "no real restore in the period".into(),
+                "期間中に実際のリストアが行われていません".into(),
+            ));
         }
         if real_restores > 0 {
             shortfalls.extend(gap_shortfalls);
@@ -278,17 +305,24 @@ pub fn assess(
                         .iter()
                         .any(|f| f.id == c.id && f.closed_by.is_some());
                 if !drilled {
-                    shortfalls.push(format!(
-                        "change {} ({}) was not drilled to a pass: record {} is {}",
-                        c.reason.as_deref().unwrap_or("no reason given"),
-                        c.at.format("%Y-%m-%d"),
-                        c.id,
-                        c.result
+                    let (why, at) = (c.reason.as_deref().unwrap_or("-"), c.at.format("%Y-%m-%d"));
+                    shortfalls.push(Shortfall::new(
+                        format!(
+                            "change {why} ({at}) was not drilled to a pass: record {} is {}",
+                            c.id, c.result
+                        ),
+                        format!(
+                            "変更 {why}（{at}）のドリルが合格に至っていません：記録 {} は {} です",
+                            c.id, c.result
+                        ),
                     ));
                 }
             }
             if let Some(p) = &ledger_problem {
-                shortfalls.push(format!("the ledger does not verify: {p}"));
+                shortfalls.push(Shortfall::new(
+                    format!("the ledger does not verify: {p}"),
+                    format!("証跡台帳の検証に失敗しました：{p}"),
+                ));
             }
         }
         let score = if real_restores == 0 {
@@ -413,6 +447,7 @@ struct Words {
     changes: &'static str,
     crosswalk: &'static str,
     crosswalk_text: &'static str,
+    coverage: &'static str,
 }
 
 fn words(lang: Lang) -> Words {
@@ -445,6 +480,7 @@ fn words(lang: Lang) -> Words {
             changes: "Change-triggered drills",
             crosswalk: "Crosswalk",
             crosswalk_text: "Each drill record (result, restore and verification figures, objectives, hash chain) supports these controls:",
+            coverage: "Content verification (drills by mode: all files, sample, rotation, none)",
         },
         Lang::Ja => Words {
             title: "リストアテスト報告書",
@@ -474,6 +510,7 @@ fn words(lang: Lang) -> Words {
             changes: "変更契機のドリル",
             crosswalk: "他基準との対応",
             crosswalk_text: "各ドリルの記録（結果、リストアと検証の数値、目標値、ハッシュチェーン）は次の管理策の証跡となります：",
+            coverage: "内容の検証（方式別のドリル回数：all 全ファイル、sample 抽出、rotate ローテーション、none なし）",
         },
     }
 }
@@ -543,8 +580,23 @@ pub fn markdown(a: &Assessment, lang: Lang) -> String {
             }
         );
         for f in &r.shortfalls {
-            let _ = writeln!(s, "- {f}");
+            let _ = writeln!(s, "- {}", f.text(lang));
         }
+        let coverage: Vec<String> = r
+            .coverage
+            .iter()
+            .map(|(k, n)| format!("{k} ×{n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "\n**{}**: {}",
+            w.coverage,
+            if coverage.is_empty() {
+                "-".into()
+            } else {
+                coverage.join(", ")
+            }
+        );
         if !r.failure_lines.is_empty() {
             let _ = writeln!(s, "\n**{}**", w.failures);
             for f in &r.failure_lines {
@@ -759,9 +811,24 @@ table{{border-collapse:collapse}}td{{border:1px solid #d0d7de;padding:.25em .6em
             if r.shortfalls.is_empty() { w.none } else { "" }
         );
         for f in &r.shortfalls {
-            let _ = write!(s, "<li>{}</li>", esc(f));
+            let _ = write!(s, "<li>{}</li>", esc(f.text(lang)));
         }
         s.push_str("</ul>");
+        let coverage: Vec<String> = r
+            .coverage
+            .iter()
+            .map(|(k, n)| format!("{k} ×{n}"))
+            .collect();
+        let _ = write!(
+            s,
+            "<p><b>{}</b>: {}</p>",
+            w.coverage,
+            if coverage.is_empty() {
+                "-".into()
+            } else {
+                esc(&coverage.join(", "))
+            }
+        );
         if !r.failure_lines.is_empty() {
             let _ = write!(s, "<p><b>{}</b></p><ul>", w.failures);
             for f in &r.failure_lines {
@@ -880,7 +947,11 @@ pub fn csv(a: &Assessment) -> String {
             r.rto.1,
             r.rpo.0,
             r.rpo.1,
-            q(&r.shortfalls.join("; "))
+            q(&r.shortfalls
+                .iter()
+                .map(|f| f.en.as_str())
+                .collect::<Vec<_>>()
+                .join("; "))
         );
     }
     s
@@ -994,7 +1065,7 @@ mod tests {
             assert!(s.shortfalls.is_empty(), "{:#?}", s.shortfalls);
         } else {
             assert!(
-                s.shortfalls.iter().any(|f| f.contains(shortfall)),
+                s.shortfalls.iter().any(|f| f.en.contains(shortfall)),
                 "{shortfall:?} not in {:#?}",
                 s.shortfalls
             );
@@ -1013,11 +1084,13 @@ mod tests {
         let s = &a.systems[0];
         // From the last pass (day 160, 03:00) to the period's end is the longest gap.
         assert_eq!(s.longest_gap_days, 204.9);
-        assert!(
-            s.shortfalls
-                .iter()
-                .any(|f| f.contains("from the period's start (2025-01-01) to pass fs-100-pass"))
-        );
+        assert!(s.shortfalls.iter().any(|f| {
+            f.en.contains("from the period's start (2025-01-01) to pass fs-100-pass")
+        }));
+        // Japanese auditors read it in Japanese.
+        assert!(s.shortfalls.iter().any(|f| {
+            f.ja.contains("期間の開始（2025-01-01）から 合格 fs-100-pass")
+        }));
         assert_eq!(s.failure_lines[0].closed_by.as_deref(), Some("fs-160-pass"));
         assert_eq!((s.passes, s.failures, s.real_restores), (2, 1, 3));
     }
@@ -1036,7 +1109,11 @@ mod tests {
         let a = assess(&monthly_passes(), &systems, &year(), None, now);
         assert_eq!(a.systems[0].score, 2);
         assert_eq!(a.systems[1].score, 0);
-        assert!(a.systems[1].shortfalls[0].contains("no job covers this system"));
+        assert!(
+            a.systems[1].shortfalls[0]
+                .en
+                .contains("no job covers this system")
+        );
         assert_eq!(a.overall, 0);
         let md = markdown(&a, Lang::Ja);
         assert!(
