@@ -388,6 +388,12 @@ fn demo_shows_one_pass_and_one_fail() {
         "{err}"
     );
     assert!(Path::new(&dir.join("state/ledger.jsonl")).exists());
+    let report = std::fs::read_to_string(dir.join("report.en.html")).unwrap();
+    assert!(
+        report.contains("Demo engineering file server"),
+        "the demo writes a report"
+    );
+    assert!(dir.join("report.ja.html").exists());
     // A second demo in the same place starts over instead of failing.
     let out = bin().args(["demo", "--dir"]).arg(&dir).output().unwrap();
     assert_eq!(out.status.code(), Some(0));

@@ -255,8 +255,27 @@ pub fn run(dir: Option<PathBuf>) -> Result<Outcome, CliError> {
     let (text, chain) = evidence::verify_text(&ledger, None)?;
     eprint!("{text}");
     let as_expected = results == [Verdict::Pass, Verdict::Fail] && chain == Outcome::Success;
+    // The auditor's view of what just happened.
+    let now = chrono::Utc::now();
+    let period = crate::report::Period {
+        since: now - chrono::Duration::days(365),
+        until: now,
+    };
+    let assessment = crate::report::for_config(&cfg, &period, now);
+    let report_en = dir.join("report.en.html");
+    let report_ja = dir.join("report.ja.html");
+    fs::write(
+        &report_en,
+        crate::report::html(&assessment, crate::report::Lang::En),
+    )
+    .context("writing the report")?;
+    fs::write(
+        &report_ja,
+        crate::report::html(&assessment, crate::report::Lang::Ja),
+    )
+    .context("writing the report")?;
     eprintln!(
-        "\n{}\n  data      {}\n  backups   {}\n  config    {}\n  ledger    {}\n  runs      {}\n\nTry:\n  restore-verifier -c {} evidence list\n  restore-verifier -c {} evidence show <ID>\n  restore-verifier -c {} run demo-fileserver",
+        "\n{}\n  data      {}\n  backups   {}\n  config    {}\n  ledger    {}\n  runs      {}\n  report    {} (日本語: {})\n\nTry:\n  restore-verifier -c {} evidence list\n  restore-verifier -c {} evidence show <ID>\n  restore-verifier -c {} run demo-fileserver",
         if as_expected {
             "Demo finished: the good backup passed, the corrupted copy failed and named the changed file."
         } else {
@@ -267,6 +286,8 @@ pub fn run(dir: Option<PathBuf>) -> Result<Outcome, CliError> {
         cfg_path.display(),
         ledger.path().display(),
         cfg.agent.state_dir.join("runs").display(),
+        report_en.display(),
+        report_ja.display(),
         cfg_path.display(),
         cfg_path.display(),
         cfg_path.display(),
