@@ -283,31 +283,12 @@ impl Agent {
                     // A due run always leaves a record: if the drill could not
                     // keep its own, say so under its id.
                     Ok(Err(e)) => {
-                        let why = format!("{e:#}");
-                        tracing::error!(job = %job.name, id = %id, error = %why, "Drill could not be recorded.");
-                        let reason = format!("the drill could not run or keep its record: {why}");
-                        self.note(
-                            &cfg,
-                            &job,
-                            trigger,
-                            Some(id.clone()),
-                            Verdict::Error,
-                            reason,
-                        )
-                        .await;
+                        let reason = format!("the drill could not run or keep its record: {e:#}");
+                        self.unrecorded(&cfg, &job, trigger, &id, reason).await;
                     }
                     Err(e) => {
-                        tracing::error!(job = %job.name, id = %id, error = %e, "Drill task failed.");
                         let reason = format!("the drill stopped unexpectedly: {e}");
-                        self.note(
-                            &cfg,
-                            &job,
-                            trigger,
-                            Some(id.clone()),
-                            Verdict::Error,
-                            reason,
-                        )
-                        .await;
+                        self.unrecorded(&cfg, &job, trigger, &id, reason).await;
                     }
                 }
             }
@@ -318,6 +299,27 @@ impl Agent {
             st.busy = None;
         }
         self.pending.lock().expect("pending lock").remove(&id);
+    }
+
+    /// A drill that left no record of its own gets an `error` record under its id.
+    async fn unrecorded(
+        &self,
+        cfg: &Arc<Config>,
+        job: &Job,
+        trigger: Trigger,
+        id: &str,
+        reason: String,
+    ) {
+        tracing::error!(job = %job.name, id = %id, error = %reason, "Drill could not be recorded.");
+        self.note(
+            cfg,
+            job,
+            trigger,
+            Some(id.to_string()),
+            Verdict::Error,
+            reason,
+        )
+        .await;
     }
 
     /// A new record: the job's state, and what on-call must hear about it.

@@ -362,19 +362,7 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
         } => {
             let report = verifier::compare(Some(&source), &restored, &CompareOptions::default())
                 .map_err(|e| CliError::Usage(e.to_string()))?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).map_err(anyhow::Error::from)?
-                );
-            } else {
-                print!("{}", compare_text(&report));
-            }
-            Ok(if report.has_differences() {
-                Outcome::Failed
-            } else {
-                Outcome::Success
-            })
+            print_compare(&report, json)
         }
         Command::Agent => daemon::run(config::config_path(cfg_flag)),
         Command::Report {
@@ -509,19 +497,7 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 }
                 Err(e) => return Err(CliError::Usage(e.to_string())),
             };
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).map_err(anyhow::Error::from)?
-                );
-            } else {
-                print!("{}", compare_text(&report));
-            }
-            Ok(if report.has_differences() {
-                Outcome::Failed
-            } else {
-                Outcome::Success
-            })
+            print_compare(&report, json)
         }
         Command::Evidence { command } => match command {
             EvidenceCommand::Export {
@@ -576,6 +552,23 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             }
         },
     }
+}
+
+/// Prints a compare report (`compare`, `manifest check`); differences exit 1.
+fn print_compare(report: &verifier::CompareReport, json: bool) -> Result<Outcome, CliError> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(report).map_err(anyhow::Error::from)?
+        );
+    } else {
+        print!("{}", compare_text(report));
+    }
+    Ok(if report.has_differences() {
+        Outcome::Failed
+    } else {
+        Outcome::Success
+    })
 }
 
 /// `--since`/`--until` for reports and exports; the default is the last 12 months.

@@ -128,6 +128,29 @@ impl DriverError {
     }
 }
 
+/// What is known about a backup that is one file (or directory) before it is
+/// restored: its name as id, and its mtime as the backup time unless configured.
+pub(crate) fn file_backup(
+    kind: &str,
+    path: PathBuf,
+    backup_time: Option<SystemTime>,
+) -> Result<BackupInfo, DriverError> {
+    let meta = std::fs::metadata(&path).map_err(|e| DriverError::Read {
+        path: path.clone(),
+        source: e,
+    })?;
+    Ok(BackupInfo {
+        kind: kind.into(),
+        id: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        created_at: backup_time.or(meta.modified().ok()),
+        location: Some(path),
+        sha256: None,
+    })
+}
+
 /// A backup type.
 pub trait Driver: Send + Sync {
     /// The configured backup type name.

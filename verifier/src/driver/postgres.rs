@@ -255,20 +255,7 @@ impl Driver for PostgresDriver {
                 .and_then(|mut g| g.find_map(|p| p.ok().filter(|p| p.join("toc.dat").exists())))
                 .ok_or(e)
         })?;
-        let meta = std::fs::metadata(&path).map_err(|e| DriverError::Read {
-            path: path.clone(),
-            source: e,
-        })?;
-        Ok(BackupInfo {
-            kind: "postgres".into(),
-            id: path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            created_at: self.backup_time.or(meta.modified().ok()),
-            location: Some(path),
-            sha256: None,
-        })
+        super::file_backup("postgres", path, self.backup_time)
     }
 
     fn restore(

@@ -51,21 +51,7 @@ impl Driver for TarDriver {
     }
 
     fn locate(&self, _deadline: &Deadline) -> Result<BackupInfo, DriverError> {
-        let path = newest_match(&self.path)?;
-        let meta = std::fs::metadata(&path).map_err(|e| DriverError::Read {
-            path: path.clone(),
-            source: e,
-        })?;
-        Ok(BackupInfo {
-            kind: "tar".into(),
-            id: path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            created_at: self.backup_time.or(meta.modified().ok()),
-            location: Some(path),
-            sha256: None,
-        })
+        super::file_backup("tar", newest_match(&self.path)?, self.backup_time)
     }
 
     fn restore(
