@@ -73,6 +73,16 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// A server the test started, stopped when the test ends (also on panic).
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 const HOOK_SECRET: &str = "T0KEN-in-the-url-0123456789";
 
 #[test]
@@ -250,7 +260,7 @@ fn real_alertmanager_fires_and_resolves() {
         "route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n",
     )
     .unwrap();
-    let mut child = Command::new("prometheus-alertmanager")
+    let child = Command::new("prometheus-alertmanager")
         .arg(format!("--config.file={}", site.path("am.yml").display()))
         .arg(format!("--storage.path={}", site.path("am-data").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -259,17 +269,7 @@ fn real_alertmanager_fires_and_resolves() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _guard = Kill(std::mem::replace(
-        &mut child,
-        Command::new("true").spawn().unwrap(),
-    ));
+    let _guard = Kill(child);
     let base = format!("http://127.0.0.1:{port}");
     wait_until("alertmanager", 30, || {
         let a: ureq::Agent = ureq::Agent::config_builder()
@@ -343,13 +343,6 @@ fn mail_arrives_at_a_real_smtp_server() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let _guard = Kill(smtpd);
     wait_until("the SMTP server", 20, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()

@@ -91,6 +91,41 @@ pub struct SystemReport {
     pub points: Vec<Point>,
 }
 
+impl SystemReport {
+    /// Content verification by mode, e.g. "all ×11, sample ×1".
+    fn coverage_text(&self) -> String {
+        if self.coverage.is_empty() {
+            return "-".into();
+        }
+        let parts: Vec<String> = self
+            .coverage
+            .iter()
+            .map(|(k, n)| format!("{k} ×{n}"))
+            .collect();
+        parts.join(", ")
+    }
+
+    /// The values of the facts table, in the order of `Words::facts`.
+    fn facts(&self) -> [String; 9] {
+        let last = self
+            .last_pass
+            .as_ref()
+            .map(|(id, t)| format!("{} ({id})", t.format("%Y-%m-%d")))
+            .unwrap_or_else(|| "-".into());
+        [
+            self.drills.to_string(),
+            self.real_restores.to_string(),
+            self.passes.to_string(),
+            self.failures.to_string(),
+            self.errors.to_string(),
+            last,
+            format!("{} / {}", self.longest_gap_days, self.policy_days),
+            format!("{}/{}", self.rto.0, self.rto.1),
+            format!("{}/{}", self.rpo.0, self.rpo.1),
+        ]
+    }
+}
+
 /// A reason a system does not score 2, in both report languages.
 #[derive(Debug, Clone, Serialize)]
 pub struct Shortfall {
@@ -549,24 +584,8 @@ pub fn markdown(a: &Assessment, lang: Lang) -> String {
                 format!(" ({})", w.uncovered)
             }
         );
-        let last = r
-            .last_pass
-            .as_ref()
-            .map(|(id, t)| format!("{} ({id})", t.format("%Y-%m-%d")))
-            .unwrap_or_else(|| "-".into());
-        let values = [
-            r.drills.to_string(),
-            r.real_restores.to_string(),
-            r.passes.to_string(),
-            r.failures.to_string(),
-            r.errors.to_string(),
-            last,
-            format!("{} / {}", r.longest_gap_days, r.policy_days),
-            format!("{}/{}", r.rto.0, r.rto.1),
-            format!("{}/{}", r.rpo.0, r.rpo.1),
-        ];
         let _ = writeln!(s, "| | |\n|---|---|");
-        for (k, v) in w.facts.iter().zip(values) {
+        for (k, v) in w.facts.iter().zip(r.facts()) {
             let _ = writeln!(s, "| {k} | {v} |");
         }
         let _ = writeln!(
@@ -582,21 +601,7 @@ pub fn markdown(a: &Assessment, lang: Lang) -> String {
         for f in &r.shortfalls {
             let _ = writeln!(s, "- {}", f.text(lang));
         }
-        let coverage: Vec<String> = r
-            .coverage
-            .iter()
-            .map(|(k, n)| format!("{k} ×{n}"))
-            .collect();
-        let _ = writeln!(
-            s,
-            "\n**{}**: {}",
-            w.coverage,
-            if coverage.is_empty() {
-                "-".into()
-            } else {
-                coverage.join(", ")
-            }
-        );
+        let _ = writeln!(s, "\n**{}**: {}", w.coverage, r.coverage_text());
         if !r.failure_lines.is_empty() {
             let _ = writeln!(s, "\n**{}**", w.failures);
             for f in &r.failure_lines {
@@ -783,25 +788,9 @@ table{{border-collapse:collapse}}td{{border:1px solid #d0d7de;padding:.25em .6em
                 format!(" — {}", w.uncovered)
             }
         );
-        let last = r
-            .last_pass
-            .as_ref()
-            .map(|(id, t)| format!("{} ({})", t.format("%Y-%m-%d"), esc(id)))
-            .unwrap_or_else(|| "-".into());
-        let values = [
-            r.drills.to_string(),
-            r.real_restores.to_string(),
-            r.passes.to_string(),
-            r.failures.to_string(),
-            r.errors.to_string(),
-            last,
-            format!("{} / {}", r.longest_gap_days, r.policy_days),
-            format!("{}/{}", r.rto.0, r.rto.1),
-            format!("{}/{}", r.rpo.0, r.rpo.1),
-        ];
         s.push_str("<table>");
-        for (k, v) in w.facts.iter().zip(values) {
-            let _ = write!(s, "<tr><td>{k}</td><td>{v}</td></tr>");
+        for (k, v) in w.facts.iter().zip(r.facts()) {
+            let _ = write!(s, "<tr><td>{k}</td><td>{}</td></tr>", esc(&v));
         }
         s.push_str("</table>");
         let _ = write!(
@@ -814,20 +803,11 @@ table{{border-collapse:collapse}}td{{border:1px solid #d0d7de;padding:.25em .6em
             let _ = write!(s, "<li>{}</li>", esc(f.text(lang)));
         }
         s.push_str("</ul>");
-        let coverage: Vec<String> = r
-            .coverage
-            .iter()
-            .map(|(k, n)| format!("{k} ×{n}"))
-            .collect();
         let _ = write!(
             s,
             "<p><b>{}</b>: {}</p>",
             w.coverage,
-            if coverage.is_empty() {
-                "-".into()
-            } else {
-                esc(&coverage.join(", "))
-            }
+            esc(&r.coverage_text())
         );
         if !r.failure_lines.is_empty() {
             let _ = write!(s, "<p><b>{}</b></p><ul>", w.failures);
