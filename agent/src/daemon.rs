@@ -273,7 +273,7 @@ impl Agent {
                 let stop = self.stop.clone();
                 let (c, j, rid, t) = (cfg.clone(), job.clone(), id.clone(), trigger.clone());
                 let res = tokio::task::spawn_blocking(move || {
-                    drills::drill(&c, &j, t, Some(rid), Some(stop))
+                    drills::drill(&c, &j, t, Some(rid), Some(stop), None)
                 })
                 .await;
                 self.running.fetch_sub(1, Ordering::SeqCst);

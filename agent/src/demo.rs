@@ -212,7 +212,7 @@ rpo = "26h"
     Ok(path)
 }
 
-pub fn run(dir: Option<PathBuf>) -> Result<Outcome, CliError> {
+pub fn run(dir: Option<PathBuf>, quiet: bool) -> Result<Outcome, CliError> {
     let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("restore-verifier-demo"));
     prepare(&dir)?;
     let dir = dir.canonicalize().context("demo directory")?;
@@ -236,13 +236,17 @@ pub fn run(dir: Option<PathBuf>) -> Result<Outcome, CliError> {
     let stop = drills::interrupt_flag();
     for job in &cfg.jobs {
         eprintln!("\nDrilling {} …", job.name);
+        let bar = crate::progress::Bar::start(&job.name, quiet);
         let rec = drills::drill(
             &cfg,
             job,
             drills::trigger(TriggerKind::Manual, Some("demo".into())),
             None,
             Some(stop.clone()),
-        )?;
+            crate::progress::counters(&bar),
+        );
+        drop(bar);
+        let rec = rec?;
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             eprint!("{}", output::summary(&rec));
             return Ok(Outcome::Interrupted);

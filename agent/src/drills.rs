@@ -193,10 +193,12 @@ pub fn drill(
     trigger: Trigger,
     id: Option<String>,
     cancel: Option<Arc<AtomicBool>>,
+    progress: Option<Arc<verifier::Progress>>,
 ) -> anyhow::Result<Record> {
     let ledger = signing_ledger(cfg)?;
     let spec = spec(job, &ledger, &cfg.agent.state_dir);
-    let env = env(cfg, trigger, cancel);
+    let mut env = env(cfg, trigger, cancel);
+    env.progress = progress;
     let id = id.unwrap_or_else(verifier::new_id);
     let span = tracing::info_span!("drill", job = %job.name, id = %id);
     let _entered = span.enter();

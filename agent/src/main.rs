@@ -11,6 +11,7 @@ mod export;
 mod http;
 mod metrics;
 mod output;
+mod progress;
 mod report;
 
 use std::io::IsTerminal;
@@ -101,6 +102,12 @@ enum Command {
         restored: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Write the SHA-256 of every compared file here (JSON lines).
+        #[arg(long, value_name = "FILE")]
+        manifest_out: Option<PathBuf>,
+        /// Files read at once [default: one per core].
+        #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+        threads: usize,
     },
     /// The daemon: scheduled drills, HTTP API and metrics, until SIGTERM.
     Agent,
@@ -279,7 +286,7 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
     let cfg_flag = cli.config.as_deref();
     match cli.command {
-        Command::Demo { dir } => demo::run(dir),
+        Command::Demo { dir } => demo::run(dir, cli.quiet),
         Command::Config {
             command: ConfigCommand::Check,
         } => {
@@ -310,13 +317,16 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 .then(|| alerts::Alerts::open(&cfg.agent.state_dir).ok())
                 .flatten();
             for job in selected {
+                let bar = progress::Bar::start(&job.name, cli.quiet);
                 let drilled = drills::drill(
                     &cfg,
                     job,
                     drills::trigger(kind, reason.clone()),
                     None,
                     Some(stop.clone()),
+                    progress::counters(&bar),
                 );
+                drop(bar);
                 let rec = match drilled {
                     Ok(rec) => rec,
                     Err(e) => {
@@ -359,9 +369,30 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             source,
             restored,
             json,
+            manifest_out,
+            threads,
         } => {
-            let report = verifier::compare(Some(&source), &restored, &CompareOptions::default())
-                .map_err(|e| CliError::Usage(e.to_string()))?;
+            let bar = progress::Bar::start("compare", cli.quiet);
+            let opts = CompareOptions {
+                manifest_out,
+                threads,
+                progress: progress::counters(&bar),
+                deadline: verifier::Deadline::none().with_cancel(Some(drills::interrupt_flag())),
+                ..CompareOptions::default()
+            };
+            if let Some(p) = &opts.progress {
+                p.set_phase(verifier::Phase::Verifying);
+            }
+            let compared = verifier::compare(Some(&source), &restored, &opts);
+            drop(bar);
+            let report = match compared {
+                Ok(r) => r,
+                Err(e @ verifier::CompareError::Stopped(_)) => {
+                    eprintln!("restore-verifier: compare {e}");
+                    return Ok(Outcome::Interrupted);
+                }
+                Err(e) => return Err(CliError::Usage(e.to_string())),
+            };
             print_compare(&report, json)
         }
         Command::Agent => daemon::run(config::config_path(cfg_flag)),

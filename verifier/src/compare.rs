@@ -7,21 +7,22 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::content::{ContentError, Done, Pool, Roots, worker_count};
 use crate::deadline::{Deadline, Stop};
 use crate::findings::Findings;
 use crate::manifest::ManifestReader;
+use crate::progress::Progress;
 use crate::select::{BottomK, ContentSelection, in_slice};
 use crate::walk::{Entry, Kind, Walk, WalkError};
-
-const CHUNK: usize = 1 << 20;
 
 /// How to compare a restored tree.
 #[derive(Debug, Clone)]
@@ -37,6 +38,10 @@ pub struct CompareOptions {
     pub deadline: Deadline,
     /// Where to write the manifest of content-checked files (JSON lines).
     pub manifest_out: Option<PathBuf>,
+    /// Files content-checked at once; 0 means one per core.
+    pub threads: usize,
+    /// Counters for a progress display.
+    pub progress: Option<Arc<Progress>>,
 }
 
 impl Default for CompareOptions {
@@ -48,6 +53,8 @@ impl Default for CompareOptions {
             expect: Vec::new(),
             deadline: Deadline::none(),
             manifest_out: None,
+            threads: 0,
+            progress: None,
         }
     }
 }
@@ -122,6 +129,8 @@ pub enum CompareError {
     Stopped(#[from] Stop),
     #[error("{0}")]
     Reference(String),
+    #[error("a content-check worker stopped unexpectedly; the compare is incomplete")]
+    Worker,
 }
 
 /// Builds the exclude matcher; `*` also matches `/`, so `*.tmp` matches anywhere.
@@ -190,7 +199,7 @@ pub fn compare_with(
         }
     }
     let excludes = exclude_set(&opts.exclude)?;
-    let mut src: Option<Entries> = match reference {
+    let src: Option<Entries> = match reference {
         Reference::Tree(p) => Some(Box::new(Walk::new(p, excludes.clone()))),
         Reference::Manifest(m) => {
             let reader =
@@ -208,66 +217,119 @@ pub fn compare_with(
         }
         Reference::Nothing => None,
     };
-    let mut c = Comparer {
-        reference,
-        restored,
-        opts,
-        report: CompareReport::default(),
-        manifest: match &opts.manifest_out {
-            Some(p) => Some(ManifestWriter::create(p)?),
-            None => None,
-        },
-        sample: match &opts.selection {
-            ContentSelection::Sample { files, seed } => Some(BottomK::new(*files, *seed)),
-            _ => None,
-        },
-        expect: opts
-            .expect
-            .iter()
-            .map(|p| (p.clone(), ExpectStatus::Missing))
-            .collect(),
-    };
-    let mut dst = Walk::new(restored, excludes);
-    let mut a = next_source(&mut src, &mut c.report);
-    let mut b = next_restored(&mut dst, &mut c.report);
-    loop {
-        opts.deadline.check()?;
-        match (a.take(), b.take()) {
-            (None, None) => break,
-            (Some(x), None) => {
-                c.only_source(&x);
-                a = next_source(&mut src, &mut c.report);
-            }
-            (None, Some(y)) => {
-                c.only_restored(&y)?;
-                b = next_restored(&mut dst, &mut c.report);
-            }
-            (Some(x), Some(y)) => match x.rel.cmp(&y.rel) {
-                std::cmp::Ordering::Less => {
-                    c.only_source(&x);
-                    a = next_source(&mut src, &mut c.report);
-                    b = Some(y);
-                }
-                std::cmp::Ordering::Greater => {
-                    c.only_restored(&y)?;
-                    b = next_restored(&mut dst, &mut c.report);
-                    a = Some(x);
-                }
-                std::cmp::Ordering::Equal => {
-                    c.both(&x, &y)?;
-                    a = next_source(&mut src, &mut c.report);
-                    b = next_restored(&mut dst, &mut c.report);
-                }
+    let source_root = source.map(Path::to_path_buf);
+    std::thread::scope(|scope| {
+        let pool = Pool::start(
+            scope,
+            worker_count(opts.threads),
+            Roots {
+                source: source_root,
+                restored: restored.to_path_buf(),
             },
+            opts.deadline.clone(),
+            opts.progress.clone(),
+        );
+        let mut c = Comparer {
+            reference,
+            opts,
+            report: CompareReport::default(),
+            manifest: None,
+            sample: match &opts.selection {
+                ContentSelection::Sample { files, seed } => Some(BottomK::new(*files, *seed)),
+                _ => None,
+            },
+            expect: opts
+                .expect
+                .iter()
+                .map(|p| (p.clone(), ExpectStatus::Missing))
+                .collect(),
+            pool,
+        };
+        match c.run(src, Walk::new(restored, excludes)) {
+            Ok(()) => c.finish(),
+            Err(e) => {
+                c.pool.abort();
+                Err(e)
+            }
+        }
+    })
+}
+
+impl Comparer<'_> {
+    /// The merge-join of the two walks, then the sample, then the last results.
+    fn run(&mut self, mut src: Option<Entries>, mut dst: Walk) -> Result<(), CompareError> {
+        if let Some(p) = &self.opts.manifest_out {
+            self.manifest = Some(ManifestWriter::create(p)?);
+        }
+        let deadline = &self.opts.deadline;
+        let mut a = next_source(&mut src, &mut self.report);
+        let mut b = self.next_restored(&mut dst);
+        loop {
+            deadline.check()?;
+            match (a.take(), b.take()) {
+                (None, None) => break,
+                (Some(x), None) => {
+                    self.only_source(&x);
+                    a = next_source(&mut src, &mut self.report);
+                }
+                (None, Some(y)) => {
+                    self.only_restored(&y)?;
+                    b = self.next_restored(&mut dst);
+                }
+                (Some(x), Some(y)) => match x.rel.cmp(&y.rel) {
+                    std::cmp::Ordering::Less => {
+                        self.only_source(&x);
+                        a = next_source(&mut src, &mut self.report);
+                        b = Some(y);
+                    }
+                    std::cmp::Ordering::Greater => {
+                        self.only_restored(&y)?;
+                        b = self.next_restored(&mut dst);
+                        a = Some(x);
+                    }
+                    std::cmp::Ordering::Equal => {
+                        self.both(&x, &y)?;
+                        a = next_source(&mut src, &mut self.report);
+                        b = self.next_restored(&mut dst);
+                    }
+                },
+            }
+        }
+        if let Some(sample) = self.sample.take() {
+            for (rel, expected, size) in sample.into_sorted() {
+                deadline.check()?;
+                self.submit(rel, expected, size)?;
+            }
+        }
+        if let Some(p) = &self.opts.progress {
+            p.walk_done
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let rest = self.pool.finish().ok_or(CompareError::Worker)?;
+        for d in rest {
+            self.apply(d)?;
+        }
+        Ok(())
+    }
+
+    fn next_restored(&mut self, w: &mut Walk) -> Option<Entry> {
+        let r = &mut self.report;
+        loop {
+            match w.next()? {
+                Ok(e) => {
+                    if let Some(p) = &self.opts.progress {
+                        Progress::add(&p.entries, 1);
+                    }
+                    if e.kind != Kind::Dir {
+                        r.restored_files += 1;
+                        r.restored_bytes += e.size;
+                    }
+                    return Some(e);
+                }
+                Err(WalkError { rel, message }) => r.unreadable.push(display(&rel), message),
+            }
         }
     }
-    if let Some(sample) = c.sample.take() {
-        for (rel, expected) in sample.into_sorted() {
-            opts.deadline.check()?;
-            c.check_selected(&rel, expected.as_deref())?;
-        }
-    }
-    c.finish()
 }
 
 fn next_source(w: &mut Option<Entries>, r: &mut CompareReport) -> Option<Entry> {
@@ -280,21 +342,6 @@ fn next_source(w: &mut Option<Entries>, r: &mut CompareReport) -> Option<Entry> 
     }
 }
 
-fn next_restored(w: &mut Walk, r: &mut CompareReport) -> Option<Entry> {
-    loop {
-        match w.next()? {
-            Ok(e) => {
-                if e.kind != Kind::Dir {
-                    r.restored_files += 1;
-                    r.restored_bytes += e.size;
-                }
-                return Some(e);
-            }
-            Err(WalkError { rel, message }) => r.unreadable.push(display(&rel), message),
-        }
-    }
-}
-
 /// A path as it appears in records: relative, `/`-separated, lossy for non-UTF-8.
 pub fn display(rel: &Path) -> String {
     rel.to_string_lossy().into_owned()
@@ -302,12 +349,12 @@ pub fn display(rel: &Path) -> String {
 
 struct Comparer<'a> {
     reference: Reference<'a>,
-    restored: &'a Path,
     opts: &'a CompareOptions,
     report: CompareReport,
     manifest: Option<ManifestWriter>,
     sample: Option<BottomK>,
     expect: BTreeMap<PathBuf, ExpectStatus>,
+    pool: Pool,
 }
 
 impl Comparer<'_> {
@@ -353,18 +400,22 @@ impl Comparer<'_> {
         self.report.files_compared += 1;
         self.set_expect(&y.rel, ExpectStatus::Matched);
         if y.kind == Kind::File {
-            self.consider_content(&y.rel, None)?;
+            self.consider_content(&y.rel, None, y.size)?;
         }
         Ok(())
     }
 
     fn differ(&mut self, x: &Entry, what: String, drift_time: SystemTime) {
+        self.differ_at(&x.rel, what, drift_time);
+    }
+
+    fn differ_at(&mut self, rel: &Path, what: String, drift_time: SystemTime) {
         if self.after_backup(drift_time) {
-            self.report.changed_since_backup.push(display(&x.rel), what);
-            self.set_expect(&x.rel, ExpectStatus::ChangedSinceBackup);
+            self.report.changed_since_backup.push(display(rel), what);
+            self.set_expect(rel, ExpectStatus::ChangedSinceBackup);
         } else {
-            self.report.mismatched.push(display(&x.rel), what);
-            self.set_expect(&x.rel, ExpectStatus::Mismatched);
+            self.report.mismatched.push(display(rel), what);
+            self.set_expect(rel, ExpectStatus::Mismatched);
         }
     }
 
@@ -408,13 +459,18 @@ impl Comparer<'_> {
             return Ok(());
         }
         if x.kind == Kind::File {
-            self.consider_content(&x.rel, x.sha256.as_deref())?;
+            self.consider_content(&x.rel, x.sha256.as_deref(), y.size)?;
         }
         Ok(())
     }
 
     /// Content-checks now (all, rotate, canary) or offers to the sample.
-    fn consider_content(&mut self, rel: &Path, expected: Option<&str>) -> Result<(), CompareError> {
+    fn consider_content(
+        &mut self,
+        rel: &Path,
+        expected: Option<&str>,
+        size: u64,
+    ) -> Result<(), CompareError> {
         let forced = self.expect.contains_key(rel);
         let now = forced
             || match &self.opts.selection {
@@ -425,24 +481,44 @@ impl Comparer<'_> {
                 ContentSelection::Sample { .. } | ContentSelection::None => false,
             };
         if now {
-            return self.check_selected(rel, expected);
+            return self.submit(rel.to_path_buf(), expected.map(String::from), size);
         }
         if let Some(s) = &mut self.sample {
-            s.offer(rel, expected);
+            s.offer(rel, expected, size);
         }
         Ok(())
     }
 
-    fn check_selected(&mut self, rel: &Path, expected: Option<&str>) -> Result<(), CompareError> {
-        let dst = self.restored.join(rel);
-        let src = match self.reference {
-            Reference::Tree(s) => Some(s.join(rel)),
-            _ => None,
-        };
-        match content_check(src.as_deref(), &dst, &self.opts.deadline) {
+    /// Hands a file to the content-check workers; applies whatever has finished.
+    fn submit(
+        &mut self,
+        rel: PathBuf,
+        expected: Option<String>,
+        size: u64,
+    ) -> Result<(), CompareError> {
+        if let Some(p) = &self.opts.progress {
+            Progress::add(&p.files_queued, 1);
+            Progress::add(&p.bytes_queued, size);
+        }
+        for d in self.pool.submit(rel, expected) {
+            self.apply(d)?;
+        }
+        Ok(())
+    }
+
+    /// Takes one finished content check into the report and the run manifest.
+    fn apply(&mut self, done: Done) -> Result<(), CompareError> {
+        let Done {
+            job,
+            result,
+            source_mtime,
+            ..
+        } = done;
+        let rel = job.rel.as_path();
+        match result {
             Ok(mut out) => {
-                if let Some(want) = expected
-                    && want != out.sha256
+                if let Some(want) = &job.expected
+                    && *want != out.sha256
                 {
                     // Against a manifest only the hash can differ; no offset.
                     out.first_diff = Some(u64::MAX);
@@ -457,29 +533,13 @@ impl Comparer<'_> {
                         })?;
                 }
                 if let Some(at) = out.first_diff {
-                    let mtime = src
-                        .as_deref()
-                        .and_then(|s| std::fs::symlink_metadata(s).ok())
-                        .and_then(|m| m.modified().ok())
-                        .unwrap_or(SystemTime::UNIX_EPOCH);
-                    let entry = Entry {
-                        rel: rel.to_path_buf(),
-                        kind: Kind::File,
-                        size: out.bytes,
-                        mode: 0,
-                        mtime,
-                        ctime: mtime,
-                        btime: None,
-                        target: None,
-                        sha256: None,
-                        kind_label: None,
-                    };
+                    let mtime = source_mtime.unwrap_or(SystemTime::UNIX_EPOCH);
                     let what = if at == u64::MAX {
                         "content differs (its SHA-256 is not the manifest's)".to_string()
                     } else {
                         format!("content differs at byte {at}")
                     };
-                    self.differ(&entry, what, mtime);
+                    self.differ_at(rel, what, mtime);
                 }
             }
             Err(ContentError::Stopped(t)) => return Err(CompareError::Stopped(t)),
@@ -497,7 +557,7 @@ impl Comparer<'_> {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<CompareReport, CompareError> {
+    fn finish(&mut self) -> Result<CompareReport, CompareError> {
         if let Some(m) = self.manifest.take() {
             let path = m.path.clone();
             let sha = m
@@ -505,93 +565,25 @@ impl Comparer<'_> {
                 .map_err(|e| CompareError::Manifest { path, source: e })?;
             self.report.manifest_sha256 = Some(sha);
         }
-        self.report.expect = self
-            .expect
+        self.report.expect = std::mem::take(&mut self.expect)
             .into_iter()
             .map(|(p, status)| ExpectResult {
                 path: display(&p),
                 status,
             })
             .collect();
-        Ok(self.report)
-    }
-}
-
-/// The result of reading one file's bytes.
-#[derive(Debug)]
-pub struct ContentOutcome {
-    pub bytes: u64,
-    /// SHA-256 of the restored bytes.
-    pub sha256: String,
-    /// Offset of the first differing byte; `None` when equal (or no source).
-    pub first_diff: Option<u64>,
-}
-
-#[derive(Debug)]
-pub enum ContentError {
-    Source(io::Error),
-    Restored(io::Error),
-    Stopped(Stop),
-}
-
-fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        // Content findings arrive after the walk's: keep each list in tree order.
+        for f in [
+            &mut self.report.mismatched,
+            &mut self.report.changed_since_backup,
+            &mut self.report.unreadable,
+            &mut self.report.source_unreadable,
+        ] {
+            f.items
+                .sort_by(|a, b| Path::new(&a.path).cmp(Path::new(&b.path)));
         }
+        Ok(std::mem::take(&mut self.report))
     }
-    Ok(n)
-}
-
-/// Streams the restored file (and the source, when given) in large chunks, hashes
-/// the restored bytes and compares them with the source bytes directly.
-pub fn content_check(
-    source: Option<&Path>,
-    restored: &Path,
-    deadline: &Deadline,
-) -> Result<ContentOutcome, ContentError> {
-    let mut dst = File::open(restored).map_err(ContentError::Restored)?;
-    let mut src = match source {
-        Some(p) => Some(File::open(p).map_err(ContentError::Source)?),
-        None => None,
-    };
-    let mut a = vec![0u8; CHUNK];
-    let mut b = vec![0u8; if src.is_some() { CHUNK } else { 0 }];
-    let mut hasher = Sha256::new();
-    let mut offset = 0u64;
-    let mut first_diff = None;
-    loop {
-        deadline.check().map_err(ContentError::Stopped)?;
-        let n = fill(&mut dst, &mut a).map_err(ContentError::Restored)?;
-        hasher.update(&a[..n]);
-        if let Some(s) = &mut src
-            && first_diff.is_none()
-        {
-            let m = fill(s, &mut b).map_err(ContentError::Source)?;
-            if let Some(i) = a[..n.min(m)]
-                .iter()
-                .zip(&b[..n.min(m)])
-                .position(|(x, y)| x != y)
-            {
-                first_diff = Some(offset + i as u64);
-            } else if n != m {
-                first_diff = Some(offset + n.min(m) as u64);
-            }
-        }
-        offset += n as u64;
-        if n < a.len() {
-            break;
-        }
-    }
-    Ok(ContentOutcome {
-        bytes: offset,
-        sha256: hex::encode(hasher.finalize()),
-        first_diff,
-    })
 }
 
 /// Writes the run manifest (one JSON object per content-checked file) and hashes

@@ -18,6 +18,7 @@ use crate::compare::{
 use crate::deadline::{Deadline, Stop, humanize};
 use crate::driver::{BackupInfo, Driver, DriverError, RestoreStats};
 use crate::findings::Findings;
+use crate::progress::{Phase, Progress};
 use crate::record::*;
 use crate::sandbox::{Sandbox, overlaps};
 use crate::select::ContentSelection;
@@ -77,6 +78,8 @@ pub struct DrillEnv {
     /// When set (by a signal handler), the drill stops, records `error`, and
     /// still removes its sandbox.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Counters for a progress display.
+    pub progress: Option<Arc<Progress>>,
 }
 
 impl DrillEnv {
@@ -95,6 +98,13 @@ impl DrillEnv {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             now: None,
             cancel: None,
+            progress: None,
+        }
+    }
+
+    fn phase(&self, phase: Phase) {
+        if let Some(p) = &self.progress {
+            p.set_phase(phase);
         }
     }
 
@@ -223,6 +233,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
 
     if let Some(sb) = &sandbox {
         let t = Instant::now();
+        env.phase(Phase::Locating);
         let restored = spec.driver.locate(&deadline).and_then(|mut info| {
             if let Some(loc) = &info.location
                 && loc.is_dir()
@@ -235,6 +246,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                     env.sandbox_dir.display()
                 )));
             }
+            env.phase(Phase::Restoring);
             let r = spec
                 .driver
                 .restore(&mut info, sb.path(), &deadline, &mut stats);
@@ -284,7 +296,10 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                 expect: spec.verify.expect.clone(),
                 deadline: deadline.clone(),
                 manifest_out: Some(run_dir.join("manifest.jsonl")),
+                threads: 0,
+                progress: env.progress.clone(),
             };
+            env.phase(Phase::Verifying);
             let reference = match (&spec.manifest, &spec.source) {
                 (Some(m), _) => Reference::Manifest(m),
                 (None, Some(s)) => Reference::Tree(s),
@@ -304,6 +319,9 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
             verify_time = t.elapsed();
         }
         if report.is_some() {
+            if !spec.checks.is_empty() {
+                env.phase(Phase::Checking);
+            }
             for (n, c) in spec.checks.iter().enumerate() {
                 let (rec, stop) = run_check(n + 1, c, &restored_root, &deadline, &stats.check_env);
                 match (&rec.reason, stop) {
@@ -315,6 +333,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
             }
         }
         spec.driver.finish(sb.path());
+        env.phase(Phase::Done);
     }
 
     let r = report.clone().unwrap_or_default();

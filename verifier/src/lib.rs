@@ -7,6 +7,7 @@
 
 mod checks;
 mod compare;
+mod content;
 mod deadline;
 mod drill;
 pub mod driver;
@@ -14,6 +15,7 @@ mod findings;
 mod ledger;
 pub mod manifest;
 pub mod process;
+pub mod progress;
 mod record;
 mod running;
 mod sandbox;
@@ -24,14 +26,16 @@ mod walk;
 pub use checks::{CheckRecord, CheckSpec, ExpectOutput};
 pub use compare::{
     CompareError, CompareOptions, CompareReport, ExpectResult, ExpectStatus, Reference, compare,
-    compare_with, content_check, display, exclude_set,
+    compare_with, display, exclude_set,
 };
+pub use content::{CHUNK, ContentError, ContentOutcome, content_check, worker_count};
 pub use deadline::{Deadline, Stop, humanize};
 pub use drill::{DrillEnv, DrillSpec, VerifySpec, new_id, note_record, run_drill, run_drill_as};
 pub use findings::{Finding, Findings, LIST_CAP};
 pub use ledger::{
     ChainProblem, ChainReport, GENESIS, Ledger, LedgerError, Records, canonical, record_hash,
 };
+pub use progress::{Phase, Progress};
 pub use record::*;
 pub use running::{drill_to_ledger, recover_interrupted};
 pub use sandbox::{PREFIX as SANDBOX_PREFIX, Sandbox, overlaps, remove_tree, sandbox_path};

@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::compare::{content_check, display};
+use crate::compare::display;
+use crate::content::content_check;
 use crate::deadline::Deadline;
 use crate::walk::{Entry, Kind, Walk, WalkError};
 

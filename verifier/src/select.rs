@@ -55,8 +55,8 @@ pub fn path_key(seed: u64, rel: &Path) -> u64 {
 pub struct BottomK {
     k: usize,
     seed: u64,
-    /// (key, path, expected SHA-256 when known)
-    heap: BinaryHeap<(u64, PathBuf, Option<String>)>,
+    /// (key, path, expected SHA-256 when known, size)
+    heap: BinaryHeap<(u64, PathBuf, Option<String>, u64)>,
 }
 
 impl BottomK {
@@ -68,12 +68,12 @@ impl BottomK {
         }
     }
 
-    pub fn offer(&mut self, rel: &Path, expected: Option<&str>) {
+    pub fn offer(&mut self, rel: &Path, expected: Option<&str>, size: u64) {
         if self.k == 0 {
             return;
         }
         let key = path_key(self.seed, rel);
-        let item = || (key, rel.to_path_buf(), expected.map(String::from));
+        let item = || (key, rel.to_path_buf(), expected.map(String::from), size);
         if self.heap.len() < self.k {
             self.heap.push(item());
         } else if let Some(top) = self.heap.peek()
@@ -84,10 +84,13 @@ impl BottomK {
         }
     }
 
-    /// The chosen paths (with their expected hashes) in tree order.
-    pub fn into_sorted(self) -> Vec<(PathBuf, Option<String>)> {
-        let mut v: Vec<(PathBuf, Option<String>)> =
-            self.heap.into_iter().map(|(_, p, h)| (p, h)).collect();
+    /// The chosen paths (with their expected hashes and sizes) in tree order.
+    pub fn into_sorted(self) -> Vec<(PathBuf, Option<String>, u64)> {
+        let mut v: Vec<(PathBuf, Option<String>, u64)> = self
+            .heap
+            .into_iter()
+            .map(|(_, p, h, n)| (p, h, n))
+            .collect();
         v.sort();
         v
     }
@@ -113,14 +116,14 @@ mod tests {
     fn same_seed_same_sample_any_order() {
         let ps = paths(500);
         let mut a = BottomK::new(20, 42);
-        ps.iter().for_each(|p| a.offer(p, None));
+        ps.iter().for_each(|p| a.offer(p, None, 0));
         let mut b = BottomK::new(20, 42);
-        ps.iter().rev().for_each(|p| b.offer(p, None));
+        ps.iter().rev().for_each(|p| b.offer(p, None, 0));
         let (a, b) = (a.into_sorted(), b.into_sorted());
         assert_eq!(a.len(), 20);
         assert_eq!(a, b);
         let mut c = BottomK::new(20, 43);
-        ps.iter().for_each(|p| c.offer(p, None));
+        ps.iter().for_each(|p| c.offer(p, None, 0));
         assert_ne!(a, c.into_sorted(), "another seed picks another sample");
     }
 

@@ -124,3 +124,178 @@ fn finding_lists_are_capped_but_counts_exact() {
     assert_eq!(r.missing.count, 250);
     assert_eq!(r.missing.items.len(), verifier::LIST_CAP);
 }
+
+/// The run manifest of a compare, as (path, size, sha256, match) lines.
+fn manifest_lines(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(data))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// However many workers read files, the report and the run manifest are the
+    /// same, in tree order.
+    #[test]
+    fn workers_do_not_change_the_outcome(
+        files in tree_strategy(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>()), 0..6),
+        threads in 2usize..6,
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        write_tree(&a, &files);
+        let mut changed = files.clone();
+        for (f, at) in &flips {
+            if changed.is_empty() { break; }
+            let k = f.index(changed.len());
+            if !changed[k].1.is_empty() {
+                let i = at.index(changed[k].1.len());
+                changed[k].1[i] ^= 0x55;
+            }
+        }
+        write_tree(&b, &changed);
+        let run = |threads: usize, name: &str| {
+            let out = tmp.path().join(name);
+            let opts = CompareOptions {
+                threads,
+                manifest_out: Some(out.clone()),
+                ..Default::default()
+            };
+            let r = compare(Some(&a), &b, &opts).unwrap();
+            (r, std::fs::read(&out).unwrap())
+        };
+        let (one, m1) = run(1, "one.jsonl");
+        let (many, m2) = run(threads, "many.jsonl");
+        prop_assert_eq!(&one, &many);
+        prop_assert_eq!(m1, m2);
+        let lines = manifest_lines(&tmp.path().join("one.jsonl"));
+        let paths: Vec<&str> = lines.iter().map(|l| l["path"].as_str().unwrap()).collect();
+        let mut sorted = paths.clone();
+        sorted.sort_by(|x, y| Path::new(x).cmp(Path::new(y)));
+        prop_assert_eq!(paths, sorted);
+    }
+}
+
+#[test]
+fn every_content_checked_file_has_its_sha256_in_the_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let files: Vec<(String, Vec<u8>)> = (0..300u32)
+        .map(|i| {
+            let len = (i as usize * 977) % 70_000;
+            let data = (0..len).map(|j| (j as u32 ^ i) as u8).collect();
+            (format!("d{}/f{i}", i % 9), data)
+        })
+        .collect();
+    write_tree(&a, &files);
+    write_tree(&b, &files);
+    let out = tmp.path().join("m.jsonl");
+    let opts = CompareOptions {
+        manifest_out: Some(out.clone()),
+        ..Default::default()
+    };
+    let r = compare(Some(&a), &b, &opts).unwrap();
+    assert!(!r.has_differences(), "{r:?}");
+    assert_eq!(r.content_checked, 300);
+    let total: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+    assert_eq!(r.bytes_checked, total);
+    let lines = manifest_lines(&out);
+    assert_eq!(lines.len(), 300);
+    let by_path: std::collections::HashMap<&str, &Vec<u8>> =
+        files.iter().map(|(p, d)| (p.as_str(), d)).collect();
+    for l in &lines {
+        let data = by_path[l["path"].as_str().unwrap()];
+        assert_eq!(l["sha256"], sha256_hex(data));
+        assert_eq!(l["size"], data.len() as u64);
+        assert_eq!(l["match"], true);
+    }
+}
+
+#[test]
+fn one_changed_file_among_many_small_ones_is_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let files: Vec<(String, Vec<u8>)> = (0..20_000u32)
+        .map(|i| {
+            let data = format!("file {i} {}", "x".repeat((i % 700) as usize)).into_bytes();
+            (format!("{:03}/{i}.txt", i % 200), data)
+        })
+        .collect();
+    write_tree(&a, &files);
+    let mut changed = files.clone();
+    let k = 13_579;
+    let at = changed[k].1.len() / 2;
+    changed[k].1[at] ^= 1;
+    write_tree(&b, &changed);
+    let progress = std::sync::Arc::new(verifier::Progress::default());
+    let opts = CompareOptions {
+        progress: Some(progress.clone()),
+        ..Default::default()
+    };
+    let r = compare(Some(&a), &b, &opts).unwrap();
+    assert_eq!(r.content_checked, 20_000);
+    assert_eq!(r.mismatched.count, 1, "{:?}", r.mismatched);
+    assert_eq!(r.mismatched.items[0].path, changed[k].0);
+    assert_eq!(
+        r.mismatched.items[0].what,
+        format!("content differs at byte {at}")
+    );
+    // The counters a progress bar reads add up to the report's.
+    let s = progress.snapshot();
+    assert_eq!((s.files_done, s.bytes_done), (20_000, r.bytes_checked));
+    assert_eq!(s.files_queued, 20_000);
+    assert!(s.walk_done);
+}
+
+#[test]
+fn a_cancelled_compare_stops_its_workers_and_says_so() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let big = vec![7u8; 32 << 20];
+    let files: Vec<(String, Vec<u8>)> = (0..8).map(|i| (format!("f{i}"), big.clone())).collect();
+    write_tree(&a, &files);
+    write_tree(&b, &files);
+    let flag = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(verifier::Progress::default());
+    let opts = CompareOptions {
+        deadline: verifier::Deadline::none().with_cancel(Some(flag.clone())),
+        progress: Some(progress.clone()),
+        threads: 2,
+        ..Default::default()
+    };
+    let setter = {
+        let (flag, progress) = (flag.clone(), progress.clone());
+        std::thread::spawn(move || {
+            while progress.snapshot().bytes_done == 0 {
+                std::thread::yield_now();
+            }
+            flag.store(true, Ordering::Relaxed);
+        })
+    };
+    let r = compare(Some(&a), &b, &opts);
+    setter.join().unwrap();
+    assert!(
+        matches!(
+            r,
+            Err(verifier::CompareError::Stopped(verifier::Stop::Cancelled))
+        ),
+        "{r:?}"
+    );
+    assert!(
+        progress.snapshot().bytes_done < 8 * (32 << 20),
+        "the workers stopped before reading everything"
+    );
+}

@@ -1,0 +1,314 @@
+//! Content checks: the kernel that streams a restored file (and its source) in
+//! large chunks, hashing the restored bytes and comparing them with the source
+//! bytes directly, and a pool that runs it on every core while the walk goes on.
+//!
+//! The pool hands results back in submission order (a bounded reorder window),
+//! so findings and the run manifest come out in tree order and memory stays
+//! bounded however many files there are.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+
+use crate::deadline::{Deadline, Stop};
+use crate::progress::Progress;
+
+/// Read size. Two buffers of this size stay in a core's L2 cache, so the bytes
+/// read are hashed and compared while still hot.
+pub const CHUNK: usize = 256 << 10;
+
+/// How many results may wait for an earlier, slower file before the walk pauses.
+const WINDOW: u64 = 4096;
+
+/// The result of reading one file's bytes.
+#[derive(Debug)]
+pub struct ContentOutcome {
+    pub bytes: u64,
+    /// SHA-256 of the restored bytes.
+    pub sha256: String,
+    /// Offset of the first differing byte; `None` when equal (or no source).
+    pub first_diff: Option<u64>,
+}
+
+#[derive(Debug)]
+pub enum ContentError {
+    Source(io::Error),
+    Restored(io::Error),
+    Stopped(Stop),
+}
+
+/// Reusable read buffers, one pair per worker.
+pub struct Buffers {
+    a: Vec<u8>,
+    b: Vec<u8>,
+}
+
+impl Default for Buffers {
+    fn default() -> Self {
+        Buffers {
+            a: vec![0; CHUNK],
+            b: vec![0; CHUNK],
+        }
+    }
+}
+
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Streams the restored file (and the source, when given) in large chunks, hashes
+/// the restored bytes and compares them with the source bytes directly.
+pub fn content_check(
+    source: Option<&Path>,
+    restored: &Path,
+    deadline: &Deadline,
+) -> Result<ContentOutcome, ContentError> {
+    check_with(source, restored, deadline, &mut Buffers::default(), None)
+}
+
+/// [`content_check`] with the caller's buffers, counting bytes into `progress`.
+pub fn check_with(
+    source: Option<&Path>,
+    restored: &Path,
+    deadline: &Deadline,
+    bufs: &mut Buffers,
+    progress: Option<&Progress>,
+) -> Result<ContentOutcome, ContentError> {
+    let mut dst = File::open(restored).map_err(ContentError::Restored)?;
+    let mut src = match source {
+        Some(p) => Some(File::open(p).map_err(ContentError::Source)?),
+        None => None,
+    };
+    let (a, b) = (&mut bufs.a, &mut bufs.b);
+    let mut hasher = Sha256::new();
+    let mut offset = 0u64;
+    let mut first_diff = None;
+    loop {
+        deadline.check().map_err(ContentError::Stopped)?;
+        let n = fill(&mut dst, a).map_err(ContentError::Restored)?;
+        hasher.update(&a[..n]);
+        if let Some(s) = &mut src
+            && first_diff.is_none()
+        {
+            let m = fill(s, b).map_err(ContentError::Source)?;
+            let k = n.min(m);
+            if a[..k] != b[..k] {
+                let i = a[..k].iter().zip(&b[..k]).position(|(x, y)| x != y);
+                first_diff = Some(offset + i.unwrap_or(k) as u64);
+            } else if n != m {
+                first_diff = Some(offset + k as u64);
+            }
+        }
+        offset += n as u64;
+        if let Some(p) = progress {
+            Progress::add(&p.bytes_done, n as u64);
+        }
+        if n < a.len() {
+            break;
+        }
+    }
+    Ok(ContentOutcome {
+        bytes: offset,
+        sha256: hex::encode(hasher.finalize()),
+        first_diff,
+    })
+}
+
+/// One file to content-check.
+pub(crate) struct Job {
+    seq: u64,
+    pub rel: PathBuf,
+    /// The hash a manifest expects, when comparing against one.
+    pub expected: Option<String>,
+}
+
+/// A finished check, with the source's mtime when the bytes differ (drift rules
+/// need it).
+pub(crate) struct Done {
+    seq: u64,
+    pub job: Job,
+    pub result: Result<ContentOutcome, ContentError>,
+    pub source_mtime: Option<SystemTime>,
+}
+
+/// Where the workers find files.
+#[derive(Clone)]
+pub(crate) struct Roots {
+    pub source: Option<PathBuf>,
+    pub restored: PathBuf,
+}
+
+/// The submitting side of the pool; lives on the walking thread.
+pub(crate) struct Pool {
+    jobs: Option<SyncSender<Job>>,
+    done: Receiver<Done>,
+    waiting: BTreeMap<u64, Done>,
+    next_seq: u64,
+    next_out: u64,
+    abort: Arc<AtomicBool>,
+}
+
+/// Number of workers: `threads`, or one per core when 0.
+pub fn worker_count(threads: usize) -> usize {
+    if threads > 0 {
+        threads
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+impl Pool {
+    /// Starts `workers` threads in `scope`.
+    pub fn start<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        workers: usize,
+        roots: Roots,
+        deadline: Deadline,
+        progress: Option<Arc<Progress>>,
+    ) -> Pool {
+        let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(workers * 64);
+        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+        let (done_tx, done_rx) = mpsc::channel::<Done>();
+        let abort = Arc::new(AtomicBool::new(false));
+        for _ in 0..workers.max(1) {
+            let (rx, tx) = (jobs_rx.clone(), done_tx.clone());
+            let (roots, deadline) = (roots.clone(), deadline.clone());
+            let (abort, progress) = (abort.clone(), progress.clone());
+            scope.spawn(move || work(rx, tx, roots, deadline, abort, progress));
+        }
+        Pool {
+            jobs: Some(jobs_tx),
+            done: done_rx,
+            waiting: BTreeMap::new(),
+            next_seq: 0,
+            next_out: 0,
+            abort,
+        }
+    }
+
+    /// Queues a file; returns the results now ready, in order. Blocks while the
+    /// window of unfinished files is full.
+    pub fn submit(&mut self, rel: PathBuf, expected: Option<String>) -> Vec<Done> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut ready = Vec::new();
+        while self.next_seq - self.next_out > WINDOW {
+            if !self.wait_one(&mut ready) {
+                break;
+            }
+        }
+        if let Some(tx) = &self.jobs {
+            // A send fails only when every worker is gone; `finish` reports it.
+            let _ = tx.send(Job { seq, rel, expected });
+        }
+        while let Ok(d) = self.done.try_recv() {
+            self.waiting.insert(d.seq, d);
+        }
+        self.take_ready(&mut ready);
+        ready
+    }
+
+    /// Waits for every queued file; returns the remaining results in order, or
+    /// `None` when a worker died and results are missing.
+    pub fn finish(&mut self) -> Option<Vec<Done>> {
+        self.jobs = None;
+        let mut ready = Vec::new();
+        while self.next_out < self.next_seq {
+            if !self.wait_one(&mut ready) {
+                return None;
+            }
+        }
+        Some(ready)
+    }
+
+    /// Stops the workers without waiting for queued files.
+    pub fn abort(&mut self) {
+        self.abort.store(true, Ordering::Relaxed);
+        self.jobs = None;
+    }
+
+    fn wait_one(&mut self, ready: &mut Vec<Done>) -> bool {
+        match self.done.recv() {
+            Ok(d) => {
+                self.waiting.insert(d.seq, d);
+                self.take_ready(ready);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn take_ready(&mut self, ready: &mut Vec<Done>) {
+        while let Some(d) = self.waiting.remove(&self.next_out) {
+            self.next_out += 1;
+            ready.push(d);
+        }
+    }
+}
+
+fn work(
+    jobs: Arc<Mutex<Receiver<Job>>>,
+    done: Sender<Done>,
+    roots: Roots,
+    deadline: Deadline,
+    abort: Arc<AtomicBool>,
+    progress: Option<Arc<Progress>>,
+) {
+    let mut bufs = Buffers::default();
+    loop {
+        let job = {
+            let rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
+            rx.recv()
+        };
+        let Ok(job) = job else { return };
+        if abort.load(Ordering::Relaxed) {
+            return;
+        }
+        let dst = roots.restored.join(&job.rel);
+        let src = roots.source.as_ref().map(|s| s.join(&job.rel));
+        let result = check_with(
+            src.as_deref(),
+            &dst,
+            &deadline,
+            &mut bufs,
+            progress.as_deref(),
+        );
+        let source_mtime = match (&result, &src) {
+            (Ok(out), Some(s)) if out.first_diff.is_some() => std::fs::symlink_metadata(s)
+                .ok()
+                .and_then(|m| m.modified().ok()),
+            _ => None,
+        };
+        if let Some(p) = &progress {
+            Progress::add(&p.files_done, 1);
+        }
+        let seq = job.seq;
+        if done
+            .send(Done {
+                seq,
+                job,
+                result,
+                source_mtime,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
