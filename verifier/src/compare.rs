@@ -500,7 +500,7 @@ impl Comparer<'_> {
             Progress::add(&p.files_queued, 1);
             Progress::add(&p.bytes_queued, size);
         }
-        for d in self.pool.submit(rel, expected) {
+        for d in self.pool.submit(rel, expected, size) {
             self.apply(d)?;
         }
         Ok(())

@@ -27,6 +27,11 @@ pub const CHUNK: usize = 256 << 10;
 /// How many results may wait for an earlier, slower file before the walk pauses.
 const WINDOW: u64 = 4096;
 
+/// Files are handed to workers in batches of this many files or bytes, so
+/// small files do not cost a thread wake-up each.
+const BATCH_FILES: usize = 64;
+const BATCH_BYTES: u64 = 4 << 20;
+
 /// The result of reading one file's bytes.
 #[derive(Debug)]
 pub struct ContentOutcome {
@@ -59,9 +64,11 @@ impl Default for Buffers {
     }
 }
 
-fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads until `buf` is full, end of file, or `enough` bytes (the size the walk
+/// saw, so a small file costs one read instead of two).
+fn fill(r: &mut impl Read, buf: &mut [u8], enough: usize) -> io::Result<usize> {
     let mut n = 0;
-    while n < buf.len() {
+    while n < buf.len() && (n < enough || n == 0 && enough == 0) {
         match r.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
@@ -79,16 +86,26 @@ pub fn content_check(
     restored: &Path,
     deadline: &Deadline,
 ) -> Result<ContentOutcome, ContentError> {
-    check_with(source, restored, deadline, &mut Buffers::default(), None)
+    check_with(
+        source,
+        restored,
+        deadline,
+        &mut Buffers::default(),
+        None,
+        None,
+    )
 }
 
 /// [`content_check`] with the caller's buffers, counting bytes into `progress`.
+/// `size` is the size the walk saw: reading stops there instead of asking for
+/// one more read to see the end of the file.
 pub fn check_with(
     source: Option<&Path>,
     restored: &Path,
     deadline: &Deadline,
     bufs: &mut Buffers,
     progress: Option<&Progress>,
+    size: Option<u64>,
 ) -> Result<ContentOutcome, ContentError> {
     let mut dst = File::open(restored).map_err(ContentError::Restored)?;
     let mut src = match source {
@@ -101,12 +118,17 @@ pub fn check_with(
     let mut first_diff = None;
     loop {
         deadline.check().map_err(ContentError::Stopped)?;
-        let n = fill(&mut dst, a).map_err(ContentError::Restored)?;
+        // Past the walk's size (or without one) read to the end of the file.
+        let enough = match size {
+            Some(s) if s >= offset => usize::try_from(s - offset).unwrap_or(usize::MAX),
+            _ => usize::MAX,
+        };
+        let n = fill(&mut dst, a, enough).map_err(ContentError::Restored)?;
         hasher.update(&a[..n]);
         if let Some(s) = &mut src
             && first_diff.is_none()
         {
-            let m = fill(s, b).map_err(ContentError::Source)?;
+            let m = fill(s, b, enough).map_err(ContentError::Source)?;
             let k = n.min(m);
             if a[..k] != b[..k] {
                 let i = a[..k].iter().zip(&b[..k]).position(|(x, y)| x != y);
@@ -134,6 +156,8 @@ pub fn check_with(
 pub(crate) struct Job {
     seq: u64,
     pub rel: PathBuf,
+    /// The size the walk saw.
+    size: u64,
     /// The hash a manifest expects, when comparing against one.
     pub expected: Option<String>,
 }
@@ -156,8 +180,10 @@ pub(crate) struct Roots {
 
 /// The submitting side of the pool; lives on the walking thread.
 pub(crate) struct Pool {
-    jobs: Option<SyncSender<Job>>,
-    done: Receiver<Done>,
+    jobs: Option<SyncSender<Vec<Job>>>,
+    done: Receiver<Vec<Done>>,
+    batch: Vec<Job>,
+    batch_bytes: u64,
     waiting: BTreeMap<u64, Done>,
     next_seq: u64,
     next_out: u64,
@@ -182,9 +208,9 @@ impl Pool {
         deadline: Deadline,
         progress: Option<Arc<Progress>>,
     ) -> Pool {
-        let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(workers * 64);
+        let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Vec<Job>>(workers * 4);
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
-        let (done_tx, done_rx) = mpsc::channel::<Done>();
+        let (done_tx, done_rx) = mpsc::channel::<Vec<Done>>();
         let abort = Arc::new(AtomicBool::new(false));
         for _ in 0..workers.max(1) {
             let (rx, tx) = (jobs_rx.clone(), done_tx.clone());
@@ -195,6 +221,8 @@ impl Pool {
         Pool {
             jobs: Some(jobs_tx),
             done: done_rx,
+            batch: Vec::with_capacity(BATCH_FILES),
+            batch_bytes: 0,
             waiting: BTreeMap::new(),
             next_seq: 0,
             next_out: 0,
@@ -204,29 +232,55 @@ impl Pool {
 
     /// Queues a file; returns the results now ready, in order. Blocks while the
     /// window of unfinished files is full.
-    pub fn submit(&mut self, rel: PathBuf, expected: Option<String>) -> Vec<Done> {
+    pub fn submit(&mut self, rel: PathBuf, expected: Option<String>, size: u64) -> Vec<Done> {
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.batch.push(Job {
+            seq,
+            rel,
+            size,
+            expected,
+        });
+        self.batch_bytes += size;
         let mut ready = Vec::new();
+        if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
+            self.flush();
+        }
         while self.next_seq - self.next_out > WINDOW {
+            self.flush();
             if !self.wait_one(&mut ready) {
                 break;
             }
         }
-        if let Some(tx) = &self.jobs {
-            // A send fails only when every worker is gone; `finish` reports it.
-            let _ = tx.send(Job { seq, rel, expected });
-        }
-        while let Ok(d) = self.done.try_recv() {
-            self.waiting.insert(d.seq, d);
+        while let Ok(batch) = self.done.try_recv() {
+            self.keep(batch);
         }
         self.take_ready(&mut ready);
         ready
     }
 
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_FILES));
+        self.batch_bytes = 0;
+        if let Some(tx) = &self.jobs {
+            // A send fails only when every worker is gone; `finish` reports it.
+            let _ = tx.send(batch);
+        }
+    }
+
+    fn keep(&mut self, batch: Vec<Done>) {
+        for d in batch {
+            self.waiting.insert(d.seq, d);
+        }
+    }
+
     /// Waits for every queued file; returns the remaining results in order, or
     /// `None` when a worker died and results are missing.
     pub fn finish(&mut self) -> Option<Vec<Done>> {
+        self.flush();
         self.jobs = None;
         let mut ready = Vec::new();
         while self.next_out < self.next_seq {
@@ -240,13 +294,14 @@ impl Pool {
     /// Stops the workers without waiting for queued files.
     pub fn abort(&mut self) {
         self.abort.store(true, Ordering::Relaxed);
+        self.batch.clear();
         self.jobs = None;
     }
 
     fn wait_one(&mut self, ready: &mut Vec<Done>) -> bool {
         match self.done.recv() {
-            Ok(d) => {
-                self.waiting.insert(d.seq, d);
+            Ok(batch) => {
+                self.keep(batch);
                 self.take_ready(ready);
                 true
             }
@@ -263,8 +318,8 @@ impl Pool {
 }
 
 fn work(
-    jobs: Arc<Mutex<Receiver<Job>>>,
-    done: Sender<Done>,
+    jobs: Arc<Mutex<Receiver<Vec<Job>>>>,
+    done: Sender<Vec<Done>>,
     roots: Roots,
     deadline: Deadline,
     abort: Arc<AtomicBool>,
@@ -272,43 +327,99 @@ fn work(
 ) {
     let mut bufs = Buffers::default();
     loop {
-        let job = {
+        let batch = {
             let rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
             rx.recv()
         };
-        let Ok(job) = job else { return };
-        if abort.load(Ordering::Relaxed) {
-            return;
-        }
-        let dst = roots.restored.join(&job.rel);
-        let src = roots.source.as_ref().map(|s| s.join(&job.rel));
-        let result = check_with(
-            src.as_deref(),
-            &dst,
-            &deadline,
-            &mut bufs,
-            progress.as_deref(),
-        );
-        let source_mtime = match (&result, &src) {
-            (Ok(out), Some(s)) if out.first_diff.is_some() => std::fs::symlink_metadata(s)
-                .ok()
-                .and_then(|m| m.modified().ok()),
-            _ => None,
-        };
-        if let Some(p) = &progress {
-            Progress::add(&p.files_done, 1);
-        }
-        let seq = job.seq;
-        if done
-            .send(Done {
-                seq,
+        let Ok(batch) = batch else { return };
+        let mut results = Vec::with_capacity(batch.len());
+        for job in batch {
+            if abort.load(Ordering::Relaxed) {
+                return;
+            }
+            results.push(check_one(
                 job,
-                result,
-                source_mtime,
-            })
-            .is_err()
-        {
+                &roots,
+                &deadline,
+                &mut bufs,
+                progress.as_deref(),
+            ));
+        }
+        if done.send(results).is_err() {
             return;
+        }
+    }
+}
+
+fn check_one(
+    job: Job,
+    roots: &Roots,
+    deadline: &Deadline,
+    bufs: &mut Buffers,
+    progress: Option<&Progress>,
+) -> Done {
+    let dst = roots.restored.join(&job.rel);
+    let src = roots.source.as_ref().map(|s| s.join(&job.rel));
+    let result = check_with(
+        src.as_deref(),
+        &dst,
+        deadline,
+        bufs,
+        progress,
+        Some(job.size),
+    );
+    let source_mtime = match (&result, &src) {
+        (Ok(out), Some(s)) if out.first_diff.is_some() => std::fs::symlink_metadata(s)
+            .ok()
+            .and_then(|m| m.modified().ok()),
+        _ => None,
+    };
+    if let Some(p) = progress {
+        Progress::add(&p.files_done, 1);
+    }
+    Done {
+        seq: job.seq,
+        job,
+        result,
+        source_mtime,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn check(src: &[u8], dst: &[u8], size: Option<u64>) -> ContentOutcome {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::write(&a, src).unwrap();
+        std::fs::write(&b, dst).unwrap();
+        let mut bufs = Buffers::default();
+        check_with(Some(&a), &b, &Deadline::none(), &mut bufs, None, size).unwrap()
+    }
+
+    #[test]
+    fn the_size_hint_never_hides_bytes() {
+        for len in [0, 1, 500, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let sha = hex::encode(Sha256::digest(&data));
+            for hint in [None, Some(len as u64)] {
+                let out = check(&data, &data, hint);
+                assert_eq!((out.bytes, &out.sha256), (len as u64, &sha), "len {len}");
+                assert_eq!(out.first_diff, None);
+            }
+            // A restored file longer than the walk saw is read to its end.
+            let mut longer = data.clone();
+            longer.extend_from_slice(b"tail");
+            let out = check(&longer, &longer, Some(len as u64));
+            assert_eq!(out.bytes, len as u64 + 4);
+            assert_eq!(out.sha256, hex::encode(Sha256::digest(&longer)));
+            // A source cut short is a difference where it ends.
+            if len > 0 {
+                let out = check(&data[..len - 1], &data, Some(len as u64));
+                assert_eq!(out.first_diff, Some(len as u64 - 1), "len {len}");
+            }
         }
     }
 }

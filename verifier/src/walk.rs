@@ -118,7 +118,12 @@ impl Walk {
         let inner = walkdir::WalkDir::new(root)
             .min_depth(1)
             .follow_links(false)
-            .sort_by(|a, b| a.file_name().cmp(b.file_name()))
+            // Siblings share their parent's prefix, so comparing whole paths as
+            // bytes orders them by name, without parsing components.
+            .sort_by(|a, b| {
+                let (a, b) = (a.path().as_os_str(), b.path().as_os_str());
+                a.as_encoded_bytes().cmp(b.as_encoded_bytes())
+            })
             .into_iter();
         Walk {
             root: root.to_path_buf(),
