@@ -811,3 +811,66 @@ fn html_report_renders_in_headless_chromium() {
         );
     }
 }
+
+#[test]
+fn rotating_drills_add_up_to_every_file_and_evidence_says_so() {
+    let site = Site::new(&format!(
+        "{}  [job.verify]\n  content = \"rotate\"\n  rotate_over = 3\n",
+        job("r", "backups/good/share-*.tar")
+    ));
+    let mut checked: Vec<String> = Vec::new();
+    for slice in 0..3 {
+        let before = text(&site.run(&["evidence", "list"]).stdout);
+        if slice > 0 {
+            assert!(
+                before.contains(&format!(
+                    "r: NOT every file content-verified within the last 3 drills: slice(s) {} of 0-2 had no passing drill ({slice} of 3 drills so far",
+                    if slice == 1 { "1-2" } else { "2" }
+                )),
+                "{before}"
+            );
+        }
+        let out = site.run(&["run", "--json"]);
+        let rec = records(&out).remove(0);
+        assert_eq!(rec["result"], "pass", "{}", text(&out.stderr));
+        assert_eq!(rec["verify"]["rotate"], json!({"slice": slice, "over": 3}));
+        assert!(
+            text(&out.stderr).contains(&format!("rotate slice {slice} of 0-2")),
+            "{}",
+            text(&out.stderr)
+        );
+        checked.extend(manifest_paths(&site, &rec));
+    }
+    // The three slices are disjoint and cover every file.
+    let files = walkdir::WalkDir::new(site.path("source"))
+        .into_iter()
+        .filter(|e| e.as_ref().unwrap().file_type().is_file())
+        .count();
+    let n = checked.len();
+    checked.sort();
+    checked.dedup();
+    assert_eq!((n, checked.len()), (files, files), "{checked:?}");
+
+    let listed = text(&site.run(&["evidence", "list"]).stdout);
+    assert!(
+        listed.contains(
+            "rotation: r: every file content-verified within the last 3 drills (slices 0-2, since "
+        ),
+        "{listed}"
+    );
+    let report = site.run(&["report", "--format", "md"]);
+    let md = text(&report.stdout);
+    assert!(
+        md.contains("r: every file content-verified within the last 3 drills"),
+        "{md}"
+    );
+    let ja = text(
+        &site
+            .run(&["report", "--format", "md", "--lang", "ja"])
+            .stdout,
+    );
+    assert!(
+        ja.contains("r：直近3回のドリルで全ファイルの内容を検証済み"),
+        "{ja}"
+    );
+}

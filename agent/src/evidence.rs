@@ -48,6 +48,38 @@ impl Filter {
     }
 }
 
+/// Under a listing: for each listed job that rotates its content checks, whether
+/// its last N drills (up to the listing's end) content-verified every file.
+fn rotation_lines(
+    ledger: &Ledger,
+    filter: &Filter,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    let upto: Vec<Record> = ledger
+        .records()?
+        .filter_map(Result::ok)
+        .filter(|r| filter.until.is_none_or(|u| r.started_at < u))
+        .collect();
+    let mut jobs: Vec<&str> = upto
+        .iter()
+        .filter(|r| filter.keeps(r) && r.verify.rotate.is_some())
+        .map(|r| r.job.as_str())
+        .collect();
+    jobs.sort_unstable();
+    jobs.dedup();
+    for job in jobs {
+        if let Some(c) = verifier::rotation_coverage(job, &upto) {
+            writeln!(
+                out,
+                "rotation: {}",
+                crate::report::rotation_text(&c, crate::report::Lang::En)
+            )
+            .ok();
+        }
+    }
+    Ok(())
+}
+
 pub fn list(ledger: &Ledger, filter: &Filter, json: bool) -> Result<Outcome, CliError> {
     let mut out = std::io::stdout().lock();
     use std::io::Write;
@@ -94,6 +126,9 @@ pub fn list(ledger: &Ledger, filter: &Filter, json: bool) -> Result<Outcome, Cli
     }
     if n == 0 && !json {
         eprintln!("no records in {} match", ledger.path().display());
+    }
+    if !json && n > 0 {
+        rotation_lines(ledger, filter, &mut out)?;
     }
     Ok(Outcome::Success)
 }

@@ -91,10 +91,15 @@ pub fn summary(r: &Record) -> String {
         seconds(r.restore.duration_seconds)
     );
     let v = &r.verify;
+    let slice = v
+        .rotate
+        .as_ref()
+        .map(|s| format!(" slice {} of 0-{}", s.slice, s.over.saturating_sub(1)))
+        .unwrap_or_default();
     let seed = v
         .sample_seed
-        .map(|x| format!(", seed {x}"))
-        .unwrap_or_default();
+        .map(|x| format!("{slice}, seed {x}"))
+        .unwrap_or(slice);
     let mut line = format!(
         "  verify   {} files compared against {}, {} content-checked ({}, {}{seed}) in {}",
         v.files_compared,

@@ -85,6 +85,8 @@ pub struct SystemReport {
     pub rpo: (u64, u64),
     pub failure_lines: Vec<FailureLine>,
     pub coverage: BTreeMap<String, u64>,
+    /// For jobs that rotate content checks: what their last N drills verified.
+    pub rotation: Vec<verifier::RotationCoverage>,
     pub score: u8,
     pub shortfalls: Vec<Shortfall>,
     /// Every drill, for the charts.
@@ -395,6 +397,16 @@ pub fn assess(
             rpo: objective(&|r| r.objectives.rpo_met),
             failure_lines,
             coverage,
+            rotation: s
+                .jobs
+                .iter()
+                .filter_map(|j| {
+                    let upto = records
+                        .iter()
+                        .filter(|r| r.started_at.with_timezone(&Utc) < period.until);
+                    verifier::rotation_coverage(j, upto)
+                })
+                .collect(),
             score,
             shortfalls,
             points: mine
@@ -464,6 +476,40 @@ const CROSSWALK: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// "every file content-verified within the last N drills", or what is missing.
+pub fn rotation_text(c: &verifier::RotationCoverage, lang: Lang) -> String {
+    let n = c.over;
+    let since = c
+        .since
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    let missing = verifier::slice_list(&c.missing);
+    match (lang, c.complete()) {
+        (Lang::En, true) => format!(
+            "{}: every file content-verified within the last {n} drills (slices 0-{}, since {since})",
+            c.job,
+            n - 1
+        ),
+        (Lang::En, false) => format!(
+            "{}: NOT every file content-verified within the last {n} drills: slice(s) {missing} of 0-{} had no passing drill ({} of {n} drills so far, since {since})",
+            c.job,
+            n - 1,
+            c.drills
+        ),
+        (Lang::Ja, true) => format!(
+            "{}：直近{n}回のドリルで全ファイルの内容を検証済み（スライス 0-{}、{since}以降）",
+            c.job,
+            n - 1
+        ),
+        (Lang::Ja, false) => format!(
+            "{}：直近{n}回のドリルでは全ファイルの内容を検証できていません。合格したドリルのないスライス：{missing}（0-{}中、{since}以降のドリル{}回）",
+            c.job,
+            n - 1,
+            c.drills
+        ),
+    }
+}
+
 struct Words {
     title: &'static str,
     period: &'static str,
@@ -483,6 +529,7 @@ struct Words {
     crosswalk: &'static str,
     crosswalk_text: &'static str,
     coverage: &'static str,
+    rotation: &'static str,
 }
 
 fn words(lang: Lang) -> Words {
@@ -516,6 +563,7 @@ fn words(lang: Lang) -> Words {
             crosswalk: "Crosswalk",
             crosswalk_text: "Each drill record (result, restore and verification figures, objectives, hash chain) supports these controls:",
             coverage: "Content verification (drills by mode: all files, sample, rotation, none)",
+            rotation: "Rotating content checks",
         },
         Lang::Ja => Words {
             title: "リストアテスト報告書",
@@ -546,6 +594,7 @@ fn words(lang: Lang) -> Words {
             crosswalk: "他基準との対応",
             crosswalk_text: "各ドリルの記録（結果、リストアと検証の数値、目標値、ハッシュチェーン）は次の管理策の証跡となります：",
             coverage: "内容の検証（方式別のドリル回数：all 全ファイル、sample 抽出、rotate ローテーション、none なし）",
+            rotation: "ローテーションによる内容の検証",
         },
     }
 }
@@ -602,6 +651,9 @@ pub fn markdown(a: &Assessment, lang: Lang) -> String {
             let _ = writeln!(s, "- {}", f.text(lang));
         }
         let _ = writeln!(s, "\n**{}**: {}", w.coverage, r.coverage_text());
+        for c in &r.rotation {
+            let _ = writeln!(s, "\n**{}**: {}", w.rotation, rotation_text(c, lang));
+        }
         if !r.failure_lines.is_empty() {
             let _ = writeln!(s, "\n**{}**", w.failures);
             for f in &r.failure_lines {
@@ -809,6 +861,14 @@ table{{border-collapse:collapse}}td{{border:1px solid #d0d7de;padding:.25em .6em
             w.coverage,
             esc(&r.coverage_text())
         );
+        for c in &r.rotation {
+            let _ = write!(
+                s,
+                "<p><b>{}</b>: {}</p>",
+                w.rotation,
+                esc(&rotation_text(c, lang))
+            );
+        }
         if !r.failure_lines.is_empty() {
             let _ = write!(s, "<p><b>{}</b></p><ul>", w.failures);
             for f in &r.failure_lines {

@@ -8,6 +8,7 @@
 mod checks;
 mod compare;
 mod content;
+mod coverage;
 mod deadline;
 mod drill;
 pub mod driver;
@@ -29,6 +30,7 @@ pub use compare::{
     compare_with, display, exclude_set,
 };
 pub use content::{CHUNK, ContentError, ContentOutcome, content_check, worker_count};
+pub use coverage::{RotationCoverage, rotation_coverage, slice_list};
 pub use deadline::{Deadline, Stop, humanize};
 pub use drill::{DrillEnv, DrillSpec, VerifySpec, new_id, note_record, run_drill, run_drill_as};
 pub use findings::{Finding, Findings, LIST_CAP};
