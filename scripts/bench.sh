@@ -165,6 +165,7 @@ for set in ${sets//,/ }; do
     echo "bench.sh: generating set $set ..." >&2
     gen "$set" "$src"
     cp -a "$src" "$dst"
+    sync # no writeback competing with the timed runs
     du -sh "$src" >&2
     echo "bench.sh: warming the cache ..." >&2
     for t in "${tools[@]}"; do time_one "$t" "$src" "$dst" >/dev/null; done
