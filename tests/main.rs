@@ -874,3 +874,47 @@ fn rotating_drills_add_up_to_every_file_and_evidence_says_so() {
         "{ja}"
     );
 }
+
+#[test]
+fn a_torn_ledger_line_is_kept_aside_and_evidence_verify_explains_it() {
+    let site = Site::new(&job("good", "backups/good/share-*.tar"));
+    assert_eq!(site.run(&["run"]).status.code(), Some(0));
+    // A crash while the next record was being written.
+    let ledger = site.path("state/ledger.jsonl");
+    let mut content = std::fs::read_to_string(&ledger).unwrap();
+    content.push_str("{\"format\":\"restore-verifier/record/v1\",\"id\":\"0");
+    std::fs::write(&ledger, &content).unwrap();
+    let out = site.run(&["evidence", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = text_of(&out);
+    assert!(
+        said.contains("BROKEN at line 2: incomplete last line"),
+        "{said}"
+    );
+
+    let out = site.run(&["run", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        records(&out)[0]["seq"],
+        3,
+        "the drill follows the repair record"
+    );
+    assert!(site.path("state/ledger.jsonl.torn-line2").exists());
+    let out = site.run(&["evidence", "verify"]);
+    let said = text_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("repaired  seq 2: the ledger's line 2")
+            && said.contains("OK: the hash chain holds for all 3 records"),
+        "{said}"
+    );
+    let listed = text(&site.run(&["evidence", "list"]).stdout);
+    assert!(
+        listed.contains("(ledger)") && listed.contains("error"),
+        "{listed}"
+    );
+}
+
+fn text_of(out: &Output) -> String {
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}

@@ -208,6 +208,9 @@ pub fn verify_text(
             rep.signed, rep.records
         );
     }
+    for (seq, what) in &rep.repairs {
+        let _ = writeln!(s, "repaired  seq {seq}: {what}");
+    }
     let outcome = match rep.problem {
         None => {
             let _ = writeln!(

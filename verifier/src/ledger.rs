@@ -16,6 +16,10 @@ use sha2::{Digest, Sha256};
 
 use crate::record::{FORMAT, Record};
 
+/// `job` of the `error` record that notes a repair of the ledger itself (job
+/// names in a config cannot contain parentheses).
+pub const LEDGER_JOB: &str = "(ledger)";
+
 /// `prev_hash` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -107,6 +111,20 @@ pub struct ChainReport {
     pub head_hash: String,
     /// The first problem; `None` when the chain holds.
     pub problem: Option<ChainProblem>,
+    /// Records noting a repair of the ledger (a torn last line set aside):
+    /// (seq, what happened).
+    pub repairs: Vec<(u64, String)>,
+}
+
+/// A torn last line that an append set aside.
+#[derive(Debug, Clone)]
+struct TornTail {
+    line: u64,
+    bytes: u64,
+    kept: PathBuf,
+    /// The head file says this line had been written completely: the end of
+    /// the ledger was damaged later, not torn by an interrupted write.
+    was_complete: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -161,7 +179,24 @@ impl Ledger {
                 source: e,
             })?;
         f.lock().map_err(werr)?;
-        let (seq, prev) = match self.last_line(&f)? {
+        if created && let Some(dir) = self.path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(werr)?;
+        }
+        if let Some(torn) = self.set_aside_torn_tail(&f)? {
+            let mut note = repair_record(rec, &torn);
+            self.append_locked(&f, &mut note)?;
+            tracing::warn!(ledger = %self.path.display(), kept = %torn.kept.display(), "The ledger's last line was torn by an interrupted write; its bytes were kept aside and an error record notes it.");
+        }
+        self.append_locked(&f, rec)
+    }
+
+    /// Appends under the lock the caller holds.
+    fn append_locked(&self, f: &File, rec: &mut Record) -> Result<(), LedgerError> {
+        let werr = |e| LedgerError::Write {
+            path: self.path.clone(),
+            source: e,
+        };
+        let (seq, prev) = match self.last_line(f)? {
             None => (1, GENESIS.to_string()),
             Some((line, text)) => {
                 let v: Value = serde_json::from_str(&text).map_err(|e| LedgerError::Corrupt {
@@ -188,11 +223,9 @@ impl Ledger {
         }
         let mut line = canonical(&v);
         line.push('\n');
-        (&f).write_all(line.as_bytes()).map_err(werr)?;
+        let mut w = f;
+        w.write_all(line.as_bytes()).map_err(werr)?;
         f.sync_data().map_err(werr)?;
-        if created && let Some(dir) = self.path.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(werr)?;
-        }
         // The record is durable in the ledger now; a stale head file only
         // weakens the tail check, so it must not turn success into failure.
         if let Err(e) = self.write_head(seq, &hash) {
@@ -200,6 +233,82 @@ impl Ledger {
         }
         rec.hash = hash;
         Ok(())
+    }
+
+    /// When the file does not end in a newline (a write was interrupted), moves
+    /// the incomplete line's bytes to `<ledger>.torn-line<N>` (durably) and cuts
+    /// the ledger back to its last complete line.
+    fn set_aside_torn_tail(&self, f: &File) -> Result<Option<TornTail>, LedgerError> {
+        let rerr = |e| LedgerError::Read {
+            path: self.path.clone(),
+            source: e,
+        };
+        let werr = |e| LedgerError::Write {
+            path: self.path.clone(),
+            source: e,
+        };
+        let len = f.metadata().map_err(rerr)?.len();
+        if len == 0 {
+            return Ok(None);
+        }
+        let mut last = [0u8; 1];
+        f.read_exact_at(&mut last, len - 1).map_err(rerr)?;
+        if last[0] == b'\n' {
+            return Ok(None);
+        }
+        // The start of the torn line: just after the last newline, if any.
+        let mut keep = 0u64;
+        let mut end = len;
+        while end > 0 {
+            let start = end.saturating_sub(64 * 1024);
+            let mut buf = vec![0u8; (end - start) as usize];
+            f.read_exact_at(&mut buf, start).map_err(rerr)?;
+            if let Some(i) = buf.iter().rposition(|b| *b == b'\n') {
+                keep = start + i as u64 + 1;
+                break;
+            }
+            end = start;
+        }
+        let mut torn = vec![0u8; (len - keep) as usize];
+        f.read_exact_at(&mut torn, keep).map_err(rerr)?;
+        let line = self.count_lines(f)? + 1;
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "ledger".into());
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let mut kept = dir.join(format!("{name}.torn-line{line}"));
+        let mut n = 1;
+        let mut out = loop {
+            match OpenOptions::new().write(true).create_new(true).open(&kept) {
+                Ok(o) => break o,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    n += 1;
+                    kept = dir.join(format!("{name}.torn-line{line}-{n}"));
+                }
+                Err(e) => return Err(werr(e)),
+            }
+        };
+        out.write_all(&torn).map_err(werr)?;
+        out.sync_all().map_err(werr)?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(werr)?;
+        f.set_len(keep).map_err(werr)?;
+        f.sync_all().map_err(werr)?;
+        let head_seq = std::fs::read_to_string(self.head_path())
+            .ok()
+            .and_then(|h| {
+                h.split_whitespace()
+                    .next()
+                    .and_then(|s| s.parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        Ok(Some(TornTail {
+            line,
+            bytes: len - keep,
+            kept,
+            was_complete: head_seq >= line,
+        }))
     }
 
     fn write_head(&self, seq: u64, hash: &str) -> io::Result<()> {
@@ -335,7 +444,11 @@ impl Ledger {
                 })
             };
             if buf.last() != Some(&b'\n') {
-                report.problem = bad("incomplete last line (a write was interrupted)".into());
+                report.problem = bad(format!(
+                    "incomplete last line ({} bytes; a write was interrupted). The records before it are not affected; the next append keeps these bytes aside in {}.torn-line{line_no} and records an error saying so",
+                    buf.len(),
+                    self.path.display()
+                ));
                 return Ok(report);
             }
             let v: Value = match serde_json::from_slice(&buf) {
@@ -398,6 +511,11 @@ impl Ledger {
                     return Ok(report);
                 }
             };
+            if rec.job == LEDGER_JOB {
+                report
+                    .repairs
+                    .push((rec.seq, rec.reasons.first().cloned().unwrap_or_default()));
+            }
             prev = stored;
             report.records += 1;
             report.head_hash = prev.clone();
@@ -426,6 +544,58 @@ impl Ledger {
             }
         }
         Ok(report)
+    }
+}
+
+/// The `error` record that continues the chain after a torn line was set aside.
+fn repair_record(next: &Record, torn: &TornTail) -> Record {
+    let now = chrono::Utc::now().with_timezone(next.finished_at.offset());
+    Record {
+        id: crate::drill::new_id(),
+        seq: 0,
+        job: LEDGER_JOB.to_string(),
+        system: None,
+        trigger: crate::record::Trigger {
+            kind: next.trigger.kind,
+            reason: None,
+            scheduled_for: None,
+        },
+        started_at: now,
+        finished_at: now,
+        result: crate::record::Verdict::Error,
+        reasons: vec![if torn.was_complete {
+            format!(
+                "the ledger's line {} ({} bytes left) had been written completely (the head file records it) \
+                 but was found cut short: the end of the ledger was damaged after it was written; \
+                 its bytes were kept in {} and the chain continues from the record before it",
+                torn.line,
+                torn.bytes,
+                torn.kept.display()
+            )
+        } else {
+            format!(
+                "the ledger's line {} ({} bytes) was torn by an interrupted write (a crash or a full disk); \
+                 its bytes were kept in {} and the chain continues from the record before it; \
+                 a drill whose record was lost this way is recorded again by crash recovery when its in-progress marker remains",
+                torn.line,
+                torn.bytes,
+                torn.kept.display()
+            )
+        }],
+        backup: Default::default(),
+        restore: Default::default(),
+        verify: Default::default(),
+        objectives: Default::default(),
+        checks: Vec::new(),
+        sandbox: crate::record::SandboxSection {
+            path: String::new(),
+            removed: true,
+        },
+        artifacts: None,
+        prev_hash: String::new(),
+        hash: String::new(),
+        signature: None,
+        ..next.clone()
     }
 }
 

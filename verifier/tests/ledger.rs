@@ -143,14 +143,89 @@ fn swapped_records_are_found() {
 }
 
 #[test]
-fn torn_last_line_is_reported_and_appends_refuse() {
+fn a_torn_last_line_is_kept_aside_and_the_chain_goes_on_with_an_error_record() {
     let tmp = tempfile::tempdir().unwrap();
-    let l = ledger_with(tmp.path(), 2);
+    let l = ledger_with(tmp.path(), 3);
     let text = std::fs::read_to_string(l.path()).unwrap();
-    std::fs::write(l.path(), &text[..text.len() - 10]).unwrap();
-    assert_eq!(first_bad(&l), Some(2));
-    let err = l.append(&mut record("job", 3)).unwrap_err();
-    assert!(err.to_string().contains("incomplete"), "{err}");
+    // A crash in the middle of writing line 3.
+    let cut = text.len() - 40;
+    let line3_start = text[..text.len() - 1].rfind('\n').unwrap() + 1;
+    std::fs::write(l.path(), &text[..cut]).unwrap();
+    let rep = l.verify().unwrap();
+    let p = rep.problem.expect("the torn line is reported");
+    assert_eq!(p.line, 3);
+    assert!(p.what.contains("incomplete last line"), "{}", p.what);
+    assert!(p.what.contains("torn-line3"), "{}", p.what);
+
+    let mut next = record("job", 4);
+    l.append(&mut next).unwrap();
+    let kept = tmp.path().join("ledger.jsonl.torn-line3");
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        text.as_bytes()[line3_start..cut].to_vec(),
+        "exactly the torn bytes are kept"
+    );
+    let recs: Vec<Record> = l.records().unwrap().map(Result::unwrap).collect();
+    assert_eq!(recs.len(), 4);
+    assert_eq!(recs[2].job, LEDGER_JOB);
+    assert_eq!(recs[2].result, Verdict::Error);
+    assert!(
+        recs[2].reasons[0].contains("line 3"),
+        "{:?}",
+        recs[2].reasons
+    );
+    // Line 3 had been acknowledged (the head file says so): damage, not a crash.
+    assert!(
+        recs[2].reasons[0].contains("damaged after it was written"),
+        "{:?}",
+        recs[2].reasons
+    );
+    assert!(
+        recs[2].reasons[0].contains(&kept.display().to_string()),
+        "{:?}",
+        recs[2].reasons
+    );
+    assert_eq!((recs[3].seq, &recs[3].id), (4, &next.id));
+    let rep = l.verify().unwrap();
+    assert!(rep.problem.is_none(), "{:?}", rep.problem);
+    assert_eq!(rep.records, 4);
+    assert_eq!(rep.repairs.len(), 1);
+    assert_eq!(rep.repairs[0].0, 3);
+
+    // A crash while writing line 5: a torn write, not damage.
+    let text = std::fs::read_to_string(l.path()).unwrap();
+    std::fs::write(l.path(), format!("{text}{{\"torn")).unwrap();
+    l.append(&mut record("job", 5)).unwrap();
+    assert_eq!(
+        std::fs::read(tmp.path().join("ledger.jsonl.torn-line5")).unwrap(),
+        b"{\"torn"
+    );
+    let recs: Vec<Record> = l.records().unwrap().map(Result::unwrap).collect();
+    assert!(
+        recs[4].reasons[0].contains("torn by an interrupted write"),
+        "{:?}",
+        recs[4].reasons
+    );
+    let rep = l.verify().unwrap();
+    assert!(rep.problem.is_none());
+    assert_eq!(rep.repairs.len(), 2);
+}
+
+#[test]
+fn a_torn_line_that_is_the_whole_file_is_kept_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("ledger.jsonl");
+    std::fs::write(&path, b"{\"format\":\"restore-ver").unwrap();
+    let l = Ledger::new(&path);
+    l.append(&mut record("job", 1)).unwrap();
+    let recs: Vec<Record> = l.records().unwrap().map(Result::unwrap).collect();
+    assert_eq!(recs.len(), 2);
+    assert_eq!((recs[0].seq, recs[0].job.as_str()), (1, LEDGER_JOB));
+    assert_eq!(
+        std::fs::read(tmp.path().join("ledger.jsonl.torn-line1")).unwrap(),
+        b"{\"format\":\"restore-ver"
+    );
+    assert!(l.verify().unwrap().problem.is_none());
 }
 
 #[test]
