@@ -9,6 +9,7 @@ PACKAGES=(gcc make pkg-config ca-certificates procps
   prometheus prometheus-alertmanager # promtool checks /metrics; alerts reach a real Alertmanager
   restic borgbackup # real restore tools in end-to-end tests
   sqlite3 # post-restore checks in tests
+  time faketime # the fault matrix: peak memory of a run, a clock set back
   postgresql postgresql-client # throw-away clusters for dump drills
   python3-aiosmtpd # a real SMTP server for mail alerts
   chromium fonts-noto-cjk fontconfig # the HTML report, rendered headless, in Japanese too

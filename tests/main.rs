@@ -3,6 +3,7 @@
 mod agent;
 mod alerts;
 mod common;
+mod faults;
 mod tools;
 
 use std::path::{Path, PathBuf};

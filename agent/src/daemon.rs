@@ -526,6 +526,7 @@ fn kind_name(k: TriggerKind) -> &'static str {
 /// Runs the agent until SIGTERM or SIGINT.
 pub fn run(cfg_path: PathBuf) -> Result<Outcome, CliError> {
     let cfg = config::load(&cfg_path, Check::Values)?;
+    drills::check_dirs(&cfg).map_err(CliError::Usage)?;
     let token = read_token(&cfg).map_err(|e| CliError::Usage(format!("{e:#}")))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

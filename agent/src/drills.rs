@@ -29,6 +29,33 @@ pub fn signing_ledger(cfg: &Config) -> anyhow::Result<Ledger> {
     }
 }
 
+/// Makes sure `state_dir` and `sandbox_dir` exist and can be written, before any
+/// drill runs: a drill whose record cannot be kept must not start.
+pub fn check_dirs(cfg: &Config) -> Result<(), String> {
+    for (key, dir) in [
+        ("state_dir", &cfg.agent.state_dir),
+        ("sandbox_dir", &cfg.agent.sandbox_dir),
+    ] {
+        let probe = std::fs::create_dir_all(dir).and_then(|()| {
+            tempfile::Builder::new()
+                .prefix(".rv-probe")
+                .tempfile_in(dir)
+        });
+        if let Err(e) = probe {
+            return Err(format!(
+                "{key} {} is not writable ({e}); drills need it to keep {}. Fix its permissions or mount, or set [agent] {key} to a writable directory",
+                dir.display(),
+                if key == "state_dir" {
+                    "their records"
+                } else {
+                    "their sandboxes"
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A fresh random number (for seeds and jitter); not for secrets.
 pub fn random_u64() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

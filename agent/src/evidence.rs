@@ -211,6 +211,9 @@ pub fn verify_text(
     for (seq, what) in &rep.repairs {
         let _ = writeln!(s, "repaired  seq {seq}: {what}");
     }
+    for (seq, what) in &rep.clock_notes {
+        let _ = writeln!(s, "clock     seq {seq}: {what}");
+    }
     let outcome = match rep.problem {
         None => {
             let _ = writeln!(

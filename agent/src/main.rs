@@ -307,8 +307,10 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 TriggerArg::Manual => TriggerKind::Manual,
                 TriggerArg::Change => TriggerKind::Change,
             };
-            // An unreadable signing key stops everything before any drill runs.
+            // An unreadable signing key or a state_dir that cannot be written
+            // stops everything before any drill runs.
             drills::signing_ledger(&cfg).map_err(|e| CliError::Usage(format!("{e:#}")))?;
+            drills::check_dirs(&cfg).map_err(CliError::Usage)?;
             let mut all_pass = true;
             let stop = drills::interrupt_flag();
             // Alerts from a one-off run go through the same outbox; what cannot

@@ -124,6 +124,10 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// How far a backup's time may be ahead of the drill's clock (clocks of two
+/// hosts differ a little) before the clock is judged wrong.
+const CLOCK_SKEW: i64 = 300;
+
 /// Runs one drill and returns its (not yet appended) record.
 pub fn run_drill(spec: &DrillSpec, env: &DrillEnv) -> Record {
     run_drill_as(spec, env, new_id())
@@ -353,6 +357,15 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
     });
     if let Some(rpo) = spec.rpo {
         match age {
+            // A backup from the future: the clock is wrong (or jumped back), and
+            // its age says nothing.
+            Some(a) if a < -CLOCK_SKEW => {
+                objectives.rpo_met = Some(false);
+                d.fails.push(format!(
+                    "the backup's time is {} after this drill started: the clock is wrong or went backwards, so the RPO cannot be shown to be met",
+                    humanize(Duration::from_secs(a.unsigned_abs()))
+                ));
+            }
             Some(a) => {
                 let met = a <= rpo.as_secs() as i64;
                 objectives.rpo_met = Some(met);

@@ -114,7 +114,14 @@ pub struct ChainReport {
     /// Records noting a repair of the ledger (a torn last line set aside):
     /// (seq, what happened).
     pub repairs: Vec<(u64, String)>,
+    /// Records that finished well before the record before them: the clock
+    /// went backwards (or was set back) between them. (seq, what).
+    pub clock_notes: Vec<(u64, String)>,
 }
+
+/// Records are appended as drills finish, so `finished_at` only goes back by
+/// the few moments two drills take to append; more is the clock going back.
+const CLOCK_BACK_TOLERANCE_SECS: i64 = 60;
 
 /// A torn last line that an append set aside.
 #[derive(Debug, Clone)]
@@ -511,6 +518,21 @@ impl Ledger {
                     return Ok(report);
                 }
             };
+            if let Some(before) = &report.last {
+                let back = before.finished_at - rec.finished_at;
+                if back.num_seconds() > CLOCK_BACK_TOLERANCE_SECS {
+                    report.clock_notes.push((
+                        rec.seq,
+                        format!(
+                            "finished at {}, {} before seq {} finished ({}): the clock went backwards or was set back between them",
+                            rec.finished_at.to_rfc3339(),
+                            crate::deadline::humanize(back.to_std().unwrap_or_default()),
+                            before.seq,
+                            before.finished_at.to_rfc3339()
+                        ),
+                    ));
+                }
+            }
             if rec.job == LEDGER_JOB {
                 report
                     .repairs
