@@ -196,3 +196,228 @@ fn the_clock_going_back_between_drills_gives_true_records() {
         "{said}"
     );
 }
+
+/// Mounts a tmpfs of `size` at `dir` for the life of the guard (root only; CI
+/// runs as root).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(
+            ok.success(),
+            "this test mounts a tmpfs and must run as root (CI does)"
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A tar job over a source holding one file of `bytes` random bytes.
+fn big_tar_site(bytes: usize, extra: &str) -> Site {
+    let site = Site::new("");
+    let src = site.path("big-source");
+    std::fs::create_dir_all(&src).unwrap();
+    let data: Vec<u8> = (0..bytes).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(src.join("data.bin"), data).unwrap();
+    let archive = site.path("big.tar");
+    let ok = Command::new("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&src)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::write(
+        &site.config,
+        format!(
+            "{AGENT}\n[[job]]\nname = \"big\"\nsource = \"big-source\"\n{extra}  [job.backup]\n  type = \"tar\"\n  path = \"big.tar\"\n"
+        ),
+    )
+    .unwrap();
+    site
+}
+
+#[test]
+fn a_restore_larger_than_max_restore_bytes_is_refused_before_it_starts() {
+    let site = big_tar_site(3 << 20, "max_restore_bytes = \"1MiB\"\n");
+    let rec = one_record(&site.run(&["run", "--json"]));
+    assert_eq!(rec["result"], "error", "{rec}");
+    assert!(
+        rec["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("more than max_restore_bytes (1.0 MiB)"),
+        "{}",
+        rec["reasons"]
+    );
+    assert_eq!(rec["restore"]["bytes"], 0, "nothing was written");
+    assert!(is_empty_dir(&site.path("sandbox")));
+    // A bad size is a config error with its place.
+    let cfg = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(&site.config, cfg.replace("1MiB", "1 lightyear")).unwrap();
+    let out = site.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("job[0].max_restore_bytes: unknown size unit"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_restore_that_cannot_fit_in_sandbox_dir_is_refused_with_the_figures() {
+    let site = big_tar_site(3 << 20, "");
+    let _fs = Tmpfs::mount(&site.path("sandbox"), "2m");
+    let rec = one_record(&site.run(&["run", "--json"]));
+    assert_eq!(rec["result"], "error", "{rec}");
+    let why = rec["reasons"][0].as_str().unwrap();
+    assert!(
+        why.contains("not enough space in sandbox_dir")
+            && why.contains("the restore needs about 3.0 MiB"),
+        "{why}"
+    );
+    assert!(is_empty_dir(&site.path("sandbox")));
+}
+
+#[test]
+fn running_out_of_space_mid_restore_fails_cleanly_and_frees_the_space() {
+    // A runbook gives no size in advance: the disk fills during the restore.
+    let site = command_site(
+        "cp -a \"$1/.\" \"$2/\" && head -c 3000000 /dev/zero > \"$2/filler\"",
+        "",
+    );
+    let _fs = Tmpfs::mount(&site.path("sandbox"), "1m");
+    let rec = one_record(&site.run(&["run", "--json"]));
+    assert_eq!(rec["result"], "fail", "{rec}");
+    assert!(
+        rec["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device"),
+        "{}",
+        rec["reasons"]
+    );
+    assert!(
+        is_empty_dir(&site.path("sandbox")),
+        "the sandbox is removed"
+    );
+    let out = Command::new("df")
+        .args(["--output=used", "-B1"])
+        .arg(site.path("sandbox"))
+        .output()
+        .unwrap();
+    let used: u64 = text(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        used < 64 * 1024,
+        "the tmpfs is empty again: {used} bytes used"
+    );
+}
+
+#[test]
+fn a_member_claiming_10_gib_of_zeros_is_stopped_at_max_restore_bytes() {
+    need("/usr/bin/time", "time");
+    let site = Site::new("");
+    let src = site.path("sparse-source");
+    std::fs::create_dir_all(&src).unwrap();
+    let f = std::fs::File::create(src.join("zeros.img")).unwrap();
+    f.set_len(10 << 30).unwrap();
+    let archive = site.path("sparse.tar");
+    let ok = Command::new("tar")
+        .arg("--sparse")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&src)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert!(
+        std::fs::metadata(&archive).unwrap().len() < 1 << 20,
+        "a small archive"
+    );
+    // Without a cap, the size its headers claim is checked against free space.
+    std::fs::write(
+        &site.config,
+        format!(
+            "{AGENT}\n[[job]]\nname = \"sparse\"\nsource = \"sparse-source\"\n  [job.backup]\n  type = \"tar\"\n  path = \"sparse.tar\"\n"
+        ),
+    )
+    .unwrap();
+    {
+        let _fs = Tmpfs::mount(&site.path("sandbox"), "100m");
+        let rec = one_record(&site.run(&["run", "--json"]));
+        assert_eq!(rec["result"], "error", "{rec}");
+        assert!(
+            rec["reasons"][0]
+                .as_str()
+                .unwrap()
+                .contains("the restore needs about 10.0 GiB"),
+            "{}",
+            rec["reasons"]
+        );
+    }
+    std::fs::write(
+        &site.config,
+        format!(
+            "{AGENT}\n[[job]]\nname = \"sparse\"\nsource = \"sparse-source\"\nmax_restore_bytes = \"64MiB\"\n  [job.backup]\n  type = \"tar\"\n  path = \"sparse.tar.gz\"\n"
+        ),
+    )
+    .unwrap();
+    // Compressed, the archive does not say how much it holds: the cap stops
+    // the restore as it writes.
+    let ok = Command::new("gzip")
+        .arg("-k")
+        .arg(&archive)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let t0 = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "peak-rss-kib %M", "-o"])
+        .arg(site.path("rss"))
+        .arg(env!("CARGO_BIN_EXE_restore-verifier"))
+        .arg("-c")
+        .arg(&site.config)
+        .args(["run", "--json"])
+        .env_remove("RESTORE_VERIFIER_CONFIG")
+        .output()
+        .unwrap();
+    let rec = one_record(&out);
+    assert_eq!(rec["result"], "error", "{rec}");
+    assert!(
+        rec["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("passed max_restore_bytes (64.0 MiB) while writing zeros.img"),
+        "{}",
+        rec["reasons"]
+    );
+    assert!(t0.elapsed() < Duration::from_secs(60));
+    let rss = std::fs::read_to_string(site.path("rss")).unwrap();
+    let rss: u64 = rss
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kib ")?.trim().parse().ok())
+        .unwrap();
+    assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
+    assert!(is_empty_dir(&site.path("sandbox")));
+}

@@ -193,6 +193,8 @@ pub struct Job {
     pub max_interval: Option<Duration>,
     pub catch_up: bool,
     pub jitter: Option<Duration>,
+    /// Refuse a restore larger than this many bytes.
+    pub max_restore_bytes: Option<u64>,
     pub source: Option<PathBuf>,
     pub backup: Backup,
     pub verify: Verify,
@@ -328,6 +330,7 @@ struct RawJob {
     max_interval: Option<Spanned<String>>,
     catch_up: Option<bool>,
     jitter: Option<Spanned<String>>,
+    max_restore_bytes: Option<Spanned<String>>,
     source: Option<Spanned<String>>,
     backup: Spanned<RawBackup>,
     verify: Option<RawVerify>,
@@ -782,6 +785,46 @@ fn duration(cx: &mut Ctx, v: Option<Spanned<String>>, key: String) -> Option<Dur
     }
 }
 
+/// A size such as `500MiB`, `20GB` or `1048576` (bytes).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size; write e.g. \"500MiB\" or \"20GB\""))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?}; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .filter(|b| *b > 0)
+        .ok_or_else(|| format!("{s:?} must be more than 0 and less than 16 EiB"))
+}
+
+fn bytes_key(cx: &mut Ctx, v: Option<Spanned<String>>, key: String) -> Option<u64> {
+    let v = v?;
+    match parse_bytes(v.get_ref()) {
+        Ok(n) => Some(n),
+        Err(m) => {
+            cx.at(v.span(), key, m);
+            None
+        }
+    }
+}
+
 fn count(cx: &mut Ctx, v: Option<Spanned<i64>>, key: String, min: i64, default: u64) -> u64 {
     match v {
         Some(n) if *n.get_ref() < min => {
@@ -811,6 +854,7 @@ fn job(
     });
     let timeout = duration(cx, j.timeout, k("timeout")).unwrap_or(DEFAULT_TIMEOUT);
     let rto = duration(cx, j.rto, k("rto"));
+    let max_restore_bytes = bytes_key(cx, j.max_restore_bytes, k("max_restore_bytes"));
     let rpo = duration(cx, j.rpo, k("rpo"));
     let max_interval = duration(cx, j.max_interval, k("max_interval"));
     let jitter = duration(cx, j.jitter, k("jitter"));
@@ -974,6 +1018,7 @@ fn job(
         max_interval,
         catch_up: j.catch_up.unwrap_or(false),
         jitter,
+        max_restore_bytes,
         source,
         backup: backup?,
         verify,

@@ -180,6 +180,7 @@ pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpe
         timeout: Some(job.timeout),
         rto: job.rto,
         rpo: job.rpo,
+        max_restore_bytes: job.max_restore_bytes,
     }
 }
 

@@ -5,18 +5,7 @@ use std::fmt::Write;
 use verifier::{Findings, Record, Verdict, humanize};
 
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    verifier::human_bytes(n)
 }
 
 pub fn seconds(s: f64) -> String {

@@ -81,6 +81,22 @@ impl Deadline {
 }
 
 /// "2h", "90s", "1d 2h" — compact and readable, for reasons and summaries.
+/// A byte count for people: `512 B`, `1.5 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 pub fn humanize(d: Duration) -> String {
     let s = d.as_secs();
     if s == 0 {

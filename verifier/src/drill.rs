@@ -58,6 +58,8 @@ pub struct DrillSpec {
     pub timeout: Option<Duration>,
     pub rto: Option<Duration>,
     pub rpo: Option<Duration>,
+    /// Refuse (before, or stop during) a restore larger than this.
+    pub max_restore_bytes: Option<u64>,
     /// Commands run against the restored data after the compare.
     pub checks: Vec<CheckSpec>,
 }
@@ -250,12 +252,30 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                     env.sandbox_dir.display()
                 )));
             }
+            if let Some(estimate) = info.size_estimate
+                && let Err(e) =
+                    crate::driver::check_space(estimate, spec.max_restore_bytes, &env.sandbox_dir)
+            {
+                backup = info;
+                return Err(e);
+            }
             env.phase(Phase::Restoring);
+            stats.max_bytes = spec.max_restore_bytes;
             let r = spec
                 .driver
                 .restore(&mut info, sb.path(), &deadline, &mut stats);
             backup = info;
-            r
+            // (A database restore counts rows, not bytes.)
+            match (r, spec.max_restore_bytes) {
+                (Ok(()), Some(max)) if stats.bytes > max && spec.driver.kind() != "postgres" => {
+                    Err(DriverError::Space(format!(
+                        "the restore wrote {}, more than max_restore_bytes ({})",
+                        crate::deadline::human_bytes(stats.bytes),
+                        crate::deadline::human_bytes(max)
+                    )))
+                }
+                (r, _) => r,
+            }
         });
         restore_time = t.elapsed();
         if let Err(e) = restored {

@@ -31,7 +31,7 @@ pub use compare::{
 };
 pub use content::{CHUNK, ContentError, ContentOutcome, content_check, worker_count};
 pub use coverage::{RotationCoverage, rotation_coverage, slice_list};
-pub use deadline::{Deadline, Stop, humanize};
+pub use deadline::{Deadline, Stop, human_bytes, humanize};
 pub use drill::{DrillEnv, DrillSpec, VerifySpec, new_id, note_record, run_drill, run_drill_as};
 pub use findings::{Finding, Findings, LIST_CAP};
 pub use ledger::{

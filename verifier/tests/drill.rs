@@ -47,6 +47,7 @@ impl Lab {
             timeout: Some(Duration::from_secs(120)),
             rto: None,
             rpo: None,
+            max_restore_bytes: None,
             checks: Vec::new(),
         }
     }

@@ -158,6 +158,7 @@ impl Driver for BorgDriver {
             location: Some(PathBuf::from(format!("{}::{}", self.repository, a.name))),
             created_at: created,
             sha256: None,
+            size_estimate: None,
         })
     }
 

@@ -57,6 +57,7 @@ impl Driver for CommandDriver {
             created_at: self.backup_time.or(mtime),
             location,
             sha256: None,
+            size_estimate: None,
         })
     }
 

@@ -18,6 +18,17 @@ pub struct DirDriver {
     pub backup_time: Option<SystemTime>,
 }
 
+/// Bytes of file content under `root` (what a copy will write).
+fn tree_bytes(root: &Path) -> u64 {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 impl Driver for DirDriver {
     fn kind(&self) -> &'static str {
         "dir"
@@ -31,6 +42,7 @@ impl Driver for DirDriver {
                 location: Some(self.path.clone()),
                 created_at: self.backup_time,
                 sha256: None,
+                size_estimate: Some(tree_bytes(&self.path)),
             }),
             Ok(_) => Err(DriverError::NotFound(format!(
                 "{} is not a directory",

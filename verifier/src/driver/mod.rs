@@ -40,6 +40,9 @@ pub struct BackupInfo {
     pub created_at: Option<SystemTime>,
     /// SHA-256 of the backup file as read during the restore, when it is one file.
     pub sha256: Option<String>,
+    /// About how many bytes the restore will write, when the driver can tell
+    /// before restoring (archive size and compression, dump size, tree size).
+    pub size_estimate: Option<u64>,
 }
 
 /// What a restore produced.
@@ -63,6 +66,9 @@ pub struct RestoreStats {
     pub verified: Option<crate::compare::CompareReport>,
     /// Extra environment for post-restore checks (e.g. PGHOST).
     pub check_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    /// Set by the drill before the restore: drivers that write the files
+    /// themselves stop when their content passes this many bytes.
+    pub max_bytes: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +105,9 @@ pub enum DriverError {
     /// The drill is set up in a way that would break a safety rule.
     #[error("{0}")]
     Setup(String),
+    /// Not enough room for the restore, or more than `max_restore_bytes`.
+    #[error("{0}")]
+    Space(String),
 }
 
 impl DriverError {
@@ -123,7 +132,8 @@ impl DriverError {
             | DriverError::Stopped(Stop::Cancelled)
             | DriverError::Read { .. }
             | DriverError::Sandbox { .. }
-            | DriverError::Setup(_) => false,
+            | DriverError::Setup(_)
+            | DriverError::Space(_) => false,
         }
     }
 }
@@ -148,7 +158,40 @@ pub(crate) fn file_backup(
         created_at: backup_time.or(meta.modified().ok()),
         location: Some(path),
         sha256: None,
+        size_estimate: meta.is_file().then_some(meta.len()),
     })
+}
+
+/// Refuses a restore that cannot fit: more than `max` bytes, or more than the
+/// free space of `sandbox_dir` minus a reserve (5% of the filesystem, at most
+/// 1 GiB), so a drill never fills the disk it shares with production.
+pub fn check_space(estimate: u64, max: Option<u64>, sandbox_dir: &Path) -> Result<(), DriverError> {
+    use crate::deadline::human_bytes;
+    if let Some(max) = max
+        && estimate > max
+    {
+        return Err(DriverError::Space(format!(
+            "the restore would write about {}, more than max_restore_bytes ({}); raise it or restore a smaller selection",
+            human_bytes(estimate),
+            human_bytes(max)
+        )));
+    }
+    let st = rustix::fs::statvfs(sandbox_dir).map_err(|e| DriverError::Read {
+        path: sandbox_dir.to_path_buf(),
+        source: e.into(),
+    })?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let reserve = (st.f_blocks.saturating_mul(st.f_frsize) / 20).min(1 << 30);
+    if estimate.saturating_add(reserve) > free {
+        return Err(DriverError::Space(format!(
+            "not enough space in sandbox_dir {}: the restore needs about {}, {} is free and {} is kept in reserve; free some space or move sandbox_dir",
+            sandbox_dir.display(),
+            human_bytes(estimate),
+            human_bytes(free),
+            human_bytes(reserve)
+        )));
+    }
+    Ok(())
 }
 
 /// A backup type.

@@ -160,6 +160,7 @@ impl Driver for ResticDriver {
             ))),
             created_at: created,
             sha256: None,
+            size_estimate: None,
         })
     }
 

@@ -45,13 +45,46 @@ pub fn newest_match(pattern: &str) -> Result<PathBuf, DriverError> {
         .ok_or_else(|| DriverError::NotFound(format!("no file matches {pattern}")))
 }
 
+/// What a compressed archive says its content size is, where the format keeps
+/// it: a zstd frame header's content size, or gzip's size field (modulo 4 GiB,
+/// so only a lower bound). `None` for plain tar or when unknown.
+fn uncompressed_size(path: &Path) -> Option<u64> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path).ok()?;
+    let mut head = [0u8; 18];
+    let n = f.read(&mut head).ok()?;
+    if n >= 2 && head[..2] == [0x1f, 0x8b] {
+        let mut tail = [0u8; 4];
+        f.seek(SeekFrom::End(-4)).ok()?;
+        f.read_exact(&mut tail).ok()?;
+        return Some(u64::from(u32::from_le_bytes(tail)));
+    }
+    if n >= 4 && head[..4] == [0x28, 0xb5, 0x2f, 0xfd] {
+        return zstd::zstd_safe::get_frame_content_size(&head[..n])
+            .ok()
+            .flatten();
+    }
+    // A plain archive: add up the members' sizes, seeking over their data.
+    f.seek(SeekFrom::Start(0)).ok()?;
+    let mut archive = tar::Archive::new(f);
+    let mut total = 0u64;
+    for entry in archive.entries_with_seek().ok()? {
+        total = total.saturating_add(entry.ok()?.size());
+    }
+    Some(total)
+}
+
 impl Driver for TarDriver {
     fn kind(&self) -> &'static str {
         "tar"
     }
 
     fn locate(&self, _deadline: &Deadline) -> Result<BackupInfo, DriverError> {
-        super::file_backup("tar", newest_match(&self.path)?, self.backup_time)
+        let mut info = super::file_backup("tar", newest_match(&self.path)?, self.backup_time)?;
+        if let Some(p) = &info.location {
+            info.size_estimate = info.size_estimate.max(uncompressed_size(p));
+        }
+        Ok(info)
     }
 
     fn restore(
@@ -87,6 +120,7 @@ impl Driver for TarDriver {
             detail: e.to_string(),
         };
         let mut x = Extract::new(&path, sandbox, deadline);
+        x.stats.max_bytes = stats.max_bytes;
         // What follows the last member: the tar reader stops after the first
         // zero block, so a complete archive still has at least the second one.
         // Nothing at all means the file was cut at a block boundary.
@@ -349,11 +383,20 @@ impl<'a> Extract<'a> {
                     )));
                 }
             };
+            total += n as u64;
+            if let Some(max) = self.stats.max_bytes
+                && self.stats.bytes + total > max
+            {
+                return Err(DriverError::Space(format!(
+                    "the restore passed max_restore_bytes ({}) while writing {}; stopped",
+                    crate::deadline::human_bytes(max),
+                    dest.strip_prefix(self.root).unwrap_or(dest).display()
+                )));
+            }
             f.write_all(&buf[..n]).map_err(|e| DriverError::Sandbox {
                 path: dest.to_path_buf(),
                 source: e,
             })?;
-            total += n as u64;
         }
         Ok(total)
     }
