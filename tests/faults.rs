@@ -421,3 +421,24 @@ fn a_member_claiming_10_gib_of_zeros_is_stopped_at_max_restore_bytes() {
     assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
     assert!(is_empty_dir(&site.path("sandbox")));
 }
+
+#[test]
+fn a_dir_drill_leaves_the_source_and_the_backup_as_they_were() {
+    let site = Site::new("");
+    copy_tree(&site.path("source"), &site.path("mirror"));
+    std::fs::write(
+        &site.config,
+        format!(
+            "{AGENT}\n[[job]]\nname = \"copy\"\nsource = \"source\"\n  [job.backup]\n  type = \"dir\"\n  path = \"mirror\"\n"
+        ),
+    )
+    .unwrap();
+    let backup = fingerprint(&site.path("mirror"));
+    // `Site::run` checks the source.
+    let rec = one_record(&site.run(&["run", "--json"]));
+    assert_eq!(rec["result"], "pass", "{rec}");
+    assert!(
+        backup == fingerprint(&site.path("mirror")),
+        "the drill changed the backup"
+    );
+}

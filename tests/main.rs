@@ -63,13 +63,25 @@ impl Site {
         self.tmp.path().join(p)
     }
 
+    /// Runs the binary on this site's config. A drill (`run`) must leave the
+    /// source exactly as it was: content, mode and mtime of every entry.
     fn run(&self, args: &[&str]) -> Output {
-        bin()
+        let source = self.path("source");
+        let before = (args.first() == Some(&"run")).then(|| fingerprint(&source));
+        let out = bin()
             .arg("-c")
             .arg(&self.config)
             .args(args)
             .output()
-            .unwrap()
+            .unwrap();
+        if let Some(before) = before {
+            assert!(
+                before == fingerprint(&source),
+                "the drill changed the source {}",
+                source.display()
+            );
+        }
+        out
     }
 }
 

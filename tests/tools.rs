@@ -66,6 +66,7 @@ fn corrupt_largest(dir: &Path) -> PathBuf {
 /// Runs `restore-verifier run` and, while it runs, looks for `secret` in every
 /// process's command line and environment. Returns the JSON record.
 fn run_watching(site: &Site, secret: &str) -> Value {
+    let before = fingerprint(&site.path("source"));
     let child = bin()
         .arg("-c")
         .arg(&site.config)
@@ -101,6 +102,10 @@ fn run_watching(site: &Site, secret: &str) -> Value {
     assert!(!all.contains(secret), "the secret is in the output or logs");
     let ledger = std::fs::read_to_string(site.path("state/ledger.jsonl")).unwrap();
     assert!(!ledger.contains(secret), "the secret is in the ledger");
+    assert!(
+        before == fingerprint(&site.path("source")),
+        "the drill changed the source"
+    );
     let mut recs = records(&out);
     assert_eq!(recs.len(), 1, "{}", text(&out.stderr));
     recs.remove(0)

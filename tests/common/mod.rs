@@ -101,3 +101,31 @@ pub fn is_empty_dir(p: &Path) -> bool {
         .map(|mut d| d.next().is_none())
         .unwrap_or(true)
 }
+
+/// Every entry under `root` with its mode, mtime and content (SHA-256 of a
+/// file, the target of a link): a drill must leave a source exactly so.
+pub fn fingerprint(root: &Path) -> BTreeMap<PathBuf, (u32, SystemTime, String)> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    if !root.exists() {
+        return BTreeMap::new();
+    }
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.path().symlink_metadata().unwrap();
+            let content = if m.file_type().is_symlink() {
+                std::fs::read_link(e.path()).unwrap().display().to_string()
+            } else if m.is_file() {
+                hex::encode(Sha256::digest(std::fs::read(e.path()).unwrap()))
+            } else {
+                String::new()
+            };
+            (
+                e.path().to_path_buf(),
+                (m.mode(), m.modified().unwrap(), content),
+            )
+        })
+        .collect()
+}
