@@ -296,6 +296,12 @@ fn silent_source_corruption_before_backup_time_fails() {
 #[case::absolute("escape-absolute.tar", "absolute path")]
 #[case::symlink_out("symlink-out-then-write.tar", "points outside the sandbox")]
 #[case::symlink_in("symlink-in-then-write.tar", "would write through symlink alias")]
+#[case::hardlink_out(
+    "hardlink-outside.tar",
+    "hard link to ../../etc/passwd outside the archive"
+)]
+#[case::device_node("device-node.tar", "device node not restored")]
+#[case::fifo("fifo.tar", "FIFO not restored")]
 fn hostile_entries_are_refused(#[case] name: &str, #[case] why: &str) {
     let lab = Lab::new();
     std::fs::create_dir_all(lab.path("sandbox")).unwrap();
@@ -318,6 +324,22 @@ fn hostile_entries_are_refused(#[case] name: &str, #[case] why: &str) {
             && !lab.path("sandbox/escaped-dotdot.txt").exists()
     );
     assert!(!lab.path("sandbox/outside").exists());
+}
+
+#[test]
+fn a_setuid_bit_the_source_lacks_is_contained_and_fails_the_drill() {
+    let lab = Lab::new();
+    // Backup time now: the mode difference cannot be drift.
+    let rec = drill_now(&lab, &lab.spec(tar_now(&lab, "setuid.tar")));
+    assert_eq!(rec.result, Verdict::Fail);
+    assert!(
+        reasons(&rec)
+            .contains("mode mismatch: scripts/run.sh (mode: 0755 in source, 4755 restored)"),
+        "{}",
+        reasons(&rec)
+    );
+    assert!(rec.sandbox.removed);
+    assert!(is_empty_dir(&lab.path("sandbox")));
 }
 
 #[test]
