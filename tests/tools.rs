@@ -887,8 +887,26 @@ fn postgres_dump_restores_into_a_throwaway_cluster() {
         &format!("live = \"{}\"\ntables = [", live.conninfo("app")),
     );
     set_jobs(&site, &live_job);
+    // The live database and the dumps are only read: the same before and after.
+    let live_content = |name: &str| {
+        let p = site.path(name);
+        live.dump("app", "p", &p);
+        std::fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    };
+    let before = live_content("live-before.sql");
+    let dumps = fingerprint(&site.path("dumps"));
     let rec = records(&site.run(&["run", "--json"])).remove(0);
     assert_eq!(rec["result"], "pass", "{}", reasons(&rec));
+    assert!(
+        before == live_content("live-after.sql"),
+        "the drill changed the live database"
+    );
+    assert!(dumps == fingerprint(&site.path("dumps")), "the drill changed the dumps");
     assert_eq!(
         rec["verify"]["changed_since_backup"]["items"][0]["what"],
         "rows: 1990 live now, 2000 restored"
