@@ -442,3 +442,58 @@ fn a_dir_drill_leaves_the_source_and_the_backup_as_they_were() {
         "the drill changed the backup"
     );
 }
+
+#[test]
+fn an_archive_of_a_million_empty_entries_is_restored_in_bounded_memory() {
+    need("/usr/bin/time", "time");
+    let site = Site::new("");
+    let archive = site.path("million.tar");
+    {
+        let mut b = tar::Builder::new(std::io::BufWriter::new(
+            std::fs::File::create(&archive).unwrap(),
+        ));
+        for i in 0..1_000_000u32 {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(0);
+            h.set_mode(0o644);
+            h.set_mtime(1_700_000_000);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(
+                &mut h,
+                format!("d{:03}/e{i:07}", i % 1000),
+                std::io::empty(),
+            )
+            .unwrap();
+        }
+        b.into_inner().unwrap();
+    }
+    std::fs::write(
+        &site.config,
+        format!("{AGENT}\n[[job]]\nname = \"million\"\ntimeout = \"20m\"\n  [job.backup]\n  type = \"tar\"\n  path = \"million.tar\"\n"),
+    )
+    .unwrap();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "peak-rss-kib %M", "-o"])
+        .arg(site.path("rss"))
+        .arg(env!("CARGO_BIN_EXE_restore-verifier"))
+        .arg("-c")
+        .arg(&site.config)
+        .args(["run", "--json"])
+        .env_remove("RESTORE_VERIFIER_CONFIG")
+        .output()
+        .unwrap();
+    let rec = one_record(&out);
+    assert_eq!(rec["result"], "pass", "{rec}");
+    assert_eq!(rec["restore"]["files"], 1_000_000);
+    assert_eq!(rec["verify"]["files_compared"], 1_000_000);
+    let rss: u64 = std::fs::read_to_string(site.path("rss"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kib ")?.trim().parse().ok())
+        .unwrap();
+    assert!(rss < 64 * 1024, "peak RSS {rss} KiB for a million entries");
+    assert!(
+        is_empty_dir(&site.path("sandbox")),
+        "the sandbox is removed"
+    );
+}

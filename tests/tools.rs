@@ -906,7 +906,10 @@ fn postgres_dump_restores_into_a_throwaway_cluster() {
         before == live_content("live-after.sql"),
         "the drill changed the live database"
     );
-    assert!(dumps == fingerprint(&site.path("dumps")), "the drill changed the dumps");
+    assert!(
+        dumps == fingerprint(&site.path("dumps")),
+        "the drill changed the dumps"
+    );
     assert_eq!(
         rec["verify"]["changed_since_backup"]["items"][0]["what"],
         "rows: 1990 live now, 2000 restored"
