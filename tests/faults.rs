@@ -33,6 +33,27 @@ fn command_site(restore: &str, extra: &str) -> Site {
     site
 }
 
+/// `run --json` under /usr/bin/time: the output and the run's peak RSS in KiB.
+fn run_measured(site: &Site) -> (Output, u64) {
+    need("/usr/bin/time", "time");
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "peak-rss-kib %M", "-o"])
+        .arg(site.path("rss"))
+        .arg(env!("CARGO_BIN_EXE_restore-verifier"))
+        .arg("-c")
+        .arg(&site.config)
+        .args(["run", "--json"])
+        .env_remove("RESTORE_VERIFIER_CONFIG")
+        .output()
+        .unwrap();
+    let rss = std::fs::read_to_string(site.path("rss"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kib ")?.trim().parse().ok())
+        .unwrap();
+    (out, rss)
+}
+
 fn one_record(out: &Output) -> Value {
     let recs = records(out);
     assert_eq!(recs.len(), 1, "{}", text(&out.stderr));
@@ -65,20 +86,10 @@ fn restore_tool_faults(
     #[case] reason: &str,
     #[case] timeout: &str,
 ) {
-    need("/usr/bin/time", "time");
     let site = command_site(restore, &format!("timeout = \"{timeout}\"\n"));
     let t0 = Instant::now();
     // Peak memory of the whole run, measured from outside.
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "peak-rss-kib %M", "-o"])
-        .arg(site.path("rss"))
-        .arg(env!("CARGO_BIN_EXE_restore-verifier"))
-        .arg("-c")
-        .arg(&site.config)
-        .args(["run", "--json"])
-        .env_remove("RESTORE_VERIFIER_CONFIG")
-        .output()
-        .unwrap();
+    let (out, rss) = run_measured(&site);
     let rec = one_record(&out);
     assert_eq!(rec["result"], result, "{rec}");
     let why = rec["reasons"].to_string();
@@ -90,11 +101,6 @@ fn restore_tool_faults(
         let tail = rec["restore"]["steps"][0]["output_tail"].as_str().unwrap();
         assert!(tail.len() <= 4096, "{}", tail.len());
     }
-    let rss: u64 = std::fs::read_to_string(site.path("rss"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("peak-rss-kib ")?.trim().parse().ok())
-        .unwrap();
     assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
     assert!(t0.elapsed() < Duration::from_secs(60));
     assert!(
@@ -334,7 +340,6 @@ fn running_out_of_space_mid_restore_fails_cleanly_and_frees_the_space() {
 
 #[test]
 fn a_member_claiming_10_gib_of_zeros_is_stopped_at_max_restore_bytes() {
-    need("/usr/bin/time", "time");
     let site = Site::new("");
     let src = site.path("sparse-source");
     std::fs::create_dir_all(&src).unwrap();
@@ -392,16 +397,7 @@ fn a_member_claiming_10_gib_of_zeros_is_stopped_at_max_restore_bytes() {
         .unwrap();
     assert!(ok.success());
     let t0 = Instant::now();
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "peak-rss-kib %M", "-o"])
-        .arg(site.path("rss"))
-        .arg(env!("CARGO_BIN_EXE_restore-verifier"))
-        .arg("-c")
-        .arg(&site.config)
-        .args(["run", "--json"])
-        .env_remove("RESTORE_VERIFIER_CONFIG")
-        .output()
-        .unwrap();
+    let (out, rss) = run_measured(&site);
     let rec = one_record(&out);
     assert_eq!(rec["result"], "error", "{rec}");
     assert!(
@@ -413,11 +409,6 @@ fn a_member_claiming_10_gib_of_zeros_is_stopped_at_max_restore_bytes() {
         rec["reasons"]
     );
     assert!(t0.elapsed() < Duration::from_secs(60));
-    let rss = std::fs::read_to_string(site.path("rss")).unwrap();
-    let rss: u64 = rss
-        .lines()
-        .find_map(|l| l.strip_prefix("peak-rss-kib ")?.trim().parse().ok())
-        .unwrap();
     assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
     assert!(is_empty_dir(&site.path("sandbox")));
 }
@@ -445,7 +436,6 @@ fn a_dir_drill_leaves_the_source_and_the_backup_as_they_were() {
 
 #[test]
 fn an_archive_of_a_million_empty_entries_is_restored_in_bounded_memory() {
-    need("/usr/bin/time", "time");
     let site = Site::new("");
     let archive = site.path("million.tar");
     {
@@ -472,25 +462,11 @@ fn an_archive_of_a_million_empty_entries_is_restored_in_bounded_memory() {
         format!("{AGENT}\n[[job]]\nname = \"million\"\ntimeout = \"20m\"\n  [job.backup]\n  type = \"tar\"\n  path = \"million.tar\"\n"),
     )
     .unwrap();
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "peak-rss-kib %M", "-o"])
-        .arg(site.path("rss"))
-        .arg(env!("CARGO_BIN_EXE_restore-verifier"))
-        .arg("-c")
-        .arg(&site.config)
-        .args(["run", "--json"])
-        .env_remove("RESTORE_VERIFIER_CONFIG")
-        .output()
-        .unwrap();
+    let (out, rss) = run_measured(&site);
     let rec = one_record(&out);
     assert_eq!(rec["result"], "pass", "{rec}");
     assert_eq!(rec["restore"]["files"], 1_000_000);
     assert_eq!(rec["verify"]["files_compared"], 1_000_000);
-    let rss: u64 = std::fs::read_to_string(site.path("rss"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("peak-rss-kib ")?.trim().parse().ok())
-        .unwrap();
     assert!(rss < 64 * 1024, "peak RSS {rss} KiB for a million entries");
     assert!(
         is_empty_dir(&site.path("sandbox")),

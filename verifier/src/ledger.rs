@@ -255,27 +255,11 @@ impl Ledger {
             source: e,
         };
         let len = f.metadata().map_err(rerr)?.len();
-        if len == 0 {
-            return Ok(None);
-        }
-        let mut last = [0u8; 1];
-        f.read_exact_at(&mut last, len - 1).map_err(rerr)?;
-        if last[0] == b'\n' {
+        if len == 0 || ends_in_newline(f, len).map_err(rerr)? {
             return Ok(None);
         }
         // The start of the torn line: just after the last newline, if any.
-        let mut keep = 0u64;
-        let mut end = len;
-        while end > 0 {
-            let start = end.saturating_sub(64 * 1024);
-            let mut buf = vec![0u8; (end - start) as usize];
-            f.read_exact_at(&mut buf, start).map_err(rerr)?;
-            if let Some(i) = buf.iter().rposition(|b| *b == b'\n') {
-                keep = start + i as u64 + 1;
-                break;
-            }
-            end = start;
-        }
+        let keep = newline_before(f, len).map_err(rerr)?.map_or(0, |i| i + 1);
         let mut torn = vec![0u8; (len - keep) as usize];
         f.read_exact_at(&mut torn, keep).map_err(rerr)?;
         let line = self.count_lines(f)? + 1;
@@ -337,9 +321,7 @@ impl Ledger {
         if len == 0 {
             return Ok(None);
         }
-        let mut last = [0u8; 1];
-        f.read_exact_at(&mut last, len - 1).map_err(rerr)?;
-        if last[0] != b'\n' {
+        if !ends_in_newline(f, len).map_err(rerr)? {
             return Err(LedgerError::Corrupt {
                 path: self.path.clone(),
                 line: self.count_lines(f)? + 1,
@@ -347,20 +329,11 @@ impl Ledger {
             });
         }
         let end = len - 1;
-        let mut chunk = 64 * 1024u64;
-        loop {
-            let start = end.saturating_sub(chunk);
-            let mut buf = vec![0u8; (end - start) as usize];
-            f.read_exact_at(&mut buf, start).map_err(rerr)?;
-            if let Some(i) = buf.iter().rposition(|b| *b == b'\n') {
-                let text = String::from_utf8_lossy(&buf[i + 1..]).into_owned();
-                return Ok(Some((self.count_lines(f)?, text)));
-            }
-            if start == 0 {
-                return Ok(Some((1, String::from_utf8_lossy(&buf).into_owned())));
-            }
-            chunk *= 4;
-        }
+        let start = newline_before(f, end).map_err(rerr)?.map_or(0, |i| i + 1);
+        let mut buf = vec![0u8; (end - start) as usize];
+        f.read_exact_at(&mut buf, start).map_err(rerr)?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        Ok(Some((self.count_lines(f)?, text)))
     }
 
     fn count_lines(&self, f: &File) -> Result<u64, LedgerError> {
@@ -567,6 +540,30 @@ impl Ledger {
         }
         Ok(report)
     }
+}
+
+/// Whether the file's byte before `len` is a newline.
+fn ends_in_newline(f: &File, len: u64) -> io::Result<bool> {
+    let mut last = [0u8; 1];
+    f.read_exact_at(&mut last, len - 1)?;
+    Ok(last[0] == b'\n')
+}
+
+/// The offset of the last newline before `end`, reading backwards in chunks.
+fn newline_before(f: &File, end: u64) -> io::Result<Option<u64>> {
+    let mut end = end;
+    let mut chunk = 64 * 1024u64;
+    while end > 0 {
+        let start = end.saturating_sub(chunk);
+        let mut buf = vec![0u8; (end - start) as usize];
+        f.read_exact_at(&mut buf, start)?;
+        if let Some(i) = buf.iter().rposition(|b| *b == b'\n') {
+            return Ok(Some(start + i as u64));
+        }
+        end = start;
+        chunk = chunk.saturating_mul(4);
+    }
+    Ok(None)
 }
 
 /// The `error` record that continues the chain after a torn line was set aside.
