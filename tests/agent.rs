@@ -169,6 +169,12 @@ fn dir_job(name: &str, dir: &str, schedule: Option<&str>) -> String {
     )
 }
 
+/// A dir job whose drills take at least `secs` seconds, however fast the
+/// machine: a post-restore check sleeps.
+fn slow_dir_job(name: &str, dir: &str, schedule: Option<&str>, secs: &str) -> String {
+    dir_job(name, dir, schedule) + &format!("[[job.check]]\nrun = [\"sleep\", \"{secs}\"]\n")
+}
+
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !f() {
@@ -186,12 +192,14 @@ fn ts(v: &Value) -> chrono::DateTime<chrono::FixedOffset> {
 
 #[test]
 fn twenty_jobs_every_second_none_lost_never_more_than_two_running() {
+    // Every drill takes at least 0.4 s (a post-restore check sleeps), so two
+    // workers finish at most 5 drills a second while 20 fall due: however fast
+    // the machine compares, jobs find their previous drill still queued.
     let jobs: String = (0..20)
-        .map(|i| dir_job(&format!("j{i:02}"), "data", Some("* * * * * *")))
+        .map(|i| slow_dir_job(&format!("j{i:02}"), "data", Some("* * * * * *"), "0.4"))
         .collect();
     let site = daemon_site(&jobs, false);
-    // Enough that 20 drills a second cannot all finish: some find their job busy.
-    big_tree(&site.path("data"), 48);
+    big_tree(&site.path("data"), 8);
     let d = Daemon::start(&site);
     std::thread::sleep(Duration::from_millis(4500));
     let (code, took) = d.stop();
@@ -268,8 +276,8 @@ fn twenty_jobs_every_second_none_lost_never_more_than_two_running() {
 
 #[test]
 fn kill_9_during_a_drill_is_recorded_at_the_next_start() {
-    let site = daemon_site(&dir_job("big", "data", None), true);
-    big_tree(&site.path("data"), 300);
+    let site = daemon_site(&slow_dir_job("big", "data", None, "60"), true);
+    big_tree(&site.path("data"), 8);
     let d = Daemon::start(&site);
     let (status, body) = d.post(
         "/v1/jobs/big/drills",
@@ -311,7 +319,7 @@ fn kill_9_during_a_drill_is_recorded_at_the_next_start() {
 fn sigterm_during_a_drill_records_it_and_exits_quickly() {
     let jobs = format!(
         "{}{}",
-        dir_job("big", "data", None),
+        slow_dir_job("big", "data", None, "60"),
         dir_job("queued", "data", None)
     );
     let site = daemon_site(&jobs, true);
@@ -319,7 +327,7 @@ fn sigterm_during_a_drill_records_it_and_exits_quickly() {
         .unwrap()
         .replace("max_concurrent_drills = 2", "max_concurrent_drills = 1");
     std::fs::write(&site.config, cfg).unwrap();
-    big_tree(&site.path("data"), 300);
+    big_tree(&site.path("data"), 8);
     let d = Daemon::start(&site);
     let (status, body) = d.post("/v1/jobs/big/drills", Some(TOKEN), json!({}));
     assert_eq!(status, 202);
