@@ -21,7 +21,7 @@ fn need(tool: &str, package: &str) {
 
 /// A command job that restores the fixture source with `restore` (a shell
 /// snippet run by `sh -c`, with the mirror in $1 and the sandbox in $2).
-fn command_site(restore: &str, extra: &str) -> Site {
+pub fn command_site(restore: &str, extra: &str) -> Site {
     let site = Site::new("");
     copy_tree(&site.path("source"), &site.path("mirror"));
     let snippet = restore.replace('"', "\\\"");
@@ -54,7 +54,7 @@ fn run_measured(site: &Site) -> (Output, u64) {
     (out, rss)
 }
 
-fn one_record(out: &Output) -> Value {
+pub fn one_record(out: &Output) -> Value {
     let recs = records(out);
     assert_eq!(recs.len(), 1, "{}", text(&out.stderr));
     recs.into_iter().next().unwrap()

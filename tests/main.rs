@@ -4,6 +4,7 @@ mod agent;
 mod alerts;
 mod common;
 mod faults;
+mod isolation;
 mod tools;
 
 use std::path::{Path, PathBuf};

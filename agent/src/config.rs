@@ -195,6 +195,8 @@ pub struct Job {
     pub jitter: Option<Duration>,
     /// Refuse a restore larger than this many bytes.
     pub max_restore_bytes: Option<u64>,
+    /// Who runs the runbook's restore steps and the checks, and with what network.
+    pub isolation: verifier::process::Isolation,
     pub source: Option<PathBuf>,
     pub backup: Backup,
     pub verify: Verify,
@@ -331,6 +333,8 @@ struct RawJob {
     catch_up: Option<bool>,
     jitter: Option<Spanned<String>>,
     max_restore_bytes: Option<Spanned<String>>,
+    run_as: Option<Spanned<String>>,
+    network: Option<Spanned<String>>,
     source: Option<Spanned<String>>,
     backup: Spanned<RawBackup>,
     verify: Option<RawVerify>,
@@ -855,6 +859,24 @@ fn job(
     let timeout = duration(cx, j.timeout, k("timeout")).unwrap_or(DEFAULT_TIMEOUT);
     let rto = duration(cx, j.rto, k("rto"));
     let max_restore_bytes = bytes_key(cx, j.max_restore_bytes, k("max_restore_bytes"));
+    let mut isolation = verifier::process::Isolation::default();
+    if let Some(r) = j.run_as {
+        match verifier::process::RunAs::lookup(r.get_ref()) {
+            Ok(who) => isolation.run_as = Some(who),
+            Err(e) => cx.at(r.span(), k("run_as"), e),
+        }
+    }
+    if let Some(n) = j.network {
+        match n.get_ref().as_str() {
+            "host" => {}
+            "none" => isolation.no_network = true,
+            other => cx.at(
+                n.span(),
+                k("network"),
+                format!("unknown network `{other}`; use \"none\" (no network) or \"host\""),
+            ),
+        }
+    }
     let rpo = duration(cx, j.rpo, k("rpo"));
     let max_interval = duration(cx, j.max_interval, k("max_interval"));
     let jitter = duration(cx, j.jitter, k("jitter"));
@@ -1019,6 +1041,7 @@ fn job(
         catch_up: j.catch_up.unwrap_or(false),
         jitter,
         max_restore_bytes,
+        isolation,
         source,
         backup: backup?,
         verify,
@@ -1079,6 +1102,13 @@ pub fn describe(cfg: &Config, now: chrono::DateTime<chrono::Utc>) -> String {
             h(j.jitter),
             j.catch_up
         );
+        if !j.isolation.is_none() {
+            let _ = writeln!(
+                s,
+                "    runbook steps and checks run {}",
+                j.isolation.describe()
+            );
+        }
     }
     s
 }

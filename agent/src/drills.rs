@@ -148,6 +148,7 @@ pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpe
             steps: steps.clone(),
             backup: path.clone(),
             backup_time: *backup_time,
+            isolation: job.isolation.clone(),
         }),
     };
     let v = &job.verify;
@@ -181,6 +182,7 @@ pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpe
         rto: job.rto,
         rpo: job.rpo,
         max_restore_bytes: job.max_restore_bytes,
+        isolation: job.isolation.clone(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::deadline::{Deadline, Stop};
-use crate::process::{StepError, StepOptions, run_step};
+use crate::process::{Isolation, StepError, StepOptions, run_step};
 
 /// What a check's standard output must be.
 #[derive(Debug, Clone)]
@@ -45,6 +45,7 @@ pub fn run_check(
     root: &Path,
     deadline: &Deadline,
     env: &[(std::ffi::OsString, std::ffi::OsString)],
+    isolation: &Isolation,
 ) -> (CheckRecord, Option<Stop>) {
     let argv: Vec<String> = c
         .run
@@ -54,6 +55,7 @@ pub fn run_check(
     let mut opts = StepOptions::in_dir(root);
     opts.keep_stdout = 1 << 20;
     opts.env = env.to_vec();
+    isolation.apply(&mut opts);
     let limit = match c.timeout {
         Some(t) => Deadline::after(t).sooner(deadline),
         None => deadline.clone(),

@@ -4,7 +4,7 @@
 //! appends it to the ledger. Findings make a `fail`; being unable to run makes an
 //! `error`; anything that verified nothing is never a `pass`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime};
@@ -18,6 +18,7 @@ use crate::compare::{
 use crate::deadline::{Deadline, Stop, humanize};
 use crate::driver::{BackupInfo, Driver, DriverError, RestoreStats};
 use crate::findings::Findings;
+use crate::process::Isolation;
 use crate::progress::{Phase, Progress};
 use crate::record::*;
 use crate::sandbox::{Sandbox, overlaps};
@@ -62,6 +63,23 @@ pub struct DrillSpec {
     pub max_restore_bytes: Option<u64>,
     /// Commands run against the restored data after the compare.
     pub checks: Vec<CheckSpec>,
+    /// Who runs the checks (and a runbook's steps), and with what network.
+    pub isolation: Isolation,
+}
+
+/// Hands the sandbox to the job's `run_as` account and proves the isolation
+/// can be had here, before anything runs.
+fn isolate(sandbox: &Path, isolation: &Isolation) -> Result<(), String> {
+    if let Some(r) = &isolation.run_as {
+        std::os::unix::fs::chown(sandbox, Some(r.uid), Some(r.gid)).map_err(|e| {
+            format!(
+                "cannot give the sandbox {} to run_as user {}: {e}",
+                sandbox.display(),
+                r.name
+            )
+        })?;
+    }
+    isolation.probe(sandbox)
 }
 
 /// Where and when a drill runs.
@@ -222,7 +240,14 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
         None
     } else {
         match Sandbox::create(&env.sandbox_dir, &spec.job, &id) {
-            Ok(s) => Some(s),
+            Ok(s) => match isolate(s.path(), &spec.isolation) {
+                Ok(()) => Some(s),
+                Err(why) => {
+                    d.errors.push(why);
+                    let _ = s.remove();
+                    None
+                }
+            },
             Err(e) => {
                 d.errors.push(format!(
                 "cannot create a sandbox under {}: {e}; check that sandbox_dir exists and is writable",
@@ -347,7 +372,14 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                 env.phase(Phase::Checking);
             }
             for (n, c) in spec.checks.iter().enumerate() {
-                let (rec, stop) = run_check(n + 1, c, &restored_root, &deadline, &stats.check_env);
+                let (rec, stop) = run_check(
+                    n + 1,
+                    c,
+                    &restored_root,
+                    &deadline,
+                    &stats.check_env,
+                    &spec.isolation,
+                );
                 match (&rec.reason, stop) {
                     (Some(why), Some(Stop::Cancelled)) => d.errors.push(why.clone()),
                     (Some(why), _) => d.fails.push(why.clone()),

@@ -31,6 +31,9 @@ pub struct StepOptions {
     pub keep_stdout: usize,
     /// Run as this (uid, gid) instead of the current user.
     pub run_as: Option<(u32, u32)>,
+    /// Run in a new network namespace: no interface but a down loopback, so
+    /// no TCP or UDP at all (Unix sockets on the filesystem still work).
+    pub no_network: bool,
     /// Send stderr to this file (whole, for tools whose every error matters)
     /// instead of keeping only its tail.
     pub stderr_file: Option<PathBuf>,
@@ -45,6 +48,7 @@ impl StepOptions {
             env: Vec::new(),
             keep_stdout: 0,
             run_as: None,
+            no_network: false,
             stderr_file: None,
             stdin: None,
         }
@@ -145,6 +149,136 @@ fn capture(
     });
 }
 
+/// Isolation a job asks for its restore commands and checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Isolation {
+    /// Run as this account.
+    pub run_as: Option<RunAs>,
+    /// Run without network (a new network namespace).
+    pub no_network: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// The account `name` (or a numeric uid), looked up in the system's user
+    /// database.
+    pub fn lookup(name: &str) -> Result<RunAs, String> {
+        let user = match name.parse::<u32>() {
+            Ok(uid) => uzers::get_user_by_uid(uid),
+            Err(_) => uzers::get_user_by_name(name),
+        };
+        let user = user.ok_or_else(|| format!("there is no user `{name}` on this system"))?;
+        Ok(RunAs {
+            name: user.name().to_string_lossy().into_owned(),
+            uid: user.uid(),
+            gid: user.primary_group_id(),
+        })
+    }
+}
+
+impl Isolation {
+    pub fn is_none(&self) -> bool {
+        self.run_as.is_none() && !self.no_network
+    }
+
+    /// Applies this isolation to a step's options.
+    pub fn apply(&self, opts: &mut StepOptions) {
+        if let Some(r) = &self.run_as {
+            opts.run_as = Some((r.uid, r.gid));
+        }
+        opts.no_network |= self.no_network;
+    }
+
+    /// What it is, for a record or a message: `as nobody, without network`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(r) = &self.run_as {
+            parts.push(format!("as {} (uid {})", r.name, r.uid));
+        }
+        if self.no_network {
+            parts.push("without network".to_string());
+        }
+        parts.join(", ")
+    }
+
+    /// Runs a probe under this isolation that enters `dir` by its full path
+    /// and tests it is writable, so a system that refuses the isolation (no
+    /// privilege to change user, no network namespaces) or a sandbox the
+    /// account cannot reach is found before anything runs, with what to do.
+    pub fn probe(&self, dir: &Path) -> Result<(), String> {
+        if self.is_none() {
+            return Ok(());
+        }
+        if let Some(r) = &self.run_as
+            && rustix::process::geteuid().as_raw() != 0
+            && rustix::process::geteuid().as_raw() != r.uid
+        {
+            return Err(format!(
+                "run_as = \"{}\" needs the agent to run as root (it runs as uid {})",
+                r.name,
+                rustix::process::geteuid().as_raw()
+            ));
+        }
+        let mut opts = StepOptions::in_dir(dir);
+        self.apply(&mut opts);
+        let argv: Vec<String> = ["sh", "-c", "cd \"$1\" && test -w .", "probe"]
+            .iter()
+            .map(|a| a.to_string())
+            .chain([dir.display().to_string()])
+            .collect();
+        let probe = run_step(&argv, &opts, &Deadline::after(Duration::from_secs(30)));
+        let why = match probe {
+            Ok(out) if out.success() => return Ok(()),
+            Ok(out) if out.last_words().is_empty() => {
+                format!("{} is not writable", dir.display())
+            }
+            Ok(out) => out.last_words(),
+            Err(e) => e.to_string(),
+        };
+        let hint = if why.contains("unshare") {
+            "network = \"none\" needs a new network namespace: run the agent as root or allow unprivileged user namespaces (sysctl user.max_user_namespaces), or set network = \"host\""
+        } else if self.run_as.is_some() {
+            "the account needs search permission (x) on sandbox_dir and every directory above it"
+        } else {
+            "is util-linux installed?"
+        };
+        Err(format!(
+            "cannot run a command {} in {}: {why}; {hint}",
+            self.describe(),
+            dir.display()
+        ))
+    }
+}
+
+/// The argv that runs `argv` without network: util-linux's `unshare` makes a
+/// new network namespace (with a user namespace mapping only the caller's own
+/// ids when the agent is not root) and execs in place, so the process group
+/// and the deadline still hold; `setpriv` then drops to `run_as`.
+fn without_network(argv: &[String], run_as: Option<(u32, u32)>) -> Vec<String> {
+    let mut out = vec!["unshare".to_string()];
+    if rustix::process::geteuid().as_raw() != 0 {
+        out.push("--map-current-user".into());
+    }
+    out.extend(["--net".into(), "--".into()]);
+    if let Some((u, g)) = run_as {
+        out.extend([
+            "setpriv".into(),
+            format!("--reuid={u}"),
+            format!("--regid={g}"),
+            "--clear-groups".into(),
+            "--".into(),
+        ]);
+    }
+    out.extend(argv.iter().cloned());
+    out
+}
+
 fn kill_group(pgid: u32, sig: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(pgid as i32) {
         let _ = rustix::process::kill_process_group(pid, sig);
@@ -159,7 +293,14 @@ pub fn run_step(
 ) -> Result<StepOutcome, StepError> {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     let program = argv.first().cloned().unwrap_or_default();
-    let mut cmd = Command::new(&program);
+    let wrapped;
+    let argv = if opts.no_network {
+        wrapped = without_network(argv, opts.run_as);
+        &wrapped[..]
+    } else {
+        argv
+    };
+    let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(&opts.cwd)
         .env_clear()
@@ -186,7 +327,7 @@ pub fn run_step(
             cmd.stderr(Stdio::piped());
         }
     }
-    if let Some((u, g)) = opts.run_as {
+    if let (false, Some((u, g))) = (opts.no_network, opts.run_as) {
         cmd.uid(u).gid(g);
     }
     let started = Instant::now();

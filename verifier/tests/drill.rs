@@ -49,6 +49,7 @@ impl Lab {
             rpo: None,
             max_restore_bytes: None,
             checks: Vec::new(),
+            isolation: Default::default(),
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use super::{BackupInfo, Driver, DriverError, RestoreStats, tool};
 use crate::deadline::Deadline;
-use crate::process::StepOptions;
+use crate::process::{Isolation, StepOptions};
 
 #[derive(Debug, Clone)]
 pub struct CommandDriver {
@@ -17,6 +17,8 @@ pub struct CommandDriver {
     pub backup: Option<String>,
     /// When the backup was taken; else the `{backup}` file's mtime, else unknown.
     pub backup_time: Option<SystemTime>,
+    /// Who runs the steps, and with what network.
+    pub isolation: Isolation,
 }
 
 fn fill(arg: &str, sandbox: &Path, backup: Option<&Path>) -> String {
@@ -68,7 +70,8 @@ impl Driver for CommandDriver {
         deadline: &Deadline,
         stats: &mut RestoreStats,
     ) -> Result<(), DriverError> {
-        let opts = StepOptions::in_dir(sandbox);
+        let mut opts = StepOptions::in_dir(sandbox);
+        self.isolation.apply(&mut opts);
         for (i, step) in self.steps.iter().enumerate() {
             let argv: Vec<String> = step
                 .iter()

@@ -95,15 +95,9 @@ fn server_user() -> Result<Option<(u32, u32)>, DriverError> {
     if rustix::process::geteuid().as_raw() != 0 {
         return Ok(None);
     }
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.first() == Some(&"postgres") && f.len() > 3).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
-        })
-        .flatten()
-        .map(Some)
+    crate::process::RunAs::lookup("postgres")
+        .ok()
+        .map(|r| Some((r.uid, r.gid)))
         .ok_or_else(|| {
             DriverError::NoTool(
                 "running as root, but there is no `postgres` user to run the throw-away cluster as; install PostgreSQL's server package or run restore-verifier as another user".into(),
