@@ -191,6 +191,12 @@ fn restic_good_and_broken() {
     );
     assert_eq!(rec["backup"]["type"], "restic");
     assert!(!rec["restore"]["steps"].as_array().unwrap().is_empty());
+    refused_by_the_repository_estimate(
+        &site,
+        &job("capped", "repo", "pw"),
+        "restic restore",
+        SECRET,
+    );
 
     set_jobs(&site, &job("wrong-password", "repo", "wrong-pw"));
     let rec = run_watching(&site, SECRET);
@@ -227,6 +233,40 @@ fn restic_good_and_broken() {
         reasons(&rec).contains("restic restore failed"),
         "{}",
         reasons(&rec)
+    );
+    assert!(is_empty_dir(&site.path("sandbox")));
+}
+
+/// With `max_restore_bytes` one byte under the source's size, the drill is
+/// refused on the repository's own size figure before `restore_step` runs.
+fn refused_by_the_repository_estimate(site: &Site, job: &str, restore_step: &str, secret: &str) {
+    let size: u64 = walkdir::WalkDir::new(site.path("source"))
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    let capped = job.replace(
+        "source = \"source\"\n",
+        &format!(
+            "source = \"source\"\nmax_restore_bytes = \"{}\"\n",
+            size - 1
+        ),
+    );
+    set_jobs(site, &capped);
+    let rec = run_watching(site, secret);
+    assert_eq!(rec["result"], "error", "{rec}");
+    assert!(
+        reasons(&rec).contains(&format!(
+            "the restore would write about {}, more than max_restore_bytes",
+            verifier::human_bytes(size)
+        )),
+        "{}",
+        reasons(&rec)
+    );
+    assert!(
+        !rec["restore"]["steps"].to_string().contains(restore_step),
+        "the restore ran: {rec}"
     );
     assert!(is_empty_dir(&site.path("sandbox")));
 }
@@ -283,6 +323,12 @@ fn borg_good_and_broken() {
             .starts_with("borg ")
     );
     assert!(rec["backup"]["id"].as_str().unwrap().starts_with("first"));
+    refused_by_the_repository_estimate(
+        &site,
+        &job("capped", "repo", "pp", "latest"),
+        "borg extract",
+        BORG_SECRET,
+    );
 
     set_jobs(&site, &job("by-glob", "repo", "pp", "fir*"));
     assert_eq!(run_watching(&site, BORG_SECRET)["result"], "pass");

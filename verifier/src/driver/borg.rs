@@ -87,6 +87,45 @@ impl BorgDriver {
     }
 }
 
+impl BorgDriver {
+    /// The archive's original size by `borg info --json`: the bytes a full
+    /// extract writes (an over-estimate when `path` is part of the archive).
+    /// `None` when borg cannot say; the restore still runs.
+    fn original_size(&self, archive: &str, deadline: &Deadline) -> Option<u64> {
+        #[derive(Deserialize)]
+        struct Info {
+            archives: Vec<InfoArchive>,
+        }
+        #[derive(Deserialize)]
+        struct InfoArchive {
+            stats: InfoStats,
+        }
+        #[derive(Deserialize)]
+        struct InfoStats {
+            original_size: u64,
+        }
+        let argv = vec![
+            "borg".into(),
+            "info".into(),
+            "--json".into(),
+            "--bypass-lock".into(),
+            format!("{}::{archive}", self.repository),
+        ];
+        let out = tool::step(
+            "borg info",
+            argv,
+            &self.opts(&self.base_dir),
+            deadline,
+            &mut Vec::new(),
+            explain,
+        )
+        .inspect_err(|e| tracing::warn!("no restore size estimate: {e}"))
+        .ok()?;
+        let info: Info = serde_json::from_slice(&out.stdout).ok()?;
+        info.archives.first().map(|a| a.stats.original_size)
+    }
+}
+
 impl Driver for BorgDriver {
     fn kind(&self) -> &'static str {
         "borg"
@@ -152,13 +191,14 @@ impl Driver for BorgDriver {
             .ok()
             .and_then(|t| chrono::Local.from_local_datetime(&t).earliest())
             .map(std::time::SystemTime::from);
+        let size_estimate = self.original_size(&a.name, deadline);
         Ok(BackupInfo {
             kind: "borg".into(),
             id: format!("{} ({})", a.name, &a.id[..a.id.len().min(12)]),
             location: Some(PathBuf::from(format!("{}::{}", self.repository, a.name))),
             created_at: created,
             sha256: None,
-            size_estimate: None,
+            size_estimate,
         })
     }
 

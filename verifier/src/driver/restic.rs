@@ -71,6 +71,36 @@ impl ResticDriver {
         ]
     }
 
+    /// `restic stats --mode restore-size` of snapshot `id`: the bytes a
+    /// restore writes. `None` when restic cannot say (the restore still runs).
+    fn restore_size(&self, id: &str, cwd: &Path, deadline: &Deadline) -> Option<u64> {
+        #[derive(Deserialize)]
+        struct Stats {
+            total_size: u64,
+        }
+        let mut argv = self.base();
+        argv.extend([
+            "stats".into(),
+            "--mode".into(),
+            "restore-size".into(),
+            "--json".into(),
+            id.into(),
+        ]);
+        let out = tool::step(
+            "restic stats",
+            argv,
+            &Self::opts(cwd),
+            deadline,
+            &mut Vec::new(),
+            explain,
+        )
+        .inspect_err(|e| tracing::warn!("no restore size estimate: {e}"))
+        .ok()?;
+        serde_json::from_slice::<Stats>(&out.stdout)
+            .ok()
+            .map(|s| s.total_size)
+    }
+
     fn opts(dir: &Path) -> StepOptions {
         let mut o = StepOptions::in_dir(dir);
         o.keep_stdout = 64 << 20;
@@ -148,6 +178,12 @@ impl Driver for ResticDriver {
                 )));
             }
         };
+        // The repository's own count of what a restore writes; only for a
+        // snapshot of one path, the whole of which is restored.
+        let size_estimate = match s.paths.as_slice() {
+            [only] if *only == root => self.restore_size(&s.id, &cwd, deadline),
+            _ => None,
+        };
         Ok(BackupInfo {
             kind: "restic".into(),
             id: s
@@ -160,7 +196,7 @@ impl Driver for ResticDriver {
             ))),
             created_at: created,
             sha256: None,
-            size_estimate: None,
+            size_estimate,
         })
     }
 
