@@ -114,6 +114,32 @@ fn restore_tool_faults(
     );
 }
 
+/// Processes whose command line is exactly `argv`.
+fn running(argv: &[&str]) -> usize {
+    let want = argv.join("\0") + "\0";
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
+        .count()
+}
+
+#[test]
+fn a_child_that_starts_its_own_session_does_not_outlive_the_drill() {
+    // `setsid` takes the child out of the step's process group, so the group
+    // kill misses it; it also holds the step's output pipes open.
+    let marker = ["sleep", "3217"];
+    let site = command_site("cp -a \"$1/.\" \"$2/\"; setsid sleep 3217 &", "");
+    let t0 = Instant::now();
+    let out = site.run(&["run", "--json"]);
+    let rec = one_record(&out);
+    assert_eq!(rec["result"], "pass", "{rec}");
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(running(&marker), 0, "the escaped child still runs");
+    assert!(is_empty_dir(&site.path("sandbox")));
+}
+
 #[test]
 fn a_state_dir_that_cannot_be_written_is_a_clear_startup_error() {
     let site = Site::new(&format!(

@@ -279,6 +279,22 @@ fn without_network(argv: &[String], run_as: Option<(u32, u32)>) -> Vec<String> {
     out
 }
 
+/// True once the child `pid` has ended; it stays a zombie (not reaped), so
+/// its pid, and its process group's id, cannot be reused yet.
+fn ended(pid: u32) -> bool {
+    use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+    let Some(pid) = Pid::from_raw(pid as i32) else {
+        return true;
+    };
+    let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    match waitid(WaitId::Pid(pid), opts) {
+        Ok(Some(_)) => true,
+        Ok(None) => false,
+        // Not our child any more (already reaped): nothing to wait for.
+        Err(_) => true,
+    }
+}
+
 fn kill_group(pgid: u32, sig: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(pgid as i32) {
         let _ = rustix::process::kill_process_group(pid, sig);
@@ -356,32 +372,31 @@ pub fn run_step(
         streams += 1;
     }
     let mut stopped = None;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) => {}
-            Err(_) => break None,
+    let mut grace: Option<Instant> = None;
+    loop {
+        if ended(pgid) {
+            break;
         }
-        if let Err(stop) = deadline.check() {
-            stopped = Some(stop);
-            kill_group(pgid, rustix::process::Signal::TERM);
-            let grace = Instant::now();
-            let s = loop {
-                if let Ok(Some(s)) = child.try_wait() {
-                    break Some(s);
+        match grace {
+            None => {
+                if let Err(stop) = deadline.check() {
+                    stopped = Some(stop);
+                    kill_group(pgid, rustix::process::Signal::TERM);
+                    grace = Some(Instant::now());
                 }
-                if grace.elapsed() > Duration::from_secs(2) {
-                    kill_group(pgid, rustix::process::Signal::KILL);
-                    break child.wait().ok();
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            break s;
+            }
+            Some(t) if t.elapsed() > Duration::from_secs(2) => {
+                kill_group(pgid, rustix::process::Signal::KILL);
+                break;
+            }
+            Some(_) => {}
         }
         std::thread::sleep(Duration::from_millis(10));
-    };
-    // Anything the step left running in its group goes with it.
+    }
+    // Anything the step left running in its group goes with it. The leader is
+    // not reaped yet, so the group's id cannot have been reused.
     kill_group(pgid, rustix::process::Signal::KILL);
+    let status = child.wait().ok();
     let mut outcome = StepOutcome {
         exit_code: status.and_then(|s| s.code()),
         signal: status.and_then(|s| s.signal()),

@@ -36,8 +36,11 @@ impl Sandbox {
         &self.path
     }
 
-    /// Removes the sandbox and everything in it.
+    /// Removes the sandbox and everything in it, after killing whatever still
+    /// runs in it: a step's child that left its process group (`setsid`)
+    /// escapes the group kill, not this.
     pub fn remove(mut self) -> io::Result<()> {
+        kill_processes_in(&self.path);
         make_writable(&self.path);
         match self.dir.take() {
             Some(d) => d.close(),
@@ -49,6 +52,7 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         if self.dir.is_some() {
+            kill_processes_in(&self.path);
             make_writable(&self.path);
         }
     }
@@ -105,10 +109,11 @@ pub fn overlaps(a: &Path, b: &Path) -> bool {
     a.starts_with(&b) || b.starts_with(&a)
 }
 
-/// Processes a crashed drill started (restore tools, runbook steps, a database
-/// server) live in their own process groups and outlive it. Before its sandbox
-/// goes, kill every process group with a member whose working directory is in
-/// the sandbox or whose command line names it.
+/// Processes a drill started (restore tools, runbook steps, a database server)
+/// live in their own process groups and can outlive it: after a crash, or when
+/// a step's child started a session of its own. Before a sandbox goes, kill
+/// every process group with a member whose working directory is in the sandbox
+/// or whose command line names it.
 fn kill_processes_in(path: &Path) {
     let needle = path.to_string_lossy().into_owned();
     if needle.len() < 8 {
