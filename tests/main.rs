@@ -4,6 +4,7 @@ mod agent;
 mod alerts;
 mod common;
 mod faults;
+mod fuzz;
 mod isolation;
 mod tools;
 

@@ -1,7 +1,7 @@
 //! `restore-verifier`: the command line (DESIGN.md "Command line").
 
 mod alerts;
-mod config;
+use restore_verifier::config;
 mod daemon;
 mod demo;
 mod drills;

@@ -1,0 +1,4 @@
+//! The agent's configuration, as a library: the binary reads it, and the
+//! fuzz targets and tests drive the parser directly.
+
+pub mod config;
