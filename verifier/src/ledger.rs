@@ -212,8 +212,13 @@ impl Ledger {
                     detail: e.to_string(),
                 })?;
                 let seq = v["seq"].as_u64().unwrap_or(line);
+                let next = seq.checked_add(1).ok_or_else(|| LedgerError::Corrupt {
+                    path: self.path.clone(),
+                    line,
+                    detail: format!("seq {seq} cannot be followed; the ledger was not written by restore-verifier"),
+                })?;
                 let hash = v["hash"].as_str().unwrap_or_default().to_string();
-                (seq + 1, hash)
+                (next, hash)
             }
         };
         rec.seq = seq;
