@@ -458,19 +458,95 @@ fn metrics_pass_promtool_and_show_one_pass_and_one_fail() {
         text_of(&out.stderr)
     );
     for line in [
-        "restore_verifier_last_result{job=\"good\",result=\"pass\"} 1",
-        "restore_verifier_last_result{job=\"bad\",result=\"fail\"} 1",
-        "restore_verifier_last_result{job=\"bad\",result=\"pass\"} 0",
-        "restore_verifier_drills_total{job=\"bad\",result=\"fail\"} 1",
-        "restore_verifier_drills_total{job=\"good\",result=\"pass\"} 1",
-        "restore_verifier_verified_files{job=\"good\"} 9",
-        "restore_verifier_overdue{job=\"good\"} 0",
+        "restore_verifier_last_result{drill_job=\"good\",result=\"pass\"} 1",
+        "restore_verifier_last_result{drill_job=\"bad\",result=\"fail\"} 1",
+        "restore_verifier_last_result{drill_job=\"bad\",result=\"pass\"} 0",
+        "restore_verifier_drills_total{drill_job=\"bad\",result=\"fail\"} 1",
+        "restore_verifier_drills_total{drill_job=\"good\",result=\"pass\"} 1",
+        "restore_verifier_verified_files{drill_job=\"good\"} 9",
+        "restore_verifier_overdue{drill_job=\"good\"} 0",
         "restore_verifier_drills_running 0",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
-    assert!(text.contains("restore_verifier_last_success_timestamp_seconds{job=\"good\"}"));
-    assert!(!text.contains("restore_verifier_last_success_timestamp_seconds{job=\"bad\"}"));
+    assert!(text.contains("restore_verifier_last_success_timestamp_seconds{drill_job=\"good\"}"));
+    assert!(!text.contains("restore_verifier_last_success_timestamp_seconds{drill_job=\"bad\"}"));
+}
+
+fn scrape(d: &Daemon) -> String {
+    http()
+        .get(&d.url("/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
+#[test]
+fn prometheus_rules_pass_promtool_and_use_only_metrics_the_agent_exports() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus");
+    for args in [
+        ["check", "rules", "restore-verifier.rules.yml"],
+        ["test", "rules", "restore-verifier.rules.test.yml"],
+    ] {
+        let out = Command::new(promtool())
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            text_of(&out.stdout),
+            text_of(&out.stderr)
+        );
+    }
+    // Every metric the rules name is one a real agent exports.
+    let jobs = job("good", "backups/good/share-*.tar")
+        .replace("source = \"source\"", "source = \"source\"\nrpo = \"26h\"");
+    let site = daemon_site(&jobs, true);
+    let d = Daemon::start(&site);
+    let (s, v) = d.post("/v1/jobs/good/drills", Some(TOKEN), json!({}));
+    assert_eq!(s, 202);
+    let poll = v["poll"].as_str().unwrap().to_string();
+    wait_for("the record", || d.get(&poll).0 == 200);
+    let text = scrape(&d);
+    let rules = std::fs::read_to_string(dir.join("restore-verifier.rules.yml")).unwrap();
+    let named: BTreeSet<&str> = regex::Regex::new(r"restore_verifier_[a-z_]+")
+        .unwrap()
+        .find_iter(&rules)
+        .map(|m| m.as_str())
+        .collect();
+    assert!(named.len() >= 6, "{named:?}");
+    for name in named {
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "the rules use {name}, which the agent does not export:\n{text}"
+        );
+    }
+    assert!(text.contains("restore_verifier_rpo_seconds{drill_job=\"good\"} 93600"));
+    assert!(text.contains("restore_verifier_ledger_intact 1"), "{text}");
+}
+
+#[test]
+fn a_ledger_that_does_not_verify_shows_in_the_metrics() {
+    let site = daemon_site(&job("good", "backups/good/share-*.tar"), true);
+    assert_eq!(site.run(&["run"]).status.code(), Some(0));
+    let ledger = site.path("state/ledger.jsonl");
+    let text = std::fs::read_to_string(&ledger).unwrap();
+    std::fs::write(
+        &ledger,
+        text.replace("\"result\":\"pass\"", "\"result\":\"fail\""),
+    )
+    .unwrap();
+    let d = Daemon::start(&site);
+    wait_for("the ledger check", || {
+        scrape(&d).contains("restore_verifier_ledger_intact")
+    });
+    let text = scrape(&d);
+    assert!(text.contains("restore_verifier_ledger_intact 0"), "{text}");
+    assert!(text.contains("restore_verifier_ledger_checked_timestamp_seconds"));
 }
 
 fn text_of(b: &[u8]) -> String {

@@ -86,6 +86,9 @@ pub enum Pending {
     Running,
 }
 
+/// How often the agent verifies its whole ledger.
+const LEDGER_CHECK_EVERY: Duration = Duration::from_secs(600);
+
 pub struct Agent {
     pub cfg_path: PathBuf,
     cfg: RwLock<Arc<Config>>,
@@ -102,6 +105,8 @@ pub struct Agent {
     pub running: AtomicUsize,
     token: RwLock<Option<String>>,
     pub alerts: Arc<crate::alerts::Alerts>,
+    /// The last verification of the whole ledger.
+    ledger_check: Mutex<Option<drills::LedgerCheck>>,
 }
 
 /// The outcome of asking for a drill.
@@ -133,6 +138,30 @@ fn read_token(cfg: &Config) -> anyhow::Result<Option<String>> {
 }
 
 impl Agent {
+    pub fn ledger_check(&self) -> Option<drills::LedgerCheck> {
+        self.ledger_check.lock().expect("ledger check lock").clone()
+    }
+
+    /// Verifies the whole ledger now and then (at start, then every
+    /// [`LEDGER_CHECK_EVERY`]), for the metrics: a chain or a signature that
+    /// broke is an alert even when no one runs `evidence verify`.
+    async fn check_ledger(self: Arc<Self>) {
+        loop {
+            let cfg = self.config();
+            if let Ok(check) = tokio::task::spawn_blocking(move || drills::check_ledger(&cfg)).await
+            {
+                if let Some(p) = &check.problem {
+                    tracing::error!(problem = %p, "The ledger does not verify; run `restore-verifier evidence verify` for details.");
+                }
+                *self.ledger_check.lock().expect("ledger check lock") = Some(check);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(LEDGER_CHECK_EVERY) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
     pub fn config(&self) -> Arc<Config> {
         self.cfg.read().expect("config lock").clone()
     }
@@ -577,6 +606,7 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
                 state_dir.display()
             )
         })?),
+        ledger_check: Mutex::new(None),
     });
     for r in &recovered {
         agent.alerts.observe(&agent.config(), r);
@@ -605,6 +635,7 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
     agent.catch_up().await;
     agent.start_schedulers();
     agent.tracker.spawn(agent.clone().watch(Utc::now()));
+    agent.tracker.spawn(agent.clone().check_ledger());
 
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;

@@ -29,6 +29,42 @@ pub fn signing_ledger(cfg: &Config) -> anyhow::Result<Ledger> {
     }
 }
 
+/// The public half of `signing_key_file`, to verify signatures with; `None`
+/// without a key (or when its `.pub` file cannot be read).
+pub fn verifying_key(cfg: &Config) -> Option<verifier::signing::EvidencePublicKey> {
+    cfg.agent
+        .signing_key_file
+        .as_ref()
+        .and_then(|p| verifier::signing::load_public_key(&verifier::signing::public_path(p)).ok())
+}
+
+/// Whether the ledger verified when last checked, and what was wrong.
+#[derive(Debug, Clone)]
+pub struct LedgerCheck {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub intact: bool,
+    pub problem: Option<String>,
+}
+
+/// Verifies the whole ledger (hash chain, and signatures with a key). No
+/// ledger yet is intact: nothing was recorded to break.
+pub fn check_ledger(cfg: &Config) -> LedgerCheck {
+    let ledger = ledger(cfg);
+    let problem = if ledger.path().exists() {
+        match ledger.verify_with(verifying_key(cfg).as_ref()) {
+            Ok(rep) => rep.problem.map(|p| format!("line {}: {}", p.line, p.what)),
+            Err(e) => Some(e.to_string()),
+        }
+    } else {
+        None
+    };
+    LedgerCheck {
+        at: chrono::Utc::now(),
+        intact: problem.is_none(),
+        problem,
+    }
+}
+
 /// Makes sure `state_dir` and `sandbox_dir` exist and can be written, before any
 /// drill runs: a drill whose record cannot be kept must not start.
 pub fn check_dirs(cfg: &Config) -> Result<(), String> {

@@ -1,4 +1,7 @@
 //! Prometheus metrics, rendered from the agent's job state at each scrape.
+//!
+//! The job a series is about is the `drill_job` label: Prometheus sets `job`
+//! (and `instance`) on every scraped series itself.
 
 use std::sync::atomic::Ordering;
 
@@ -21,56 +24,62 @@ pub fn render(agent: &Agent) -> prometheus::Result<String> {
         &reg,
         "restore_verifier_last_run_timestamp_seconds",
         "Start time of the job's last drill that ran.",
-        &["job"],
+        &["drill_job"],
     )?;
     let last_success = gauge(
         &reg,
         "restore_verifier_last_success_timestamp_seconds",
         "Start time of the job's last passing drill.",
-        &["job"],
+        &["drill_job"],
     )?;
     let last_result = gauge(
         &reg,
         "restore_verifier_last_result",
         "1 for the result of the job's last drill that ran, 0 for the others.",
-        &["job", "result"],
+        &["drill_job", "result"],
     )?;
     let duration = gauge(
         &reg,
         "restore_verifier_drill_duration_seconds",
         "Restore plus verify time of the job's last drill.",
-        &["job"],
+        &["drill_job"],
     )?;
     let age = gauge(
         &reg,
         "restore_verifier_backup_age_seconds",
         "Age of the backup at the job's last drill.",
-        &["job"],
+        &["drill_job"],
     )?;
     let bytes = gauge(
         &reg,
         "restore_verifier_verified_bytes",
         "Bytes content-checked by the job's last drill.",
-        &["job"],
+        &["drill_job"],
     )?;
     let files = gauge(
         &reg,
         "restore_verifier_verified_files",
         "Files compared by the job's last drill.",
-        &["job"],
+        &["drill_job"],
     )?;
     let overdue = gauge(
         &reg,
         "restore_verifier_overdue",
         "1 when the job has had no passing drill within max_interval.",
-        &["job"],
+        &["drill_job"],
+    )?;
+    let rpo = gauge(
+        &reg,
+        "restore_verifier_rpo_seconds",
+        "The job's configured RPO: the oldest a backup may be.",
+        &["drill_job"],
     )?;
     let totals = IntCounterVec::new(
         Opts::new(
             "restore_verifier_drills_total",
             "Drills recorded, by result.",
         ),
-        &["job", "result"],
+        &["drill_job", "result"],
     )?;
     reg.register(Box::new(totals.clone()))?;
     let running = IntGauge::new("restore_verifier_drills_running", "Drills running now.")?;
@@ -97,6 +106,21 @@ pub fn render(agent: &Agent) -> prometheus::Result<String> {
     reg.register(Box::new(queued.clone()))?;
     queued.set(agent.alerts.queued() as i64);
 
+    if let Some(check) = agent.ledger_check() {
+        let intact = IntGauge::new(
+            "restore_verifier_ledger_intact",
+            "1 when the ledger's hash chain (and signatures, with a key) verified at the last check, else 0.",
+        )?;
+        reg.register(Box::new(intact.clone()))?;
+        intact.set(i64::from(check.intact));
+        let when = prometheus::Gauge::new(
+            "restore_verifier_ledger_checked_timestamp_seconds",
+            "When the agent last verified its ledger.",
+        )?;
+        reg.register(Box::new(when.clone()))?;
+        when.set(check.at.timestamp_millis() as f64 / 1000.0);
+    }
+
     let cfg = agent.config();
     let states = agent.jobs.lock().expect("jobs lock").clone();
     let now = Utc::now();
@@ -107,6 +131,9 @@ pub fn render(agent: &Agent) -> prometheus::Result<String> {
             totals
                 .with_label_values(&[name, r])
                 .inc_by(st.totals.get(r).copied().unwrap_or(0));
+        }
+        if let Some(r) = job.rpo {
+            rpo.with_label_values(&[name]).set(r.as_secs_f64());
         }
         overdue
             .with_label_values(&[name])

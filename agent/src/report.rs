@@ -210,10 +210,7 @@ pub fn scope(cfg: &Config) -> Vec<SystemScope> {
 /// verified with the signing key's public half when there is one.
 pub fn for_config(cfg: &Config, period: &Period, now: DateTime<Utc>) -> Assessment {
     let ledger = crate::drills::ledger(cfg);
-    let key =
-        cfg.agent.signing_key_file.as_ref().and_then(|p| {
-            verifier::signing::load_public_key(&verifier::signing::public_path(p)).ok()
-        });
+    let key = crate::drills::verifying_key(cfg);
     let problem = match ledger.verify_with(key.as_ref()) {
         Ok(c) => c.problem.map(|p| format!("line {}: {}", p.line, p.what)),
         Err(e) => Some(e.to_string()),
