@@ -11,6 +11,7 @@ PACKAGES=(gcc make pkg-config ca-certificates procps
   sqlite3 # post-restore checks in tests
   time faketime # the fault matrix: peak memory of a run, a clock set back
   util-linux bash # isolation: unshare --net, setpriv; bash reaches a TCP port in tests
+  systemd # systemd-analyze verify for the units in deploy/systemd
   postgresql postgresql-client # throw-away clusters for dump drills
   python3-aiosmtpd # a real SMTP server for mail alerts
   chromium fonts-noto-cjk fontconfig # the HTML report, rendered headless, in Japanese too

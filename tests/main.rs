@@ -3,6 +3,7 @@
 mod agent;
 mod alerts;
 mod common;
+mod deploy;
 mod faults;
 mod fuzz;
 mod isolation;
