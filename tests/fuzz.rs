@@ -17,7 +17,7 @@ fn replay(target: &str, check: fn(&[u8])) -> usize {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
-        for e in entries.flatten() {
+        for e in entries.flatten().filter(|e| e.path().is_file()) {
             let data = std::fs::read(e.path()).unwrap();
             let name = e.path().display().to_string();
             let outcome = std::panic::catch_unwind(|| check(&data));

@@ -119,6 +119,116 @@ pub struct ChainReport {
     pub clock_notes: Vec<(u64, String)>,
 }
 
+/// Checks a chain one record line at a time: canonical form, hash, link to
+/// the record before, signature (with a key), seq. The ledger file and the
+/// shared evidence store both feed it their lines in order.
+pub struct ChainChecker<'k> {
+    key: Option<&'k ed25519_dalek::VerifyingKey>,
+    prev: String,
+    pub report: ChainReport,
+}
+
+impl<'k> ChainChecker<'k> {
+    pub fn new(key: Option<&'k ed25519_dalek::VerifyingKey>) -> ChainChecker<'k> {
+        ChainChecker {
+            key,
+            prev: GENESIS.to_string(),
+            report: ChainReport {
+                head_hash: GENESIS.to_string(),
+                ..ChainReport::default()
+            },
+        }
+    }
+
+    /// Checks the next record, `line` without its newline. False (and the
+    /// report's problem set) when the chain breaks here; later lines are then
+    /// not checked.
+    pub fn push(&mut self, line: &[u8]) -> bool {
+        let line_no = self.report.records + 1;
+        match self.check(line, line_no) {
+            Ok(()) => true,
+            Err(what) => {
+                self.report.problem = Some(ChainProblem {
+                    line: line_no,
+                    what,
+                });
+                false
+            }
+        }
+    }
+
+    fn check(&mut self, line: &[u8], line_no: u64) -> Result<(), String> {
+        let v: Value =
+            serde_json::from_slice(line).map_err(|e| format!("not a JSON record: {e}"))?;
+        if v["format"] != FORMAT {
+            return Err(format!("unknown format {}", v["format"]));
+        }
+        if canonical(&v) != String::from_utf8_lossy(line) {
+            return Err("record is not in canonical form (edited by hand: spacing, key order or a duplicate key)".into());
+        }
+        let stored = v["hash"].as_str().unwrap_or_default().to_string();
+        if record_hash(&v) != stored {
+            return Err(
+                "record was changed after it was written (its hash does not match its content)"
+                    .into(),
+            );
+        }
+        if v["prev_hash"].as_str() != Some(self.prev.as_str()) {
+            return Err(format!(
+                "prev_hash does not match the hash of {}: a record before this one was removed, inserted or reordered",
+                if line_no == 1 {
+                    "the chain start".to_string()
+                } else {
+                    format!("line {}", line_no - 1)
+                }
+            ));
+        }
+        if let Some(key) = self.key {
+            match v["signature"].as_str() {
+                None => return Err("record is not signed, but a public key was given".into()),
+                Some(sig) if !crate::signing::verify_hash(key, &stored, sig) => {
+                    return Err("signature does not verify with the given public key (changed, or signed by another key)".into());
+                }
+                Some(_) => self.report.signed += 1,
+            }
+        }
+        if v["seq"].as_u64() != Some(line_no) {
+            return Err(format!("seq is {}, expected {line_no}", v["seq"]));
+        }
+        let rec: Record =
+            serde_json::from_value(v).map_err(|e| format!("record fields are invalid: {e}"))?;
+        let report = &mut self.report;
+        if let Some(before) = &report.last {
+            let back = before.finished_at - rec.finished_at;
+            if back.num_seconds() > CLOCK_BACK_TOLERANCE_SECS {
+                report.clock_notes.push((
+                    rec.seq,
+                    format!(
+                        "finished at {}, {} before seq {} finished ({}): the clock went backwards or was set back between them",
+                        rec.finished_at.to_rfc3339(),
+                        crate::deadline::humanize(back.to_std().unwrap_or_default()),
+                        before.seq,
+                        before.finished_at.to_rfc3339()
+                    ),
+                ));
+            }
+        }
+        if rec.job == LEDGER_JOB {
+            report
+                .repairs
+                .push((rec.seq, rec.reasons.first().cloned().unwrap_or_default()));
+        }
+        self.prev = stored;
+        report.records += 1;
+        report.head_hash = self.prev.clone();
+        if report.first.is_none() {
+            report.first = Some(rec.clone());
+        }
+        report.last = Some(rec);
+        Ok(())
+    }
+}
+
 /// Records are appended as drills finish, so `finished_at` only goes back by
 /// the few moments two drills take to append; more is the clock going back.
 const CLOCK_BACK_TOLERANCE_SECS: i64 = 60;
@@ -396,10 +506,6 @@ impl Ledger {
         &self,
         key: Option<&ed25519_dalek::VerifyingKey>,
     ) -> Result<ChainReport, LedgerError> {
-        let mut report = ChainReport {
-            head_hash: GENESIS.to_string(),
-            ..ChainReport::default()
-        };
         let Some(f) = self.open_shared()? else {
             return Err(LedgerError::Open {
                 path: self.path.clone(),
@@ -407,8 +513,7 @@ impl Ledger {
             });
         };
         let mut reader = BufReader::with_capacity(256 * 1024, f);
-        let mut prev = GENESIS.to_string();
-        let mut line_no = 0u64;
+        let mut chain = ChainChecker::new(key);
         let mut buf = Vec::new();
         loop {
             buf.clear();
@@ -421,109 +526,23 @@ impl Ledger {
             if n == 0 {
                 break;
             }
-            line_no += 1;
-            let bad = |what: String| {
-                Some(ChainProblem {
-                    line: line_no,
-                    what,
-                })
-            };
             if buf.last() != Some(&b'\n') {
-                report.problem = bad(format!(
-                    "incomplete last line ({} bytes; a write was interrupted). The records before it are not affected; the next append keeps these bytes aside in {}.torn-line{line_no} and records an error saying so",
-                    buf.len(),
-                    self.path.display()
-                ));
-                return Ok(report);
+                let line_no = chain.report.records + 1;
+                chain.report.problem = Some(ChainProblem {
+                    line: line_no,
+                    what: format!(
+                        "incomplete last line ({} bytes; a write was interrupted). The records before it are not affected; the next append keeps these bytes aside in {}.torn-line{line_no} and records an error saying so",
+                        buf.len(),
+                        self.path.display()
+                    ),
+                });
+                return Ok(chain.report);
             }
-            let v: Value = match serde_json::from_slice(&buf) {
-                Ok(v) => v,
-                Err(e) => {
-                    report.problem = bad(format!("not a JSON record: {e}"));
-                    return Ok(report);
-                }
-            };
-            if v["format"] != FORMAT {
-                report.problem = bad(format!("unknown format {}", v["format"]));
-                return Ok(report);
+            if !chain.push(&buf[..buf.len() - 1]) {
+                return Ok(chain.report);
             }
-            let text = String::from_utf8_lossy(&buf[..buf.len() - 1]);
-            if canonical(&v) != text {
-                report.problem = bad("record is not in canonical form (edited by hand: spacing, key order or a duplicate key)".into());
-                return Ok(report);
-            }
-            let stored = v["hash"].as_str().unwrap_or_default().to_string();
-            if record_hash(&v) != stored {
-                report.problem = bad(
-                    "record was changed after it was written (its hash does not match its content)"
-                        .into(),
-                );
-                return Ok(report);
-            }
-            if v["prev_hash"].as_str() != Some(prev.as_str()) {
-                report.problem = bad(format!(
-                    "prev_hash does not match the hash of {}: a record before this one was removed, inserted or reordered",
-                    if line_no == 1 {
-                        "the chain start".to_string()
-                    } else {
-                        format!("line {}", line_no - 1)
-                    }
-                ));
-                return Ok(report);
-            }
-            if let Some(key) = key {
-                match v["signature"].as_str() {
-                    None => {
-                        report.problem =
-                            bad("record is not signed, but a public key was given".into());
-                        return Ok(report);
-                    }
-                    Some(sig) if !crate::signing::verify_hash(key, &stored, sig) => {
-                        report.problem = bad("signature does not verify with the given public key (changed, or signed by another key)".into());
-                        return Ok(report);
-                    }
-                    Some(_) => report.signed += 1,
-                }
-            }
-            if v["seq"].as_u64() != Some(line_no) {
-                report.problem = bad(format!("seq is {}, expected {line_no}", v["seq"]));
-                return Ok(report);
-            }
-            let rec: Record = match serde_json::from_value(v) {
-                Ok(r) => r,
-                Err(e) => {
-                    report.problem = bad(format!("record fields are invalid: {e}"));
-                    return Ok(report);
-                }
-            };
-            if let Some(before) = &report.last {
-                let back = before.finished_at - rec.finished_at;
-                if back.num_seconds() > CLOCK_BACK_TOLERANCE_SECS {
-                    report.clock_notes.push((
-                        rec.seq,
-                        format!(
-                            "finished at {}, {} before seq {} finished ({}): the clock went backwards or was set back between them",
-                            rec.finished_at.to_rfc3339(),
-                            crate::deadline::humanize(back.to_std().unwrap_or_default()),
-                            before.seq,
-                            before.finished_at.to_rfc3339()
-                        ),
-                    ));
-                }
-            }
-            if rec.job == LEDGER_JOB {
-                report
-                    .repairs
-                    .push((rec.seq, rec.reasons.first().cloned().unwrap_or_default()));
-            }
-            prev = stored;
-            report.records += 1;
-            report.head_hash = prev.clone();
-            if report.first.is_none() {
-                report.first = Some(rec.clone());
-            }
-            report.last = Some(rec);
         }
+        let mut report = chain.report;
         if let Ok(head) = std::fs::read_to_string(self.head_path()) {
             let mut it = head.split_whitespace();
             let seq: u64 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
