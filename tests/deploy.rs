@@ -59,7 +59,7 @@ fn the_units_command_lines_work() {
     let tmp = tempfile::tempdir().unwrap();
     let units = units_for(tmp.path(), "good");
     for unit in &units {
-        if !unit.extension().is_some_and(|e| e == "service") {
+        if unit.extension().is_none_or(|e| e != "service") {
             continue;
         }
         let env = unit_values(unit, "Environment");

@@ -7,6 +7,7 @@ mod deploy;
 mod faults;
 mod fuzz;
 mod isolation;
+mod store;
 mod tools;
 
 use std::path::{Path, PathBuf};

@@ -659,7 +659,7 @@ fn pg_bin(name: &str) -> PathBuf {
 }
 
 /// A live PostgreSQL for the test: socket only, in `dir`, stopped on drop.
-struct LivePg {
+pub struct LivePg {
     child: std::process::Child,
     sock: PathBuf,
 }
@@ -674,7 +674,7 @@ impl Drop for LivePg {
 }
 
 impl LivePg {
-    fn start(dir: &Path) -> LivePg {
+    pub fn start(dir: &Path) -> LivePg {
         use std::os::unix::fs::PermissionsExt;
         use std::os::unix::process::CommandExt;
         let (u, g) = postgres_ids();
@@ -736,14 +736,14 @@ impl LivePg {
         pg
     }
 
-    fn conninfo(&self, db: &str) -> String {
+    pub fn conninfo(&self, db: &str) -> String {
         format!(
             "host={} port=5433 user=postgres dbname={db}",
             self.sock.display()
         )
     }
 
-    fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
+    pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new("psql")
             .args([
                 "-X",

@@ -203,10 +203,32 @@ pub struct Job {
     pub checks: Vec<verifier::CheckSpec>,
 }
 
+/// Where evidence records go besides the local ledger (`[evidence] store`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Store {
+    /// Only the local ledger, `state_dir/ledger.jsonl`.
+    #[default]
+    File,
+    /// Also a shared PostgreSQL database (a URL or a libpq `key=value` string,
+    /// never with a password in it).
+    Postgres {
+        conninfo: String,
+        password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEvidence {
+    store: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
     pub agent: AgentConfig,
+    pub store: Store,
     pub jobs: Vec<Job>,
     pub alerts: Vec<AlertSink>,
     /// Declared systems (`[[system]]`); a system no job covers is reported.
@@ -607,6 +629,7 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
     let mut raw_jobs: Vec<(usize, RawJob)> = Vec::new();
     let mut raw_alerts: Vec<(usize, RawAlert)> = Vec::new();
     let mut systems: Vec<SystemDecl> = Vec::new();
+    let mut raw_evidence = RawEvidence::default();
     for (k, v) in root.get_ref().iter() {
         match k.get_ref().as_ref() {
             "agent" => {
@@ -653,19 +676,22 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
                     "must be an array of tables: write [[system]]",
                 ),
             },
-            other @ "evidence" => cx.at(
-                k.span(),
-                other,
-                "this section is not supported by this version of restore-verifier yet",
-            ),
+            "evidence" => {
+                if let Some(e) = cx.de::<RawEvidence>(v.clone(), "evidence") {
+                    raw_evidence = e;
+                }
+            }
             other => cx.at(
                 k.span(),
                 other,
-                format!("unknown key `{other}`, expected `agent`, `job`, `alert` or `system`"),
+                format!(
+                    "unknown key `{other}`, expected `agent`, `job`, `alert`, `system` or `evidence`"
+                ),
             ),
         }
     }
     let agent = agent_config(&mut cx, raw_agent, &base);
+    let store = store_config(&mut cx, raw_evidence, &base);
     let mut jobs = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, rj) in raw_jobs {
@@ -705,6 +731,7 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
         Ok(Config {
             path: path.to_path_buf(),
             agent,
+            store,
             jobs,
             alerts,
             systems,
@@ -720,6 +747,48 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
         p.to_path_buf()
     } else {
         base.join(p)
+    }
+}
+
+fn store_config(cx: &mut Ctx, e: RawEvidence, base: &Path) -> Store {
+    let password_file = e.password_file.map(|p| resolve(base, p.get_ref()));
+    let Some(s) = e.store else {
+        return Store::File;
+    };
+    let text = s.get_ref().trim();
+    if text == "file" {
+        return Store::File;
+    }
+    let is_pg = text.starts_with("postgres://")
+        || text.starts_with("postgresql://")
+        || (text.contains('=') && !text.contains("://"));
+    if !is_pg {
+        cx.at(
+            s.span(),
+            "evidence.store",
+            format!("unknown store {text:?}; use \"file\" or a PostgreSQL connection string (\"postgres://user@host/db\" or \"host=/run/postgresql dbname=evidence\")"),
+        );
+        return Store::File;
+    }
+    if has_password(text) {
+        cx.at(
+            s.span(),
+            "evidence.store",
+            "the connection string holds a password; put it in a file named by evidence.password_file instead",
+        );
+        return Store::File;
+    }
+    if let Err(err) = text.parse::<postgres::Config>() {
+        cx.at(
+            s.span(),
+            "evidence.store",
+            format!("not a PostgreSQL connection string: {err}"),
+        );
+        return Store::File;
+    }
+    Store::Postgres {
+        conninfo: text.to_string(),
+        password_file,
     }
 }
 

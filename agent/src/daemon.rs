@@ -148,8 +148,12 @@ impl Agent {
     async fn check_ledger(self: Arc<Self>) {
         loop {
             let cfg = self.config();
-            if let Ok(check) = tokio::task::spawn_blocking(move || drills::check_ledger(&cfg)).await
-            {
+            let check = tokio::task::spawn_blocking(move || {
+                // Records the store missed (it was down) go now.
+                crate::store::publish_quietly(&cfg.store, drills::ledger(&cfg).path());
+                drills::check_ledger(&cfg)
+            });
+            if let Ok(check) = check.await {
                 if let Some(p) = &check.problem {
                     tracing::error!(problem = %p, "The ledger does not verify; run `restore-verifier evidence verify` for details.");
                 }
@@ -203,7 +207,9 @@ impl Agent {
                 verdict,
                 vec![reason],
             );
-            drills::signing_ledger(&cfg)?.append(&mut rec)?;
+            let ledger = drills::signing_ledger(&cfg)?;
+            ledger.append(&mut rec)?;
+            crate::store::publish_quietly(&cfg.store, ledger.path());
             anyhow::Ok(rec)
         })
         .await;

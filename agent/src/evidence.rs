@@ -236,6 +236,59 @@ pub fn verify_text(
     Ok((s, outcome))
 }
 
+/// Checks every chain in the shared evidence store; the text and the outcome.
+pub fn verify_store_text(
+    store: &crate::config::Store,
+    key: Option<&verifier::signing::EvidencePublicKey>,
+) -> Result<(String, Outcome), CliError> {
+    use std::fmt::Write;
+    let chains = crate::store::verify(store, key).map_err(|e| CliError::Usage(format!("{e:#}")))?;
+    let mut s = String::new();
+    if let crate::config::Store::Postgres { conninfo, .. } = store {
+        let _ = writeln!(s, "store     {}", crate::store::redacted(conninfo));
+    }
+    let total: u64 = chains.iter().map(|c| c.report.records).sum();
+    let _ = writeln!(s, "chains    {} ({total} records)", chains.len());
+    let mut broken = 0;
+    for c in &chains {
+        let short = &c.chain[..c.chain.len().min(12)];
+        let signed = if key.is_some() {
+            format!(", {} signed", c.report.signed)
+        } else {
+            String::new()
+        };
+        match &c.report.problem {
+            None => {
+                let _ = writeln!(
+                    s,
+                    "chain     {short} host {}: {} records{signed}, head {}: OK",
+                    c.host, c.report.records, c.report.head_hash
+                );
+            }
+            Some(p) => {
+                broken += 1;
+                let _ = writeln!(
+                    s,
+                    "chain     {short} host {}: BROKEN at seq {}: {}",
+                    c.host, p.line, p.what
+                );
+            }
+        }
+    }
+    let outcome = if broken == 0 {
+        let _ = writeln!(s, "OK: every chain in the store holds");
+        Outcome::Success
+    } else {
+        let _ = writeln!(
+            s,
+            "BROKEN: {broken} of {} chains do not verify",
+            chains.len()
+        );
+        Outcome::Failed
+    };
+    Ok((s, outcome))
+}
+
 pub fn verify(
     ledger: &Ledger,
     key: Option<&verifier::signing::EvidencePublicKey>,

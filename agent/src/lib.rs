@@ -2,3 +2,4 @@
 //! fuzz targets and tests drive the parser directly.
 
 pub mod config;
+pub mod store;

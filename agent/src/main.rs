@@ -2,6 +2,7 @@
 
 mod alerts;
 use restore_verifier::config;
+use restore_verifier::store;
 mod daemon;
 mod demo;
 mod drills;
@@ -555,11 +556,30 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                     .map(|p| verifier::signing::load_public_key(&p))
                     .transpose()
                     .map_err(|e| CliError::Usage(e.to_string()))?;
-                let ledger = match ledger {
-                    Some(path) => verifier::Ledger::new(path),
-                    None => drills::ledger(&load(cfg_flag, Check::Values)?),
+                let cfg = match ledger {
+                    Some(path) => {
+                        return evidence::verify(&verifier::Ledger::new(path), key.as_ref());
+                    }
+                    None => load(cfg_flag, Check::Values)?,
                 };
-                evidence::verify(&ledger, key.as_ref())
+                let ledger = drills::ledger(&cfg);
+                if cfg.store == config::Store::File {
+                    return evidence::verify(&ledger, key.as_ref());
+                }
+                // With a shared store: this host's ledger, when it has one, and
+                // every chain in the store.
+                let mut outcome = Outcome::Success;
+                if ledger.path().exists() {
+                    outcome = evidence::verify(&ledger, key.as_ref())?;
+                    println!();
+                }
+                let (text, stored) = evidence::verify_store_text(&cfg.store, key.as_ref())?;
+                print!("{text}");
+                Ok(if stored == Outcome::Success {
+                    outcome
+                } else {
+                    stored
+                })
             }
             EvidenceCommand::List {
                 job,

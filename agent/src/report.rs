@@ -209,6 +209,9 @@ pub fn scope(cfg: &Config) -> Vec<SystemScope> {
 /// The assessment of the configured systems from the configured ledger,
 /// verified with the signing key's public half when there is one.
 pub fn for_config(cfg: &Config, period: &Period, now: DateTime<Utc>) -> Assessment {
+    if cfg.store != crate::config::Store::File {
+        return for_store(cfg, period, now);
+    }
     let ledger = crate::drills::ledger(cfg);
     let key = crate::drills::verifying_key(cfg);
     let problem = match ledger.verify_with(key.as_ref()) {
@@ -220,6 +223,54 @@ pub fn for_config(cfg: &Config, period: &Period, now: DateTime<Utc>) -> Assessme
         Err(_) => Vec::new(),
     };
     assess(&records, &scope(cfg), period, problem, now)
+}
+
+/// The assessment from the shared evidence store: every host's records; a
+/// chain that does not verify (or a store that cannot be read) is the ledger
+/// problem the report shows.
+fn for_store(cfg: &Config, period: &Period, now: DateTime<Utc>) -> Assessment {
+    let key = crate::drills::verifying_key(cfg);
+    let problem = match crate::store::verify(&cfg.store, key.as_ref()) {
+        Ok(chains) => {
+            let broken: Vec<String> = chains
+                .iter()
+                .filter_map(|c| {
+                    c.report.problem.as_ref().map(|p| {
+                        format!(
+                            "host {} chain {}: seq {}: {}",
+                            c.host,
+                            &c.chain[..12.min(c.chain.len())],
+                            p.line,
+                            p.what
+                        )
+                    })
+                })
+                .collect();
+            (!broken.is_empty()).then(|| broken.join("; "))
+        }
+        Err(e) => Some(format!("{e:#}")),
+    };
+    let records = crate::store::records(&cfg.store).unwrap_or_default();
+    // Other hosts' jobs are not in this config: each counts under the system
+    // its records name.
+    let mut systems = scope(cfg);
+    for r in &records {
+        if r.job == verifier::LEDGER_JOB || systems.iter().any(|s| s.jobs.contains(&r.job)) {
+            continue;
+        }
+        let name = r.system.clone().unwrap_or_else(|| r.job.clone());
+        match systems.iter_mut().find(|s| s.name == name) {
+            Some(s) => s.jobs.push(r.job.clone()),
+            None => systems.push(SystemScope {
+                name,
+                owner: None,
+                criticality: None,
+                jobs: vec![r.job.clone()],
+                policy: DEFAULT_POLICY,
+            }),
+        }
+    }
+    assess(&records, &systems, period, problem, now)
 }
 
 /// Assesses every system over the period.

@@ -1,0 +1,178 @@
+//! The shared evidence store: agents publish their ledgers to a real
+//! PostgreSQL server started by the test; `evidence verify` and `report` read
+//! every host's records from it.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::agent::{Daemon, daemon_site};
+use super::tools::LivePg;
+use super::*;
+
+/// Two scheduled tar jobs of the fleet's file server, drilled every second.
+fn fleet_jobs(prefix: &str) -> String {
+    ["1", "2"]
+        .iter()
+        .map(|n| {
+            job(&format!("{prefix}{n}"), "backups/good/share-*.tar").replace(
+                "system = \"Fixture file server\"",
+                "system = \"Fleet file server\"\nschedule = \"* * * * * *\"",
+            )
+        })
+        .collect()
+}
+
+fn with_store(site: &Site, conninfo: &str) {
+    let cfg = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(
+        &site.config,
+        format!("{cfg}\n[evidence]\nstore = \"{conninfo}\"\n"),
+    )
+    .unwrap();
+}
+
+fn local_count(site: &Site) -> usize {
+    std::fs::read_to_string(site.path("state/ledger.jsonl"))
+        .unwrap()
+        .lines()
+        .count()
+}
+
+#[test]
+fn two_agents_publish_to_one_store_for_a_minute_and_every_chain_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = LivePg::start(&tmp.path().join("pg"));
+    let conninfo = pg.conninfo("postgres");
+    let sites: Vec<Site> = ["a", "b"]
+        .iter()
+        .map(|p| {
+            let site = daemon_site(&fleet_jobs(p), false);
+            with_store(&site, &conninfo);
+            site
+        })
+        .collect();
+    let daemons: Vec<Daemon> = sites.iter().map(Daemon::start).collect();
+    std::thread::sleep(Duration::from_secs(60));
+    for d in daemons {
+        let (code, _) = d.stop();
+        assert_eq!(code, Some(0));
+    }
+    let (a, b) = (local_count(&sites[0]), local_count(&sites[1]));
+    assert!(a > 60 && b > 60, "drills ran: {a} and {b} records");
+    let stored: usize = pg
+        .psql("postgres", "SELECT count(*) FROM restore_verifier_records")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        stored,
+        a + b,
+        "every record of both ledgers is in the store"
+    );
+
+    // The auditor's view, from either agent's config.
+    let out = sites[0].run(&["evidence", "verify"]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}{}", text(&out.stderr));
+    assert!(
+        said.contains(&format!("chains    2 ({} records)", a + b)),
+        "{said}"
+    );
+    assert!(
+        said.contains("OK: every chain in the store holds"),
+        "{said}"
+    );
+
+    let out = sites[0].run(&["report", "--format", "json", "--since", "2000-01-01"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fleet = v["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Fleet file server")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        fleet["drills"].as_u64().unwrap() as usize,
+        a + b,
+        "the report counts every drill of both hosts: {fleet}"
+    );
+    let jobs: BTreeSet<&str> = fleet["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j.as_str().unwrap())
+        .collect();
+    assert_eq!(jobs, BTreeSet::from(["a1", "a2", "b1", "b2"]));
+}
+
+#[test]
+fn the_store_catches_up_after_an_outage_and_a_changed_row_breaks_its_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = LivePg::start(&tmp.path().join("pg"));
+    let site = Site::new(&job("good", "backups/good/share-*.tar"));
+    let base = std::fs::read_to_string(&site.config).unwrap();
+    let set_store = |conninfo: &str| {
+        std::fs::write(
+            &site.config,
+            format!("{base}\n[evidence]\nstore = \"{conninfo}\"\n"),
+        )
+        .unwrap();
+    };
+    let count = || {
+        pg.psql("postgres", "SELECT count(*) FROM restore_verifier_records")
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    set_store(&pg.conninfo("postgres"));
+    assert_eq!(site.run(&["run"]).status.code(), Some(0));
+    assert_eq!(count(), "1");
+
+    // The store is unreachable: the drill still passes and is kept locally.
+    set_store(&pg.conninfo("postgres").replace("port=5433", "port=5499"));
+    let out = site.run(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Could not publish to the evidence store"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(count(), "1");
+    set_store(&pg.conninfo("postgres"));
+    assert_eq!(site.run(&["run"]).status.code(), Some(0));
+    assert_eq!(count(), "3", "the missed record went with the next one");
+    let out = site.run(&["evidence", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    // A record changed in the store.
+    pg.psql(
+        "postgres",
+        "UPDATE restore_verifier_records SET line = replace(line, '\"result\":\"pass\"', '\"result\":\"fail\"') WHERE seq = 2",
+    )
+    .unwrap();
+    let out = site.run(&["evidence", "verify"]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("BROKEN at seq 2: record was changed"),
+        "{said}"
+    );
+    assert!(
+        said.contains("OK: the hash chain holds for all 3 records"),
+        "the host's own ledger still verifies: {said}"
+    );
+
+    // A password in the connection string is refused, with where it is.
+    set_store("postgres://rv:secret@db.example/evidence");
+    let out = site.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("evidence.store: the connection string holds a password")
+            && !err.contains("secret"),
+        "{err}"
+    );
+}
