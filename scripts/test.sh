@@ -12,6 +12,8 @@ PACKAGES=(gcc make pkg-config ca-certificates procps
   time faketime # the fault matrix: peak memory of a run, a clock set back
   util-linux bash # isolation: unshare --net, setpriv; bash reaches a TCP port in tests
   systemd # systemd-analyze verify for the units in deploy/systemd
+  curl jq iproute2 # the operator guide, run as written
+  python3-venv # a venv for kubernetes-validate
   postgresql postgresql-client # throw-away clusters for dump drills
   python3-aiosmtpd # a real SMTP server for mail alerts
   chromium fonts-noto-cjk fontconfig # the HTML report, rendered headless, in Japanese too
@@ -29,6 +31,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "==> apt-get install ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+# The offline Kubernetes schema check (its schemas ship in the package).
+K8S_VALIDATE=target/tools/k8s/bin/kubernetes-validate
+if [ ! -x "$K8S_VALIDATE" ]; then
+  echo "==> python venv target/tools/k8s: kubernetes-validate"
+  python3 -m venv target/tools/k8s
+  target/tools/k8s/bin/pip install -q "kubernetes-validate==1.37.0"
 fi
 
 echo "==> cargo fmt --check"

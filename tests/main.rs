@@ -6,6 +6,7 @@ mod common;
 mod deploy;
 mod faults;
 mod fuzz;
+mod guides;
 mod isolation;
 mod store;
 mod tools;
