@@ -44,6 +44,23 @@ fn systemd_units_verify() {
     );
 }
 
+/// Runs the binary with `args` on `site`'s config, found as a unit or a
+/// container finds it (`RESTORE_VERIFIER_CONFIG`), and asserts it exits 0.
+fn runs_on(site: &Site, args: &[&str], what: &str) {
+    let out = bin()
+        .args(args)
+        .env("RESTORE_VERIFIER_CONFIG", &site.config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
 /// `Key=` lines of a unit, in order.
 fn unit_values(unit: &Path, key: &str) -> Vec<String> {
     std::fs::read_to_string(unit)
@@ -80,18 +97,8 @@ fn the_units_command_lines_work() {
                 // The daemon: its start is tested in tests/agent.rs.
                 continue;
             }
-            let out = Command::new(argv[0])
-                .args(&argv[1..])
-                .env("RESTORE_VERIFIER_CONFIG", &site.config)
-                .output()
-                .unwrap();
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{line}: {}{}",
-                text(&out.stdout),
-                text(&out.stderr)
-            );
+            assert_eq!(argv[0], env!("CARGO_BIN_EXE_restore-verifier"), "{line}");
+            runs_on(&site, &argv[1..], &line);
         }
     }
     let recs = text(&site.run(&["evidence", "list", "--json"]).stdout);
@@ -179,18 +186,8 @@ fn kubernetes_manifests_match_the_api_schema_and_their_config_and_commands_work(
             if args.iter().any(|a| a == "agent") {
                 continue;
             }
-            let out = bin()
-                .args(&args)
-                .env("RESTORE_VERIFIER_CONFIG", &site.config)
-                .output()
-                .unwrap();
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{args:?}: {}{}",
-                text(&out.stdout),
-                text(&out.stderr)
-            );
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            runs_on(&site, &args, &format!("{args:?}"));
             ran += 1;
         }
     }
