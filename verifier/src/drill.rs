@@ -165,33 +165,20 @@ pub fn note_record(
     reasons: Vec<String>,
 ) -> Record {
     let now = SystemTime::now().max(started);
-    Record {
-        format: FORMAT.to_string(),
-        id,
-        seq: 0,
-        job: job.to_string(),
-        system,
-        host: env.host.clone(),
-        agent_version: env.agent_version.clone(),
-        trigger: env.trigger.clone(),
-        started_at: env.stamp(started),
-        finished_at: env.stamp(now),
+    Record::note(
+        NoteHead {
+            id,
+            job: job.to_string(),
+            system,
+            host: env.host.clone(),
+            agent_version: env.agent_version.clone(),
+            trigger: env.trigger.clone(),
+            started_at: env.stamp(started),
+            finished_at: env.stamp(now),
+        },
         result,
         reasons,
-        backup: BackupSection::default(),
-        restore: RestoreSection::default(),
-        verify: VerifySection::default(),
-        objectives: Objectives::default(),
-        checks: Vec::new(),
-        sandbox: SandboxSection {
-            path: String::new(),
-            removed: true,
-        },
-        artifacts: None,
-        prev_hash: String::new(),
-        hash: String::new(),
-        signature: None,
-    }
+    )
 }
 
 /// Runs one drill with a given record id (known in advance, e.g. to answer an

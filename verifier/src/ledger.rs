@@ -593,53 +593,43 @@ fn newline_before(f: &File, end: u64) -> io::Result<Option<u64>> {
 /// The `error` record that continues the chain after a torn line was set aside.
 fn repair_record(next: &Record, torn: &TornTail) -> Record {
     let now = chrono::Utc::now().with_timezone(next.finished_at.offset());
-    Record {
-        id: crate::drill::new_id(),
-        seq: 0,
-        job: LEDGER_JOB.to_string(),
-        system: None,
-        trigger: crate::record::Trigger {
-            kind: next.trigger.kind,
-            reason: None,
-            scheduled_for: None,
+    let reason = if torn.was_complete {
+        format!(
+            "the ledger's line {} ({} bytes left) had been written completely (the head file records it) \
+             but was found cut short: the end of the ledger was damaged after it was written; \
+             its bytes were kept in {} and the chain continues from the record before it",
+            torn.line,
+            torn.bytes,
+            torn.kept.display()
+        )
+    } else {
+        format!(
+            "the ledger's line {} ({} bytes) was torn by an interrupted write (a crash or a full disk); \
+             its bytes were kept in {} and the chain continues from the record before it; \
+             a drill whose record was lost this way is recorded again by crash recovery when its in-progress marker remains",
+            torn.line,
+            torn.bytes,
+            torn.kept.display()
+        )
+    };
+    Record::note(
+        crate::record::NoteHead {
+            id: crate::drill::new_id(),
+            job: LEDGER_JOB.to_string(),
+            system: None,
+            host: next.host.clone(),
+            agent_version: next.agent_version.clone(),
+            trigger: crate::record::Trigger {
+                kind: next.trigger.kind,
+                reason: None,
+                scheduled_for: None,
+            },
+            started_at: now,
+            finished_at: now,
         },
-        started_at: now,
-        finished_at: now,
-        result: crate::record::Verdict::Error,
-        reasons: vec![if torn.was_complete {
-            format!(
-                "the ledger's line {} ({} bytes left) had been written completely (the head file records it) \
-                 but was found cut short: the end of the ledger was damaged after it was written; \
-                 its bytes were kept in {} and the chain continues from the record before it",
-                torn.line,
-                torn.bytes,
-                torn.kept.display()
-            )
-        } else {
-            format!(
-                "the ledger's line {} ({} bytes) was torn by an interrupted write (a crash or a full disk); \
-                 its bytes were kept in {} and the chain continues from the record before it; \
-                 a drill whose record was lost this way is recorded again by crash recovery when its in-progress marker remains",
-                torn.line,
-                torn.bytes,
-                torn.kept.display()
-            )
-        }],
-        backup: Default::default(),
-        restore: Default::default(),
-        verify: Default::default(),
-        objectives: Default::default(),
-        checks: Vec::new(),
-        sandbox: crate::record::SandboxSection {
-            path: String::new(),
-            removed: true,
-        },
-        artifacts: None,
-        prev_hash: String::new(),
-        hash: String::new(),
-        signature: None,
-        ..next.clone()
-    }
+        crate::record::Verdict::Error,
+        vec![reason],
+    )
 }
 
 /// Iterator over the records of a ledger.

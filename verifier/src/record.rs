@@ -166,3 +166,51 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
 }
+
+/// Who and when, for a record of something that was not a restore.
+#[derive(Debug, Clone)]
+pub struct NoteHead {
+    pub id: String,
+    pub job: String,
+    pub system: Option<String>,
+    pub host: String,
+    pub agent_version: String,
+    pub trigger: Trigger,
+    pub started_at: DateTime<FixedOffset>,
+    pub finished_at: DateTime<FixedOffset>,
+}
+
+impl Record {
+    /// A record of something that was not a restore: a skipped run, a drill
+    /// that could not start or was interrupted, a ledger repair. Every drill
+    /// section is empty and no sandbox is left.
+    pub fn note(head: NoteHead, result: Verdict, reasons: Vec<String>) -> Record {
+        Record {
+            format: FORMAT.to_string(),
+            id: head.id,
+            seq: 0,
+            job: head.job,
+            system: head.system,
+            host: head.host,
+            agent_version: head.agent_version,
+            trigger: head.trigger,
+            started_at: head.started_at,
+            finished_at: head.finished_at,
+            result,
+            reasons,
+            backup: BackupSection::default(),
+            restore: RestoreSection::default(),
+            verify: VerifySection::default(),
+            objectives: Objectives::default(),
+            checks: Vec::new(),
+            sandbox: SandboxSection {
+                path: String::new(),
+                removed: true,
+            },
+            artifacts: None,
+            prev_hash: String::new(),
+            hash: String::new(),
+            signature: None,
+        }
+    }
+}
