@@ -14,6 +14,7 @@ PACKAGES=(gcc make pkg-config ca-certificates procps
   systemd # systemd-analyze verify for the units in deploy/systemd
   curl jq iproute2 # the operator guide, run as written
   python3-venv # a venv for kubernetes-validate
+  openssl # a test CA for the evidence store over TLS
   postgresql postgresql-client # throw-away clusters for dump drills
   python3-aiosmtpd # a real SMTP server for mail alerts
   chromium fonts-noto-cjk fontconfig # the HTML report, rendered headless, in Japanese too

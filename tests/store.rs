@@ -3,6 +3,7 @@
 //! every host's records from it.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::Duration;
 
 use super::agent::{Daemon, daemon_site};
@@ -175,4 +176,91 @@ fn the_store_catches_up_after_an_outage_and_a_changed_row_breaks_its_chain() {
             && !err.contains("secret"),
         "{err}"
     );
+}
+
+/// A CA and a certificate for `localhost` signed by it, made by openssl in `dir`.
+fn test_ca(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let script = "set -e
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=rv-test-ca 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null
+printf 'subjectAltName=DNS:localhost\\n' > san.ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null";
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("openssl is missing (scripts/test.sh installs it)");
+    assert!(out.status.success(), "openssl: {}", text(&out.stderr));
+}
+
+#[test]
+fn over_tcp_the_store_is_reached_with_tls_and_a_verified_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    test_ca(&certs);
+    let pg = LivePg::start_with(&tmp.path().join("pg"), |data| {
+        let (u, g) = super::tools::postgres_ids();
+        for f in ["server.pem", "server.key"] {
+            std::fs::copy(certs.join(f), data.join(f)).unwrap();
+            std::os::unix::fs::chown(data.join(f), Some(u), Some(g)).unwrap();
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        // Plain TCP is refused: a connection that works used TLS.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .unwrap();
+        [
+            "listen_addresses=127.0.0.1",
+            "ssl=on",
+            "ssl_cert_file=server.pem",
+            "ssl_key_file=server.key",
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    let count = || {
+        pg.psql("postgres", "SELECT count(*) FROM restore_verifier_records")
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let site = Site::new(&job("good", "backups/good/share-*.tar"));
+    let base = std::fs::read_to_string(&site.config).unwrap();
+    let run_with = |evidence: &str| {
+        std::fs::write(&site.config, format!("{base}\n[evidence]\n{evidence}")).unwrap();
+        let out = site.run(&["run"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    let store =
+        "store = \"host=localhost port=5433 user=postgres dbname=postgres sslmode=require\"\n";
+    let ca = format!("ca_file = \"{}\"\n", certs.join("ca.pem").display());
+
+    let said = run_with(&format!("{store}{ca}"));
+    assert!(!said.contains("Could not publish"), "{said}");
+    assert_eq!(count(), "1", "published over TLS");
+
+    // The test CA is not among the public roots: without ca_file the server's
+    // certificate does not verify, and nothing is sent.
+    let said = run_with(store);
+    assert!(
+        said.contains("Could not publish") && said.contains("evidence.ca_file"),
+        "{said}"
+    );
+    // Without TLS the server refuses the connection.
+    let said = run_with(&format!("{}{ca}", store.replace("require", "disable")));
+    assert!(said.contains("Could not publish"), "{said}");
+    assert_eq!(count(), "1");
+
+    // The records that did not go follow with the next good connection.
+    run_with(&format!("{store}{ca}"));
+    assert_eq!(count(), "4");
 }

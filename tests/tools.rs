@@ -637,7 +637,7 @@ expect_stdout = { regex = "^2000\\s*$" }
 }
 
 /// The uid and gid of the `postgres` account (PostgreSQL will not run as root).
-fn postgres_ids() -> (u32, u32) {
+pub fn postgres_ids() -> (u32, u32) {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     passwd
         .lines()
@@ -675,6 +675,13 @@ impl Drop for LivePg {
 
 impl LivePg {
     pub fn start(dir: &Path) -> LivePg {
+        LivePg::start_with(dir, |_| Vec::new())
+    }
+
+    /// Like `start`; `setup` may write into the fresh data directory (as the
+    /// server's account owns it, after initdb) and returns extra server
+    /// settings (`name=value`).
+    pub fn start_with(dir: &Path, setup: impl FnOnce(&Path) -> Vec<String>) -> LivePg {
         use std::os::unix::fs::PermissionsExt;
         use std::os::unix::process::CommandExt;
         let (u, g) = postgres_ids();
@@ -709,10 +716,15 @@ impl LivePg {
             .output()
             .unwrap();
         assert!(st.status.success(), "initdb: {}", text(&st.stderr));
+        let extra = setup(&data);
+        let mut args: Vec<String> = vec!["listen_addresses=".into()];
+        args.extend(extra);
         let child = Command::new(pg_bin("postgres"))
             .arg("-D")
             .arg(&data)
-            .args(["-p", "5433", "-c", "listen_addresses=", "-c"])
+            .args(["-p", "5433"])
+            .args(args.iter().flat_map(|a| ["-c".to_string(), a.clone()]))
+            .arg("-c")
             .arg(format!("unix_socket_directories={}", sock.display()))
             .uid(u)
             .gid(g)

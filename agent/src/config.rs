@@ -214,6 +214,9 @@ pub enum Store {
     Postgres {
         conninfo: String,
         password_file: Option<PathBuf>,
+        /// PEM certificates (a private CA) trusted for the server's TLS
+        /// certificate, besides the public roots.
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -222,6 +225,7 @@ pub enum Store {
 struct RawEvidence {
     store: Option<Spanned<String>>,
     password_file: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -752,6 +756,7 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
 
 fn store_config(cx: &mut Ctx, e: RawEvidence, base: &Path) -> Store {
     let password_file = e.password_file.map(|p| resolve(base, p.get_ref()));
+    let ca_file = e.ca_file.map(|p| resolve(base, p.get_ref()));
     let Some(s) = e.store else {
         return Store::File;
     };
@@ -789,6 +794,7 @@ fn store_config(cx: &mut Ctx, e: RawEvidence, base: &Path) -> Store {
     Store::Postgres {
         conninfo: text.to_string(),
         password_file,
+        ca_file,
     }
 }
 

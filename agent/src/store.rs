@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use postgres::{Client, IsolationLevel, NoTls};
+use postgres::{Client, IsolationLevel};
 use serde_json::Value;
 use verifier::{ChainChecker, ChainReport, Ledger, Record};
 
@@ -40,6 +40,7 @@ pub fn connect(store: &Store) -> anyhow::Result<Client> {
     let Store::Postgres {
         conninfo,
         password_file,
+        ca_file,
     } = store
     else {
         bail!("the evidence store is the local ledger file");
@@ -57,9 +58,9 @@ pub fn connect(store: &Store) -> anyhow::Result<Client> {
     }
     config.connect_timeout(Duration::from_secs(10));
     config.application_name("restore-verifier");
-    let mut client = config.connect(NoTls).with_context(|| {
+    let mut client = config.connect(tls(ca_file.as_deref())?).with_context(|| {
         format!(
-            "cannot connect to the evidence store {}",
+            "cannot connect to the evidence store {} (a TLS certificate error? set evidence.ca_file to the CA that signed the server's certificate)",
             redacted(conninfo)
         )
     })?;
@@ -67,6 +68,41 @@ pub fn connect(store: &Store) -> anyhow::Result<Client> {
         .batch_execute(SCHEMA)
         .context("cannot create the evidence store's table")?;
     Ok(client)
+}
+
+/// TLS for the connection, used when the server offers it (`sslmode=prefer`,
+/// the default) or always (`sslmode=require`); `sslmode=disable` never. The
+/// server's certificate is always verified, name included, against the public
+/// roots and `ca_file`: a certificate that does not verify fails the
+/// connection, it is never used unverified.
+fn tls(ca_file: Option<&Path>) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(p) = ca_file {
+        let certs = CertificateDer::pem_file_iter(p)
+            .with_context(|| format!("cannot read the store's ca_file {}", p.display()))?;
+        let mut n = 0;
+        for c in certs {
+            let c = c.with_context(|| format!("ca_file {}: not a PEM certificate", p.display()))?;
+            roots
+                .add(c)
+                .with_context(|| format!("ca_file {}: not a usable CA certificate", p.display()))?;
+            n += 1;
+        }
+        if n == 0 {
+            bail!("ca_file {} holds no certificate", p.display());
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS setup")?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// The connection string for messages: never a password (the config refuses
