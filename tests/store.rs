@@ -106,7 +106,67 @@ fn two_agents_publish_to_one_store_for_a_minute_and_every_chain_verifies() {
         .iter()
         .map(|j| j.as_str().unwrap())
         .collect();
-    assert_eq!(jobs, BTreeSet::from(["a1", "a2", "b1", "b2"]));
+    let host = text(&Command::new("hostname").output().unwrap().stdout)
+        .trim()
+        .to_string();
+    let want: BTreeSet<String> = ["a1", "a2", "b1", "b2"]
+        .iter()
+        .map(|j| format!("{j}@{host}"))
+        .collect();
+    assert_eq!(jobs, want.iter().map(String::as_str).collect());
+}
+
+#[test]
+fn hosts_with_the_same_job_name_stay_apart_in_the_fleet_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = LivePg::start(&tmp.path().join("pg"));
+    let conninfo = pg.conninfo("postgres");
+    let good = Site::new(&job("share", "backups/good/share-*.tar"));
+    let bad = Site::new(&job("share", "backups/bad/share-*.tar"));
+    with_store(&good, &conninfo);
+    with_store(&bad, &conninfo);
+    // Host nas2's drill of its job `share` fails...
+    let out = Command::new("unshare")
+        .args([
+            "--uts",
+            "--",
+            "sh",
+            "-c",
+            "hostname nas2 && exec \"$0\" \"$@\"",
+        ])
+        .arg(env!("CARGO_BIN_EXE_restore-verifier"))
+        .arg("-c")
+        .arg(&bad.config)
+        .arg("run")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // ... and this host's job of the same name passes later.
+    assert_eq!(good.run(&["run"]).status.code(), Some(0));
+    let out = good.run(&["report", "--format", "json", "--since", "2000-01-01"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sys = v["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Fixture file server")
+        .unwrap()
+        .clone();
+    let jobs: Vec<&str> = sys["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j.as_str().unwrap())
+        .collect();
+    assert!(jobs.contains(&"share@nas2") && jobs.len() == 2, "{sys}");
+    assert_eq!(sys["failures"], 1, "{sys}");
+    assert_eq!(
+        sys["failure_lines"][0]["closed_by"],
+        Value::Null,
+        "another host's pass does not close nas2's failure: {sys}"
+    );
+    assert_eq!(sys["score"], 1, "{sys}");
 }
 
 #[test]

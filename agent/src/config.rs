@@ -1432,6 +1432,13 @@ fn backup_config(
 
 /// True when a libpq connection string or URI carries a password.
 pub fn has_password(conninfo: &str) -> bool {
+    // As libpq reads it (`password = x` with spaces too), and as written.
+    if conninfo
+        .parse::<postgres::Config>()
+        .is_ok_and(|c| c.get_password().is_some())
+    {
+        return true;
+    }
     let c = conninfo.to_ascii_lowercase();
     c.contains("password=")
         || c.split_once("://").is_some_and(|(_, rest)| {
@@ -1697,6 +1704,8 @@ mod tests {
     fn passwords_in_connection_strings_are_spotted() {
         assert!(has_password("host=db dbname=erp password=secret"));
         assert!(has_password("postgresql://erp:secret@db/erp"));
+        assert!(has_password("host=db password = secret dbname=erp"));
+        assert!(has_password("postgresql://db/erp?password=secret"));
         assert!(!has_password("postgresql://erp@db/erp"));
         assert!(!has_password("host=/run/postgresql dbname=erp"));
     }

@@ -107,6 +107,8 @@ pub struct Agent {
     pub alerts: Arc<crate::alerts::Alerts>,
     /// The last verification of the whole ledger.
     ledger_check: Mutex<Option<drills::LedgerCheck>>,
+    /// Wakes the publisher to the shared evidence store.
+    publish_wanted: tokio::sync::Notify,
 }
 
 /// The outcome of asking for a drill.
@@ -148,11 +150,7 @@ impl Agent {
     async fn check_ledger(self: Arc<Self>) {
         loop {
             let cfg = self.config();
-            let check = tokio::task::spawn_blocking(move || {
-                // Records the store missed (it was down) go now.
-                crate::store::publish_quietly(&cfg.store, drills::ledger(&cfg).path());
-                drills::check_ledger(&cfg)
-            });
+            let check = tokio::task::spawn_blocking(move || drills::check_ledger(&cfg));
             if let Ok(check) = check.await {
                 if let Some(p) = &check.problem {
                     tracing::error!(problem = %p, "The ledger does not verify; run `restore-verifier evidence verify` for details.");
@@ -164,6 +162,33 @@ impl Agent {
                 _ = self.shutdown.cancelled() => return,
             }
         }
+    }
+
+    /// Publishes the ledger to the shared evidence store (when one is
+    /// configured) in the background: at start, when a record was appended
+    /// ([`Agent::published`] wakes it), and every [`LEDGER_CHECK_EVERY`] to
+    /// catch up after an outage. Drills, alerts and shutdown never wait for it.
+    async fn publish(self: Arc<Self>) {
+        loop {
+            let cfg = self.config();
+            if cfg.store != crate::config::Store::File {
+                let path = drills::ledger(&cfg).path().to_path_buf();
+                let _ = tokio::task::spawn_blocking(move || {
+                    crate::store::publish_quietly(&cfg.store, &path)
+                })
+                .await;
+            }
+            tokio::select! {
+                _ = self.publish_wanted.notified() => {}
+                _ = tokio::time::sleep(LEDGER_CHECK_EVERY) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// A record was appended: publish it soon.
+    fn published(&self) {
+        self.publish_wanted.notify_one();
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -207,9 +232,7 @@ impl Agent {
                 verdict,
                 vec![reason],
             );
-            let ledger = drills::signing_ledger(&cfg)?;
-            ledger.append(&mut rec)?;
-            crate::store::publish_quietly(&cfg.store, ledger.path());
+            drills::signing_ledger(&cfg)?.append(&mut rec)?;
             anyhow::Ok(rec)
         })
         .await;
@@ -366,6 +389,7 @@ impl Agent {
             .or_default()
             .apply(rec);
         self.alerts.observe(&self.config(), rec);
+        self.published();
     }
 
     /// The dead-man check and alert delivery, every second until shutdown.
@@ -613,6 +637,7 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
             )
         })?),
         ledger_check: Mutex::new(None),
+        publish_wanted: tokio::sync::Notify::new(),
     });
     for r in &recovered {
         agent.alerts.observe(&agent.config(), r);
@@ -642,6 +667,8 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
     agent.start_schedulers();
     agent.tracker.spawn(agent.clone().watch(Utc::now()));
     agent.tracker.spawn(agent.clone().check_ledger());
+    // Not tracked: shutdown does not wait for the store.
+    tokio::spawn(agent.clone().publish());
 
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -670,6 +697,21 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
     }
     if let Some(s) = server {
         let _ = tokio::time::timeout(Duration::from_secs(1), s).await;
+    }
+    // The records of the drills shutdown stopped: one last publish, bounded.
+    let cfg = agent.config();
+    if cfg.store != crate::config::Store::File {
+        let path = drills::ledger(&cfg).path().to_path_buf();
+        let last =
+            tokio::task::spawn_blocking(move || crate::store::publish_quietly(&cfg.store, &path));
+        if tokio::time::timeout(Duration::from_secs(5), last)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "The evidence store did not answer in 5 s; the next start publishes the rest."
+            );
+        }
     }
     tracing::info!("Agent stopped.");
     Ok(outcome)

@@ -239,10 +239,11 @@ pub fn verify_text(
 /// Checks every chain in the shared evidence store; the text and the outcome.
 pub fn verify_store_text(
     store: &crate::config::Store,
-    key: Option<&verifier::signing::EvidencePublicKey>,
+    keys: &[verifier::signing::EvidencePublicKey],
 ) -> Result<(String, Outcome), CliError> {
     use std::fmt::Write;
-    let chains = crate::store::verify(store, key).map_err(|e| CliError::Usage(format!("{e:#}")))?;
+    let chains =
+        crate::store::verify(store, keys).map_err(|e| CliError::Usage(format!("{e:#}")))?;
     let mut s = String::new();
     if let crate::config::Store::Postgres { conninfo, .. } = store {
         let _ = writeln!(s, "store     {}", crate::store::redacted(conninfo));
@@ -252,7 +253,7 @@ pub fn verify_store_text(
     let mut broken = 0;
     for c in &chains {
         let short = &c.chain[..c.chain.len().min(12)];
-        let signed = if key.is_some() {
+        let signed = if !keys.is_empty() {
             format!(", {} signed", c.report.signed)
         } else {
             String::new()
@@ -289,11 +290,22 @@ pub fn verify_store_text(
     Ok((s, outcome))
 }
 
+/// Verifies a ledger file and prints what it found. With several keys, the
+/// first one that verifies every signature is used.
 pub fn verify(
     ledger: &Ledger,
-    key: Option<&verifier::signing::EvidencePublicKey>,
+    keys: &[verifier::signing::EvidencePublicKey],
 ) -> Result<Outcome, CliError> {
-    let (text, outcome) = verify_text(ledger, key)?;
+    let mut last = None;
+    for key in keys.iter().map(Some).chain(keys.is_empty().then_some(None)) {
+        let (text, outcome) = verify_text(ledger, key)?;
+        if outcome == Outcome::Success {
+            print!("{text}");
+            return Ok(outcome);
+        }
+        last = Some((text, outcome));
+    }
+    let (text, outcome) = last.expect("at least one pass");
     print!("{text}");
     Ok(outcome)
 }

@@ -223,9 +223,11 @@ enum EvidenceCommand {
         /// Ledger file [default: state_dir/ledger.jsonl of the config].
         #[arg(long)]
         ledger: Option<PathBuf>,
-        /// Public key (PEM) every record must be signed with.
+        /// Public key (PEM) every record must be signed with; repeat it for a
+        /// shared store whose hosts have their own keys (each chain must be
+        /// signed throughout by one of them).
         #[arg(long, value_name = "FILE")]
-        public_key: Option<PathBuf>,
+        public_key: Vec<PathBuf>,
     },
 }
 
@@ -356,9 +358,13 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                     eprintln!(
                         "restore-verifier: interrupted; the drill was recorded and its sandbox removed"
                     );
+                    store::publish_quietly(&cfg.store, drills::ledger(&cfg).path());
                     return Ok(Outcome::Interrupted);
                 }
             }
+            // The records of this run go to the shared store (if any) after
+            // the drills, never holding one up.
+            store::publish_quietly(&cfg.store, drills::ledger(&cfg).path());
             if let Some(a) = &alerts {
                 a.deliver_due(&cfg);
             }
@@ -410,7 +416,8 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             let cfg = load(cfg_flag, Check::Values)?;
             let now = chrono::Utc::now();
             let period = report_period(&cfg, since, until, now)?;
-            let a = report::for_config(&cfg, &period, now);
+            let a = report::for_config(&cfg, &period, now)
+                .map_err(|e| CliError::Usage(format!("{e:#}")))?;
             let lang = match lang {
                 LangArg::En => report::Lang::En,
                 LangArg::Ja => report::Lang::Ja,
@@ -552,28 +559,29 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 Ok(Outcome::Success)
             }
             EvidenceCommand::Verify { ledger, public_key } => {
-                let key = public_key
-                    .map(|p| verifier::signing::load_public_key(&p))
-                    .transpose()
+                let keys = public_key
+                    .iter()
+                    .map(|p| verifier::signing::load_public_key(p))
+                    .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| CliError::Usage(e.to_string()))?;
                 let cfg = match ledger {
                     Some(path) => {
-                        return evidence::verify(&verifier::Ledger::new(path), key.as_ref());
+                        return evidence::verify(&verifier::Ledger::new(path), &keys);
                     }
                     None => load(cfg_flag, Check::Values)?,
                 };
                 let ledger = drills::ledger(&cfg);
                 if cfg.store == config::Store::File {
-                    return evidence::verify(&ledger, key.as_ref());
+                    return evidence::verify(&ledger, &keys);
                 }
                 // With a shared store: this host's ledger, when it has one, and
                 // every chain in the store.
                 let mut outcome = Outcome::Success;
                 if ledger.path().exists() {
-                    outcome = evidence::verify(&ledger, key.as_ref())?;
+                    outcome = evidence::verify(&ledger, &keys)?;
                     println!();
                 }
-                let (text, stored) = evidence::verify_store_text(&cfg.store, key.as_ref())?;
+                let (text, stored) = evidence::verify_store_text(&cfg.store, &keys)?;
                 print!("{text}");
                 Ok(if stored == Outcome::Success {
                     outcome

@@ -208,7 +208,7 @@ pub fn scope(cfg: &Config) -> Vec<SystemScope> {
 
 /// The assessment of the configured systems from the configured ledger,
 /// verified with the signing key's public half when there is one.
-pub fn for_config(cfg: &Config, period: &Period, now: DateTime<Utc>) -> Assessment {
+pub fn for_config(cfg: &Config, period: &Period, now: DateTime<Utc>) -> anyhow::Result<Assessment> {
     if cfg.store != crate::config::Store::File {
         return for_store(cfg, period, now);
     }
@@ -222,55 +222,89 @@ pub fn for_config(cfg: &Config, period: &Period, now: DateTime<Utc>) -> Assessme
         Ok(it) => it.filter_map(Result::ok).collect(),
         Err(_) => Vec::new(),
     };
-    assess(&records, &scope(cfg), period, problem, now)
+    Ok(assess(&records, &scope(cfg), period, problem, now))
 }
 
-/// The assessment from the shared evidence store: every host's records; a
-/// chain that does not verify (or a store that cannot be read) is the ledger
-/// problem the report shows.
-fn for_store(cfg: &Config, period: &Period, now: DateTime<Utc>) -> Assessment {
+/// The assessment from the shared evidence store: every host's records. A job
+/// is a host's job (`job@host`): two hosts' jobs of the same name are two jobs,
+/// so one host's pass never closes another's failure. Each counts under the
+/// system its records name. Signatures are checked with this host's key on
+/// this host's chains only; other hosts' chains by their hash chain. A chain
+/// that does not verify is the ledger problem the report shows; a store that
+/// cannot be read is an error.
+fn for_store(cfg: &Config, period: &Period, now: DateTime<Utc>) -> anyhow::Result<Assessment> {
+    use anyhow::Context;
     let key = crate::drills::verifying_key(cfg);
-    let problem = match crate::store::verify(&cfg.store, key.as_ref()) {
-        Ok(chains) => {
-            let broken: Vec<String> = chains
-                .iter()
-                .filter_map(|c| {
-                    c.report.problem.as_ref().map(|p| {
-                        format!(
-                            "host {} chain {}: seq {}: {}",
-                            c.host,
-                            &c.chain[..12.min(c.chain.len())],
-                            p.line,
-                            p.what
-                        )
-                    })
-                })
-                .collect();
-            (!broken.is_empty()).then(|| broken.join("; "))
-        }
-        Err(e) => Some(format!("{e:#}")),
-    };
-    let records = crate::store::records(&cfg.store).unwrap_or_default();
-    // Other hosts' jobs are not in this config: each counts under the system
-    // its records name.
-    let mut systems = scope(cfg);
-    for r in &records {
-        if r.job == verifier::LEDGER_JOB || systems.iter().any(|s| s.jobs.contains(&r.job)) {
-            continue;
-        }
+    let host = gethostname_string();
+    let chains = crate::store::verify_each(&cfg.store, |chain_host| {
+        (chain_host == host)
+            .then_some(key.as_ref())
+            .flatten()
+            .into_iter()
+            .collect()
+    })
+    .context("the evidence store cannot be read")?;
+    let mut problems: Vec<String> = chains
+        .iter()
+        .filter_map(|c| {
+            c.report.problem.as_ref().map(|p| {
+                format!(
+                    "host {} chain {}: seq {}: {}",
+                    c.host,
+                    &c.chain[..12.min(c.chain.len())],
+                    p.line,
+                    p.what
+                )
+            })
+        })
+        .collect();
+    let (mut records, bad) = crate::store::records(&cfg.store, period.since, period.until)
+        .context("the evidence store cannot be read")?;
+    if bad > 0 {
+        problems.push(format!("{bad} stored rows are not records"));
+    }
+    let mut systems: Vec<SystemScope> = cfg
+        .systems
+        .iter()
+        .map(|s| SystemScope {
+            name: s.name.clone(),
+            owner: s.owner.clone(),
+            criticality: s.criticality.clone(),
+            jobs: Vec::new(),
+            policy: DEFAULT_POLICY,
+        })
+        .collect();
+    records.retain(|r| r.job != verifier::LEDGER_JOB);
+    for r in &mut records {
+        let policy = (r.host == host)
+            .then(|| cfg.jobs.iter().find(|j| j.name == r.job))
+            .flatten()
+            .and_then(|j| j.max_interval)
+            .unwrap_or(DEFAULT_POLICY);
+        r.job = format!("{}@{}", r.job, r.host);
         let name = r.system.clone().unwrap_or_else(|| r.job.clone());
         match systems.iter_mut().find(|s| s.name == name) {
-            Some(s) => s.jobs.push(r.job.clone()),
+            Some(s) => {
+                if !s.jobs.contains(&r.job) {
+                    s.jobs.push(r.job.clone());
+                    s.policy = s.policy.min(policy);
+                }
+            }
             None => systems.push(SystemScope {
                 name,
                 owner: None,
                 criticality: None,
                 jobs: vec![r.job.clone()],
-                policy: DEFAULT_POLICY,
+                policy,
             }),
         }
     }
-    assess(&records, &systems, period, problem, now)
+    let problem = (!problems.is_empty()).then(|| problems.join("; "));
+    Ok(assess(&records, &systems, period, problem, now))
+}
+
+fn gethostname_string() -> String {
+    verifier::DrillEnv::new("", "").host
 }
 
 /// Assesses every system over the period.

@@ -35,8 +35,18 @@ CREATE TABLE IF NOT EXISTS restore_verifier_records (
     PRIMARY KEY (chain, seq)
 )";
 
-/// Opens a connection and makes sure the table exists.
-pub fn connect(store: &Store) -> anyhow::Result<Client> {
+/// Why the store is opened: publishing creates the table when it is missing;
+/// reading never does (an auditor's account may only SELECT).
+#[derive(Clone, Copy, PartialEq)]
+pub enum Access {
+    Publish,
+    Read,
+}
+
+/// Opens a connection; for publishing, makes sure the table exists. Every
+/// statement and lock wait is bounded, and a dead peer is noticed, so a store
+/// that stops answering fails a publish instead of holding it.
+pub fn connect(store: &Store, access: Access) -> anyhow::Result<Client> {
     let Store::Postgres {
         conninfo,
         password_file,
@@ -57,16 +67,46 @@ pub fn connect(store: &Store) -> anyhow::Result<Client> {
         config.password(pw.trim_end_matches(['\r', '\n']));
     }
     config.connect_timeout(Duration::from_secs(10));
+    config.tcp_user_timeout(Duration::from_secs(30));
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(30));
+    config.options("-c statement_timeout=60s -c lock_timeout=30s");
     config.application_name("restore-verifier");
-    let mut client = config.connect(tls(ca_file.as_deref())?).with_context(|| {
+    // A Unix socket is local and carries no TLS (and has no name to verify).
+    let local = config
+        .get_hosts()
+        .iter()
+        .all(|h| matches!(h, postgres::config::Host::Unix(_)));
+    let connected = if local || config.get_ssl_mode() == postgres::config::SslMode::Disable {
+        config.connect(postgres::NoTls)
+    } else {
+        config.connect(tls(ca_file.as_deref())?)
+    };
+    let mut client = connected.with_context(|| {
         format!(
-            "cannot connect to the evidence store {} (a TLS certificate error? set evidence.ca_file to the CA that signed the server's certificate)",
-            redacted(conninfo)
+            "cannot connect to the evidence store {}{}",
+            redacted(conninfo),
+            if local {
+                ""
+            } else {
+                " (a TLS certificate error? set evidence.ca_file to the CA that signed the server's certificate)"
+            }
         )
     })?;
-    client
-        .batch_execute(SCHEMA)
-        .context("cannot create the evidence store's table")?;
+    let exists: Option<String> = client
+        .query_one("SELECT to_regclass('restore_verifier_records')::text", &[])
+        .context("cannot query the evidence store")?
+        .get(0);
+    match (exists, access) {
+        (Some(_), _) => {}
+        (None, Access::Publish) => client
+            .batch_execute(SCHEMA)
+            .context("cannot create the evidence store's table restore_verifier_records; create it with an account that may, or give this one CREATE on the schema")?,
+        (None, Access::Read) => bail!(
+            "the evidence store {} has no table restore_verifier_records: no agent has published to it yet",
+            redacted(conninfo)
+        ),
+    }
     Ok(client)
 }
 
@@ -105,16 +145,27 @@ fn tls(ca_file: Option<&Path>) -> anyhow::Result<tokio_postgres_rustls::MakeRust
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
-/// The connection string for messages: never a password (the config refuses
-/// one in it anyway).
+/// The connection string for messages: where it connects, never a password
+/// (the config refuses one in it anyway).
 pub fn redacted(conninfo: &str) -> String {
-    match conninfo.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://…@{host}"),
-            None => conninfo.to_string(),
-        },
-        None => conninfo.to_string(),
-    }
+    let Ok(c) = conninfo.parse::<postgres::Config>() else {
+        return "(an invalid connection string)".into();
+    };
+    let hosts: Vec<String> = c
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            postgres::config::Host::Tcp(name) => name.clone(),
+            postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    format!(
+        "{}@{}:{}/{}",
+        c.get_user().unwrap_or("-"),
+        hosts.join(","),
+        c.get_ports().first().copied().unwrap_or(5432),
+        c.get_dbname().unwrap_or("-")
+    )
 }
 
 /// The complete lines of a ledger file (a torn last line is not one).
@@ -136,24 +187,43 @@ fn ledger_lines(ledger: &Ledger) -> anyhow::Result<Vec<String>> {
 
 /// How many records of the local ledger were published now.
 pub fn publish(store: &Store, ledger: &Ledger) -> anyhow::Result<usize> {
-    let lines = ledger_lines(ledger)?;
+    let mut lines = ledger_lines(ledger)?;
     let Some(first) = lines.first() else {
         return Ok(0);
     };
     let chain = field(first, "hash")?;
-    let mut client = connect(store)?;
+    let mut client = connect(store, Access::Publish)?;
     let mut attempt = 0;
     loop {
         attempt += 1;
         match publish_once(&mut client, &chain, &lines) {
             Ok(n) => return Ok(n),
-            Err(e) if attempt < 20 && retryable(&e) => {
+            Err(e) if attempt < 20 && (retryable(&e) || e.is::<Behind>()) => {
+                // Another publisher (another drill of this agent) got there
+                // first, maybe with lines appended since we read: read again.
                 std::thread::sleep(Duration::from_millis(20 * attempt));
+                lines = ledger_lines(ledger)?;
             }
             Err(e) => return Err(e.context("cannot publish to the evidence store")),
         }
     }
 }
+
+/// The store's head is past the lines read: another publisher had read more.
+#[derive(Debug)]
+struct Behind(usize);
+
+impl std::fmt::Display for Behind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the store's chain is at seq {}, past the end of this ledger: the ledger and the store diverged (a restored or replaced ledger?); nothing was published",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Behind {}
 
 /// A conflict with another publisher: try again.
 fn retryable(e: &anyhow::Error) -> bool {
@@ -185,6 +255,9 @@ fn publish_once(client: &mut Client, chain: &str, lines: &[String]) -> anyhow::R
             let seq: i64 = row.get(0);
             let hash: String = row.get(1);
             let seq = seq as usize;
+            if seq > lines.len() {
+                return Err(Behind(seq).into());
+            }
             // The store's head must be the same record as ours at that seq.
             let ours = lines
                 .get(seq.wrapping_sub(1))
@@ -235,64 +308,117 @@ pub struct StoredChain {
 }
 
 /// Verifies every chain in the store (and that each is named by its first
-/// record's hash).
+/// record's hash). With `keys`, a chain must be signed throughout by one of
+/// them (each host may have its own key).
 pub fn verify(
     store: &Store,
-    key: Option<&verifier::signing::EvidencePublicKey>,
+    keys: &[verifier::signing::EvidencePublicKey],
 ) -> anyhow::Result<Vec<StoredChain>> {
-    let mut client = connect(store)?;
+    verify_each(store, |_| keys.iter().collect())
+}
+
+/// Verifies every chain, with the keys `keys_for(host)` gives for the host of
+/// its first record (none: the hash chain only).
+pub fn verify_each<'k>(
+    store: &Store,
+    keys_for: impl Fn(&str) -> Vec<&'k verifier::signing::EvidencePublicKey>,
+) -> anyhow::Result<Vec<StoredChain>> {
+    let mut client = connect(store, Access::Read)?;
     let chains = client.query(
-        "SELECT chain, min(host) FROM restore_verifier_records GROUP BY chain ORDER BY 2, 1",
+        "SELECT chain, (array_agg(host ORDER BY seq))[1] FROM restore_verifier_records
+         GROUP BY chain ORDER BY 2, 1",
         &[],
     )?;
     let mut out = Vec::new();
     for row in chains {
         let chain: String = row.get(0);
         let host: String = row.get(1);
-        let mut check = ChainChecker::new(key);
-        let mut first = true;
-        for r in client.query(
-            "SELECT seq, line FROM restore_verifier_records WHERE chain = $1 ORDER BY seq",
-            &[&chain],
-        )? {
-            let line: String = r.get(1);
-            if !check.push(line.as_bytes()) {
+        let lines: Vec<String> = client
+            .query(
+                "SELECT line FROM restore_verifier_records WHERE chain = $1 ORDER BY seq",
+                &[&chain],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let keys = keys_for(&host);
+        let candidates: Vec<Option<&verifier::signing::EvidencePublicKey>> = if keys.is_empty() {
+            vec![None]
+        } else {
+            keys.into_iter().map(Some).collect()
+        };
+        // The key that verifies the chain, or the report that got furthest.
+        let mut best: Option<ChainReport> = None;
+        for key in candidates {
+            let report = check_chain(&chain, &lines, key);
+            let better = best
+                .as_ref()
+                .is_none_or(|b| b.problem.is_some() && report.records >= b.records);
+            if better {
+                best = Some(report);
+            }
+            if best.as_ref().is_some_and(|b| b.problem.is_none()) {
                 break;
             }
-            if first && check.report.head_hash != chain {
-                check.report.problem = Some(verifier::ChainProblem {
-                    line: 1,
-                    what: format!(
-                        "the chain is stored as {chain} but starts with record {}",
-                        check.report.head_hash
-                    ),
-                });
-                break;
-            }
-            first = false;
         }
         out.push(StoredChain {
             chain,
             host,
-            report: check.report,
+            report: best.unwrap_or_default(),
         });
     }
     Ok(out)
 }
 
-/// Every record in the store, all chains.
-pub fn records(store: &Store) -> anyhow::Result<Vec<Record>> {
-    let mut client = connect(store)?;
+fn check_chain(
+    chain: &str,
+    lines: &[String],
+    key: Option<&verifier::signing::EvidencePublicKey>,
+) -> ChainReport {
+    let mut check = ChainChecker::new(key);
+    for (i, line) in lines.iter().enumerate() {
+        if !check.push(line.as_bytes()) {
+            break;
+        }
+        if i == 0 && check.report.head_hash != chain {
+            check.report.problem = Some(verifier::ChainProblem {
+                line: 1,
+                what: format!(
+                    "the chain is stored as {chain} but starts with record {}",
+                    check.report.head_hash
+                ),
+            });
+            break;
+        }
+    }
+    check.report
+}
+
+/// The records of every chain that started in `[since, until)`, and how many
+/// stored rows in that time did not read as records (skipped; `verify` says
+/// which chain they break).
+pub fn records(
+    store: &Store,
+    since: chrono::DateTime<chrono::Utc>,
+    until: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<(Vec<Record>, usize)> {
+    let mut client = connect(store, Access::Read)?;
     let rows = client.query(
-        "SELECT line FROM restore_verifier_records ORDER BY started_at, chain, seq",
-        &[],
+        "SELECT line FROM restore_verifier_records
+         WHERE started_at >= $1::text::timestamptz AND started_at < $2::text::timestamptz
+         ORDER BY started_at, chain, seq",
+        &[&since.to_rfc3339(), &until.to_rfc3339()],
     )?;
-    rows.iter()
-        .map(|r| {
-            let line: String = r.get(0);
-            serde_json::from_str(&line).context("a stored record is not a record")
-        })
-        .collect()
+    let mut out = Vec::with_capacity(rows.len());
+    let mut bad = 0;
+    for r in rows {
+        let line: String = r.get(0);
+        match serde_json::from_str(&line) {
+            Ok(rec) => out.push(rec),
+            Err(_) => bad += 1,
+        }
+    }
+    Ok((out, bad))
 }
 
 /// Publishes when a store is configured; a failure is logged, never fatal:
