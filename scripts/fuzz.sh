@@ -55,11 +55,13 @@ for t in "${targets[@]}"; do
   parallel=()
   # With -jobs, libFuzzer writes each worker's log to ./fuzz-N.log.
   [ "$jobs" -gt 1 ] && parallel=(-jobs="$jobs" -workers="$jobs")
+  set +e
   cargo +nightly fuzz run "$t" "$work/corpus-$t" "${dirs[@]}" -- \
     -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -max_len=262144 \
     "${parallel[@]}" -print_final_stats=1 \
-    -artifact_prefix="$work/artifacts-$t/" 2>&1 | tee "$work/log-$t" | grep -E "^#[0-9]+.*(pulse|DONE)|Done|stat::|ERROR|panicked|SUMMARY|artifact" || true
+    -artifact_prefix="$work/artifacts-$t/" 2>&1 | tee "$work/log-$t" | grep -E "^#[0-9]+.*(pulse|DONE)|Done|stat::|ERROR|panicked|SUMMARY|artifact"
   status=${PIPESTATUS[0]}
+  set -e
   found=$(find "$work/artifacts-$t" -type f | wc -l)
   if [ "$status" -ne 0 ] || [ "$found" -gt 0 ]; then
     mkdir -p "fuzz/regressions/$t"

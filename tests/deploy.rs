@@ -91,7 +91,7 @@ fn the_units_command_lines_work() {
         assert_eq!(commands.len(), 2, "{}", unit.display());
         for line in commands {
             // systemd's specifier for the instance: the job name.
-            let line = line.replace("%i", "good");
+            let line = line.replace("%I", "good");
             let argv: Vec<&str> = line.split_whitespace().collect();
             if argv[1..] == ["agent"] {
                 // The daemon: its start is tested in tests/agent.rs.
@@ -148,7 +148,6 @@ fn kubernetes_manifests_match_the_api_schema_and_their_config_and_commands_work(
         "deployment",
         "cronjob",
         "configmap",
-        "secret",
         "persistentvolumeclaim",
     ] {
         assert!(

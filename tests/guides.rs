@@ -64,8 +64,17 @@ fn the_operator_guide_runs_as_written() {
     for dir in ["srv", "mnt", "tmp"] {
         setup.push_str(&format!("mount -t tmpfs tmpfs /{dir}\n"));
     }
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--net", "--"])
+    // Bounded: a guide that hangs fails the test instead of holding the suite.
+    let out = Command::new("timeout")
+        .args([
+            "300",
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--net",
+            "--",
+        ])
         .args(["bash", "-c", &format!("{setup}set -x\n{script}")])
         .current_dir(tmp.path())
         .env_clear()
