@@ -87,7 +87,8 @@ fn run_as_runs_restore_steps_and_checks_as_that_account() {
     need_root();
     let extra = "run_as = \"nobody\"\n\
         [[job.check]]\nrun = [\"id\", \"-u\"]\nexpect_stdout = \"65534\"\n\
-        [[job.check]]\nrun = [\"sh\", \"-c\", \"touch ../../private/intruder\"]\nexpect_exit = 1\n";
+        [[job.check]]\nrun = [\"sh\", \"-c\", \"touch ../../private/intruder\"]\nexpect_exit = 1\n\
+        [[job.check]]\nrun = [\"cat\", \".owner\"]\nexpect_stdout = \"nobody\"\n";
     let site = command_site(
         "cp -r \"$1/.\" \"$2\" && stat -c %U \"$2/docs/report.txt\" > \"$2/.owner\"",
         extra,
@@ -102,6 +103,17 @@ fn run_as_runs_restore_steps_and_checks_as_that_account() {
     assert_eq!(rec["result"], "pass", "{rec}\n{}", text(&out.stderr));
     assert_eq!(rec["checks"][0]["passed"], true, "{rec}");
     assert_eq!(rec["checks"][1]["exit_code"], 1, "{rec}");
+    assert!(
+        rec["checks"][1]["output_tail"]
+            .as_str()
+            .unwrap()
+            .contains("Permission denied"),
+        "{rec}"
+    );
+    assert_eq!(
+        rec["checks"][2]["passed"], true,
+        "the restore step wrote its files as nobody: {rec}"
+    );
     assert!(!site.path("private/intruder").exists());
     assert!(is_empty_dir(&site.path("sandbox")));
 
@@ -183,4 +195,49 @@ fn network_none_works_for_an_agent_that_is_not_root() {
     assert_eq!(l.accepted(), 0);
     assert_eq!(rec["result"], "fail", "{rec}");
     assert!(is_empty_dir(&site.path("sandbox")));
+}
+
+#[test]
+fn an_isolated_step_cannot_leave_anything_running() {
+    // Out of the sandbox and out of the process group: only the step's own
+    // PID namespace catches it.
+    let marker = "3218";
+    let site = command_site(
+        &format!("cp -a \"$1/.\" \"$2\"; (cd / && setsid sleep {marker} >/dev/null 2>&1 &)"),
+        "network = \"none\"\n",
+    );
+    let rec = one_record(&site.run(&["run", "--json"]));
+    assert_eq!(rec["result"], "pass", "{rec}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let left = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c == format!("sleep\0{marker}\0").as_bytes())
+        })
+        .count();
+    assert_eq!(left, 0, "the escaped process still runs");
+}
+
+#[test]
+fn run_as_checks_of_a_tar_restore_run_after_the_compare() {
+    need_root();
+    let site = Site::new(&format!(
+        "{}[[job.check]]\nrun = [\"id\", \"-u\"]\nexpect_stdout = \"65534\"\n[[job.check]]\nrun = [\"cat\", \"docs/report.txt\"]\n",
+        job("good", "backups/good/share-*.tar").replace(
+            "source = \"source\"\n",
+            "source = \"source\"\nrun_as = \"nobody\"\n"
+        )
+    ));
+    std::fs::set_permissions(site.path(""), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = site.run(&["run", "--json"]);
+    let rec = one_record(&out);
+    assert_eq!(rec["result"], "pass", "{rec}\n{}", text(&out.stderr));
+    assert_eq!(rec["verify"]["files_compared"], 9, "{rec}");
+    assert_eq!(rec["checks"][0]["passed"], true, "{rec}");
+    assert_eq!(
+        rec["checks"][1]["passed"], true,
+        "the account reads the restored files: {rec}"
+    );
 }

@@ -226,7 +226,12 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
         d.errors.push(why);
         None
     } else {
+        // A runbook restores as the job's account: the sandbox is its from
+        // the start. Other restores write as the agent, into a sandbox no
+        // other account may touch; checks get it after the compare.
+        let runbook = spec.driver.kind() == "command";
         match Sandbox::create(&env.sandbox_dir, &spec.job, &id) {
+            Ok(s) if !runbook || spec.isolation.is_none() => Some(s),
             Ok(s) => match isolate(s.path(), &spec.isolation) {
                 Ok(()) => Some(s),
                 Err(why) => {
@@ -358,7 +363,18 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
             if !spec.checks.is_empty() {
                 env.phase(Phase::Checking);
             }
-            for (n, c) in spec.checks.iter().enumerate() {
+            let handed = if spec.checks.is_empty()
+                || spec.isolation.is_none()
+                || spec.driver.kind() == "command"
+            {
+                Ok(())
+            } else {
+                isolate(sb.path(), &spec.isolation)
+            };
+            if let Err(why) = &handed {
+                d.errors.push(format!("checks not run: {why}"));
+            }
+            for (n, c) in spec.checks.iter().enumerate().filter(|_| handed.is_ok()) {
                 let (rec, stop) = run_check(
                     n + 1,
                     c,

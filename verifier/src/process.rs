@@ -34,6 +34,10 @@ pub struct StepOptions {
     /// Run in a new network namespace: no interface but a down loopback, so
     /// no TCP or UDP at all (Unix sockets on the filesystem still work).
     pub no_network: bool,
+    /// Run in a new PID namespace: when the step ends, everything it started
+    /// ends with it, even what left its process group (`setsid`, daemons).
+    /// Set for a job's isolated steps.
+    pub contained: bool,
     /// Send stderr to this file (whole, for tools whose every error matters)
     /// instead of keeping only its tail.
     pub stderr_file: Option<PathBuf>,
@@ -49,6 +53,7 @@ impl StepOptions {
             keep_stdout: 0,
             run_as: None,
             no_network: false,
+            contained: false,
             stderr_file: None,
             stdin: None,
         }
@@ -193,6 +198,7 @@ impl Isolation {
             opts.run_as = Some((r.uid, r.gid));
         }
         opts.no_network |= self.no_network;
+        opts.contained |= !self.is_none();
     }
 
     /// What it is, for a record or a message: `as nobody, without network`.
@@ -242,7 +248,7 @@ impl Isolation {
             Err(e) => e.to_string(),
         };
         let hint = if why.contains("unshare") {
-            "network = \"none\" needs a new network namespace: run the agent as root or allow unprivileged user namespaces (sysctl user.max_user_namespaces), or set network = \"host\""
+            "isolation runs steps in new namespaces (PID, and network for network = \"none\"): run the agent as root or allow unprivileged user namespaces (sysctl user.max_user_namespaces)"
         } else if self.run_as.is_some() {
             "the account needs search permission (x) on sandbox_dir and every directory above it"
         } else {
@@ -256,17 +262,27 @@ impl Isolation {
     }
 }
 
-/// The argv that runs `argv` without network: util-linux's `unshare` makes a
-/// new network namespace (with a user namespace mapping only the caller's own
-/// ids when the agent is not root) and execs in place, so the process group
-/// and the deadline still hold; `setpriv` then drops to `run_as`.
-fn without_network(argv: &[String], run_as: Option<(u32, u32)>) -> Vec<String> {
+/// The argv that runs `argv` contained: util-linux's `unshare` makes a new
+/// PID namespace (its child is the step; when the step ends the kernel ends
+/// everything else in it, and `--kill-child` ends the step if `unshare` is
+/// killed) and, for `no_network`, a new network namespace; a user namespace
+/// mapping only the caller's own ids when the agent is not root. `unshare`
+/// stays in the step's process group, so the group kill and the deadline
+/// still hold. `setpriv` then drops to `run_as`.
+fn contained(argv: &[String], run_as: Option<(u32, u32)>, no_network: bool) -> Vec<String> {
+    let euid = rustix::process::geteuid().as_raw();
     let mut out = vec!["unshare".to_string()];
-    if rustix::process::geteuid().as_raw() != 0 {
+    if euid != 0 {
         out.push("--map-current-user".into());
     }
-    out.extend(["--net".into(), "--".into()]);
-    if let Some((u, g)) = run_as {
+    out.extend(["--pid".into(), "--fork".into(), "--kill-child".into()]);
+    if no_network {
+        out.push("--net".into());
+    }
+    out.push("--".into());
+    // Already that account (a non-root agent whose run_as is itself): nothing
+    // to drop, and setgroups is denied in a user namespace anyway.
+    if let Some((u, g)) = run_as.filter(|(u, _)| *u != euid) {
         out.extend([
             "setpriv".into(),
             format!("--reuid={u}"),
@@ -310,8 +326,8 @@ pub fn run_step(
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     let program = argv.first().cloned().unwrap_or_default();
     let wrapped;
-    let argv = if opts.no_network {
-        wrapped = without_network(argv, opts.run_as);
+    let argv = if opts.contained || opts.no_network {
+        wrapped = contained(argv, opts.run_as, opts.no_network);
         &wrapped[..]
     } else {
         argv
@@ -343,7 +359,7 @@ pub fn run_step(
             cmd.stderr(Stdio::piped());
         }
     }
-    if let (false, Some((u, g))) = (opts.no_network, opts.run_as) {
+    if let (false, false, Some((u, g))) = (opts.contained, opts.no_network, opts.run_as) {
         cmd.uid(u).gid(g);
     }
     let started = Instant::now();
