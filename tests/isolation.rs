@@ -241,3 +241,46 @@ fn run_as_checks_of_a_tar_restore_run_after_the_compare() {
         "the account reads the restored files: {rec}"
     );
 }
+
+#[test]
+fn runbooks_and_checks_do_not_get_the_agents_ambient_capabilities() {
+    need_root();
+    // The agent as a systemd unit with AmbientCapabilities=CAP_DAC_READ_SEARCH
+    // runs it: an unprivileged account that may read every file.
+    let site = command_site(
+        "cp -r \"$1/.\" \"$2\"; if head -c1 /etc/shadow >/dev/null 2>&1; then touch \"$2/READ-SHADOW\"; fi",
+        "[[job.check]]\nrun = [\"sh\", \"-c\", \"head -c1 /etc/shadow\"]\nexpect_exit = 1\n",
+    );
+    let chown = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(site.path(""))
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=+dac_read_search",
+            "--ambient-caps=+dac_read_search",
+            "--",
+        ])
+        .arg(env!("CARGO_BIN_EXE_restore-verifier"))
+        .arg("-c")
+        .arg(&site.config)
+        .args(["run", "--json"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let rec = one_record(&out);
+    // The agent itself read the source and backup with the capability...
+    assert_eq!(rec["result"], "pass", "{rec}\n{}", text(&out.stderr));
+    // ... the runbook and the check did not have it.
+    assert_eq!(rec["checks"][0]["passed"], true, "{rec}");
+    assert!(
+        !rec["verify"]["extra"].to_string().contains("READ-SHADOW"),
+        "the runbook read /etc/shadow: {rec}"
+    );
+}

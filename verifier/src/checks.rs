@@ -56,6 +56,7 @@ pub fn run_check(
     opts.keep_stdout = 1 << 20;
     opts.env = env.to_vec();
     isolation.apply(&mut opts);
+    opts.drop_caps = true;
     let limit = match c.timeout {
         Some(t) => Deadline::after(t).sooner(deadline),
         None => deadline.clone(),

@@ -34,6 +34,10 @@ pub struct StepOptions {
     /// Run in a new network namespace: no interface but a down loopback, so
     /// no TCP or UDP at all (Unix sockets on the filesystem still work).
     pub no_network: bool,
+    /// Run without the agent's ambient capabilities (a service given
+    /// CAP_DAC_READ_SEARCH to read every source file must not hand it to a
+    /// runbook, a check or a database server running a dump's SQL).
+    pub drop_caps: bool,
     /// Run in a new PID namespace: when the step ends, everything it started
     /// ends with it, even what left its process group (`setsid`, daemons).
     /// Set for a job's isolated steps.
@@ -54,6 +58,7 @@ impl StepOptions {
             run_as: None,
             no_network: false,
             contained: false,
+            drop_caps: false,
             stderr_file: None,
             stdin: None,
         }
@@ -295,6 +300,29 @@ fn contained(argv: &[String], run_as: Option<(u32, u32)>, no_network: bool) -> V
     out
 }
 
+/// Whether this process has ambient capabilities (which its children would
+/// inherit), e.g. `AmbientCapabilities=` of a systemd unit.
+pub fn has_ambient_caps() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapAmb:"))
+                .map(|v| v.trim().trim_start_matches('0').is_empty())
+        })
+        .is_some_and(|none| !none)
+}
+
+/// `argv` run by util-linux `setpriv` without ambient or inheritable
+/// capabilities.
+pub fn without_caps(argv: &[String]) -> Vec<String> {
+    ["setpriv", "--ambient-caps=-all", "--inh-caps=-all", "--"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(argv.iter().cloned())
+        .collect()
+}
+
 /// True once the child `pid` has ended; it stays a zombie (not reaped), so
 /// its pid, and its process group's id, cannot be reused yet.
 fn ended(pid: u32) -> bool {
@@ -325,13 +353,15 @@ pub fn run_step(
 ) -> Result<StepOutcome, StepError> {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     let program = argv.first().cloned().unwrap_or_default();
-    let wrapped;
-    let argv = if opts.contained || opts.no_network {
-        wrapped = contained(argv, opts.run_as, opts.no_network);
-        &wrapped[..]
+    let mut wrapped: Vec<String> = if opts.contained || opts.no_network {
+        contained(argv, opts.run_as, opts.no_network)
     } else {
-        argv
+        argv.to_vec()
     };
+    if opts.drop_caps && has_ambient_caps() {
+        wrapped = without_caps(&wrapped);
+    }
+    let argv = &wrapped[..];
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(&opts.cwd)

@@ -72,6 +72,7 @@ impl Driver for CommandDriver {
     ) -> Result<(), DriverError> {
         let mut opts = StepOptions::in_dir(sandbox);
         self.isolation.apply(&mut opts);
+        opts.drop_caps = true;
         for (i, step) in self.steps.iter().enumerate() {
             let argv: Vec<String> = step
                 .iter()

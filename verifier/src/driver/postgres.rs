@@ -318,40 +318,47 @@ impl Driver for PostgresDriver {
             source: e,
         })?;
         let _ = chown(&pg.join("server.log"), ids);
-        let mut cmd = Command::new(tool_path(&bin, "postgres"));
-        cmd.args([
-            "-D",
-            &data.display().to_string(),
-            "-p",
-            PORT,
-            "-c",
-            "listen_addresses=",
-            "-c",
-        ])
-        .arg(format!("unix_socket_directories={}", sock.display()))
-        .args([
-            "-c",
-            "fsync=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=10",
-            // Trust authentication is safe only because nobody else can reach
-            // the socket: owner-only socket in an owner-only directory.
-            "-c",
-            "unix_socket_permissions=0700",
-        ])
-        .current_dir(&pg)
-        .env_clear()
-        .env("PATH", crate::process::SAFE_PATH)
-        .env("LANG", "C.UTF-8")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| DriverError::Sandbox {
-            path: pg.clone(),
-            source: e,
-        })?)
-        .stderr(log)
-        .process_group(0);
+        // The server runs the dump's SQL (COPY … FROM PROGRAM as superuser):
+        // never with the agent's ambient capabilities.
+        let mut server = vec![tool_path(&bin, "postgres")];
+        if crate::process::has_ambient_caps() {
+            server = crate::process::without_caps(&server);
+        }
+        let mut cmd = Command::new(&server[0]);
+        cmd.args(&server[1..])
+            .args([
+                "-D",
+                &data.display().to_string(),
+                "-p",
+                PORT,
+                "-c",
+                "listen_addresses=",
+                "-c",
+            ])
+            .arg(format!("unix_socket_directories={}", sock.display()))
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=10",
+                // Trust authentication is safe only because nobody else can reach
+                // the socket: owner-only socket in an owner-only directory.
+                "-c",
+                "unix_socket_permissions=0700",
+            ])
+            .current_dir(&pg)
+            .env_clear()
+            .env("PATH", crate::process::SAFE_PATH)
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| DriverError::Sandbox {
+                path: pg.clone(),
+                source: e,
+            })?)
+            .stderr(log)
+            .process_group(0);
         if let Some((u, g)) = ids {
             cmd.uid(u).gid(g);
         }
