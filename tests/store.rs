@@ -259,6 +259,7 @@ fn over_tcp_the_store_is_reached_with_tls_and_a_verified_certificate() {
     let tmp = tempfile::tempdir().unwrap();
     let certs = tmp.path().join("certs");
     test_ca(&certs);
+    let port = super::agent::free_port();
     let pg = LivePg::start_with(&tmp.path().join("pg"), |data| {
         let (u, g) = super::tools::postgres_ids();
         for f in ["server.pem", "server.key"] {
@@ -284,7 +285,9 @@ fn over_tcp_the_store_is_reached_with_tls_and_a_verified_certificate() {
             "ssl_key_file=server.key",
         ]
         .map(String::from)
-        .to_vec()
+        .into_iter()
+        .chain([format!("port={port}")])
+        .collect()
     });
     let count = || {
         pg.psql("postgres", "SELECT count(*) FROM restore_verifier_records")
@@ -300,8 +303,10 @@ fn over_tcp_the_store_is_reached_with_tls_and_a_verified_certificate() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         text(&out.stderr)
     };
-    let store =
-        "store = \"host=localhost port=5433 user=postgres dbname=postgres sslmode=require\"\n";
+    let store = format!(
+        "store = \"host=localhost port={port} user=postgres dbname=postgres sslmode=require\"\n"
+    );
+    let store = store.as_str();
     let ca = format!("ca_file = \"{}\"\n", certs.join("ca.pem").display());
 
     let said = run_with(&format!("{store}{ca}"));

@@ -662,6 +662,7 @@ fn pg_bin(name: &str) -> PathBuf {
 pub struct LivePg {
     child: std::process::Child,
     sock: PathBuf,
+    port: u16,
 }
 
 impl Drop for LivePg {
@@ -717,12 +718,17 @@ impl LivePg {
             .unwrap();
         assert!(st.status.success(), "initdb: {}", text(&st.stderr));
         let extra = setup(&data);
+        // A `port=` setting moves the server (socket name included).
+        let port: u16 = extra
+            .iter()
+            .find_map(|a| a.strip_prefix("port=")?.parse().ok())
+            .unwrap_or(5433);
         let mut args: Vec<String> = vec!["listen_addresses=".into()];
-        args.extend(extra);
+        args.extend(extra.into_iter().filter(|a| !a.starts_with("port=")));
         let child = Command::new(pg_bin("postgres"))
             .arg("-D")
             .arg(&data)
-            .args(["-p", "5433"])
+            .args(["-p", &port.to_string()])
             .args(args.iter().flat_map(|a| ["-c".to_string(), a.clone()]))
             .arg("-c")
             .arg(format!("unix_socket_directories={}", sock.display()))
@@ -733,7 +739,7 @@ impl LivePg {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let pg = LivePg { child, sock };
+        let pg = LivePg { child, sock, port };
         let t0 = Instant::now();
         while !pg
             .psql("postgres", "SELECT 1")
@@ -750,8 +756,9 @@ impl LivePg {
 
     pub fn conninfo(&self, db: &str) -> String {
         format!(
-            "host={} port=5433 user=postgres dbname={db}",
-            self.sock.display()
+            "host={} port={} user=postgres dbname={db}",
+            self.sock.display(),
+            self.port
         )
     }
 
