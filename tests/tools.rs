@@ -1126,3 +1126,58 @@ path = "dumps/hang.sql"
     }
     assert!(is_empty_dir(&site.path("sandbox")));
 }
+
+#[test]
+fn a_plain_dump_cannot_run_programs_as_the_agent() {
+    use std::os::unix::fs::MetadataExt;
+    let (pg_uid, _) = postgres_ids();
+    let site = tool_site();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // What a compromised host could put in a plain-format dump: psql
+    // meta-commands that run programs.
+    let probe = std::env::temp_dir().join(format!("rv-meta-{}", std::process::id()));
+    let _ = std::fs::remove_file(&probe);
+    std::fs::create_dir_all(site.path("dumps")).unwrap();
+    std::fs::write(
+        site.path("dumps/app.sql"),
+        format!(
+            "CREATE TABLE orders(id int);\nINSERT INTO orders VALUES (1), (2);\n\
+             \\! id -u > {p}\n\
+             \\! bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' 2>/dev/null && echo reached >> {p}\n\
+             \\! setsid sleep 3220 >/dev/null 2>&1 &\n",
+            p = probe.display()
+        ),
+    )
+    .unwrap();
+    set_jobs(
+        &site,
+        "\n[[job]]\nname = \"app\"\ntimeout = \"2m\"\n[job.backup]\ntype = \"postgres\"\npath = \"dumps/app-*.sql\"\n"
+            .replace("app-*.sql", "app.sql")
+            .as_str(),
+    );
+    let out = site.run(&["run", "--json"]);
+    let rec = records(&out).remove(0);
+    assert_eq!(rec["result"], "pass", "{rec}\n{}", text(&out.stderr));
+    let said = std::fs::read_to_string(&probe).expect("the meta-command ran");
+    let _ = std::fs::remove_file(&probe);
+    assert_eq!(
+        said.trim(),
+        pg_uid.to_string(),
+        "the dump's commands ran as the server's account, not the agent's"
+    );
+    assert_eq!(std::fs::metadata("/proc/self").unwrap().uid(), 0);
+    assert_eq!(
+        std::iter::from_fn(|| listener.accept().ok()).count(),
+        0,
+        "no network"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let left = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\03220\0"))
+        .count();
+    assert_eq!(left, 0, "what the dump started ended with the restore");
+}

@@ -47,6 +47,8 @@ pub struct StepOptions {
     pub stderr_file: Option<PathBuf>,
     /// Bytes written to the child's stdin (else stdin is /dev/null).
     pub stdin: Option<Vec<u8>>,
+    /// A file the agent opens (with its own rights) as the child's stdin.
+    pub stdin_file: Option<PathBuf>,
 }
 
 impl StepOptions {
@@ -61,6 +63,7 @@ impl StepOptions {
             drop_caps: false,
             stderr_file: None,
             stdin: None,
+            stdin_file: None,
         }
     }
 }
@@ -370,10 +373,15 @@ pub fn run_step(
         .env("LANG", "C.UTF-8")
         .env("HOME", &opts.cwd)
         .envs(opts.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if opts.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
+        .stdin(match (&opts.stdin, &opts.stdin_file) {
+            (Some(_), _) => Stdio::piped(),
+            (None, Some(p)) => {
+                Stdio::from(std::fs::File::open(p).map_err(|e| StepError::Spawn {
+                    program: format!("{program} < {}", p.display()),
+                    source: e,
+                })?)
+            }
+            (None, None) => Stdio::null(),
         })
         .stdout(Stdio::piped())
         .process_group(0);

@@ -447,13 +447,27 @@ impl Driver for PostgresDriver {
                     "-X".into(),
                     "-q".into(),
                     "-f".into(),
-                    dump.display().to_string(),
+                    "-".into(),
                 ],
             )
         };
         let log = pg.join("restore.log");
         let mut restore_opts = client.clone();
         restore_opts.stderr_file = Some(log.clone());
+        if !is_archive {
+            // A plain dump is a psql script: its meta-commands (`\! cmd`) run
+            // programs. The agent opens the dump; psql reads it from stdin as
+            // the server's account, without the agent's capabilities, and, as
+            // root, without network in its own PID namespace, so whatever a
+            // hostile dump starts ends with the restore.
+            restore_opts.stdin_file = Some(dump.clone());
+            restore_opts.drop_caps = true;
+            restore_opts.run_as = ids;
+            if rustix::process::geteuid().as_raw() == 0 {
+                restore_opts.contained = true;
+                restore_opts.no_network = true;
+            }
+        }
         let out = match run_step(&argv, &restore_opts, deadline) {
             Ok(o) => o,
             Err(crate::process::StepError::Spawn { program, source }) => {
