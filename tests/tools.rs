@@ -1177,7 +1177,9 @@ fn a_plain_dump_cannot_run_programs_as_the_agent() {
     let left = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\03220\0"))
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x003220\x00")
+        })
         .count();
     assert_eq!(left, 0, "what the dump started ended with the restore");
 }
