@@ -159,6 +159,29 @@ fn a_sandbox_the_account_cannot_reach_is_an_error_that_says_why() {
     );
 }
 
+/// `run --json` by the agent as `nobody` (with `setpriv` options `extra`, e.g.
+/// capabilities), on a site handed to that account.
+fn run_as_nobody(site: &Site, extra: &[&str]) -> Output {
+    let chown = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(site.path(""))
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .args(extra)
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_restore-verifier"))
+        .arg("-c")
+        .arg(&site.config)
+        .args(["run", "--json"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn network_none_works_for_an_agent_that_is_not_root() {
     need_root();
@@ -170,22 +193,7 @@ fn network_none_works_for_an_agent_that_is_not_root() {
             l.reach()
         ),
     );
-    let chown = Command::new("chown")
-        .args(["-R", "nobody:nogroup"])
-        .arg(site.path(""))
-        .status()
-        .unwrap();
-    assert!(chown.success());
-    let out = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_restore-verifier"))
-        .arg("-c")
-        .arg(&site.config)
-        .args(["run", "--json"])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .unwrap();
+    let out = run_as_nobody(&site, &[]);
     let rec = one_record(&out);
     assert_eq!(
         rec["checks"][0]["passed"], true,
@@ -251,29 +259,13 @@ fn runbooks_and_checks_do_not_get_the_agents_ambient_capabilities() {
         "cp -r \"$1/.\" \"$2\"; if head -c1 /etc/shadow >/dev/null 2>&1; then touch \"$2/READ-SHADOW\"; fi",
         "[[job.check]]\nrun = [\"sh\", \"-c\", \"head -c1 /etc/shadow\"]\nexpect_exit = 1\n",
     );
-    let chown = Command::new("chown")
-        .args(["-R", "nobody:nogroup"])
-        .arg(site.path(""))
-        .status()
-        .unwrap();
-    assert!(chown.success());
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
+    let out = run_as_nobody(
+        &site,
+        &[
             "--inh-caps=+dac_read_search",
             "--ambient-caps=+dac_read_search",
-            "--",
-        ])
-        .arg(env!("CARGO_BIN_EXE_restore-verifier"))
-        .arg("-c")
-        .arg(&site.config)
-        .args(["run", "--json"])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .unwrap();
+        ],
+    );
     let rec = one_record(&out);
     // The agent itself read the source and backup with the capability...
     assert_eq!(rec["result"], "pass", "{rec}\n{}", text(&out.stderr));

@@ -174,9 +174,9 @@ fn days(d: chrono::Duration) -> f64 {
 
 /// The systems in scope: every declared `[[system]]` and every system a job
 /// names (a job without `system` is its own system).
-pub fn scope(cfg: &Config) -> Vec<SystemScope> {
-    let mut out: Vec<SystemScope> = cfg
-        .systems
+/// The systems the config declares (`[[system]]`), with no jobs yet.
+fn declared(cfg: &Config) -> Vec<SystemScope> {
+    cfg.systems
         .iter()
         .map(|s| SystemScope {
             name: s.name.clone(),
@@ -185,7 +185,11 @@ pub fn scope(cfg: &Config) -> Vec<SystemScope> {
             jobs: Vec::new(),
             policy: DEFAULT_POLICY,
         })
-        .collect();
+        .collect()
+}
+
+pub fn scope(cfg: &Config) -> Vec<SystemScope> {
+    let mut out = declared(cfg);
     for j in &cfg.jobs {
         let name = j.system.clone().unwrap_or_else(|| j.name.clone());
         let policy = j.max_interval.unwrap_or(DEFAULT_POLICY);
@@ -263,17 +267,7 @@ fn for_store(cfg: &Config, period: &Period, now: DateTime<Utc>) -> anyhow::Resul
     if bad > 0 {
         problems.push(format!("{bad} stored rows are not records"));
     }
-    let mut systems: Vec<SystemScope> = cfg
-        .systems
-        .iter()
-        .map(|s| SystemScope {
-            name: s.name.clone(),
-            owner: s.owner.clone(),
-            criticality: s.criticality.clone(),
-            jobs: Vec::new(),
-            policy: DEFAULT_POLICY,
-        })
-        .collect();
+    let mut systems = declared(cfg);
     records.retain(|r| r.job != verifier::LEDGER_JOB);
     for r in &mut records {
         let policy = (r.host == host)
