@@ -435,13 +435,7 @@ fn metrics_pass_promtool_and_show_one_pass_and_one_fail() {
         let poll = v["poll"].as_str().unwrap().to_string();
         wait_for("the record", || d.get(&poll).0 == 200);
     }
-    let text = http()
-        .get(&d.url("/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let text = scrape(&d);
     let mut check = Command::new(promtool())
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

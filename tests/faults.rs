@@ -114,16 +114,6 @@ fn restore_tool_faults(
     );
 }
 
-/// Processes whose command line is exactly `argv`.
-fn running(argv: &[&str]) -> usize {
-    let want = argv.join("\0") + "\0";
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
-        .count()
-}
-
 #[test]
 fn a_child_that_starts_its_own_session_does_not_outlive_the_drill() {
     // `setsid` takes the child out of the step's process group, so the group
@@ -256,6 +246,20 @@ impl Drop for Tmpfs {
 }
 
 /// A tar job over a source holding one file of `bytes` random bytes.
+/// `tar -cf archive -C src .` with GNU tar options `extra`.
+fn tar_create(archive: &Path, src: &Path, extra: &[&str]) {
+    let ok = Command::new("tar")
+        .args(extra)
+        .arg("-cf")
+        .arg(archive)
+        .arg("-C")
+        .arg(src)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(ok.success(), "tar -cf {}", archive.display());
+}
+
 fn big_tar_site(bytes: usize, extra: &str) -> Site {
     let site = Site::new("");
     let src = site.path("big-source");
@@ -263,15 +267,7 @@ fn big_tar_site(bytes: usize, extra: &str) -> Site {
     let data: Vec<u8> = (0..bytes).map(|i| (i * 7919 % 251) as u8).collect();
     std::fs::write(src.join("data.bin"), data).unwrap();
     let archive = site.path("big.tar");
-    let ok = Command::new("tar")
-        .arg("-cf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(&src)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    tar_create(&archive, &src, &[]);
     std::fs::write(
         &site.config,
         format!(
@@ -372,16 +368,7 @@ fn a_member_claiming_10_gib_of_zeros_is_stopped_at_max_restore_bytes() {
     let f = std::fs::File::create(src.join("zeros.img")).unwrap();
     f.set_len(10 << 30).unwrap();
     let archive = site.path("sparse.tar");
-    let ok = Command::new("tar")
-        .arg("--sparse")
-        .arg("-cf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(&src)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    tar_create(&archive, &src, &["--sparse"]);
     assert!(
         std::fs::metadata(&archive).unwrap().len() < 1 << 20,
         "a small archive"

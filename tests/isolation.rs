@@ -217,15 +217,11 @@ fn an_isolated_step_cannot_leave_anything_running() {
     let rec = one_record(&site.run(&["run", "--json"]));
     assert_eq!(rec["result"], "pass", "{rec}");
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let left = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .is_ok_and(|c| c == format!("sleep\0{marker}\0").as_bytes())
-        })
-        .count();
-    assert_eq!(left, 0, "the escaped process still runs");
+    assert_eq!(
+        running(&["sleep", marker]),
+        0,
+        "the escaped process still runs"
+    );
 }
 
 #[test]

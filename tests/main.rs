@@ -90,6 +90,17 @@ impl Site {
     }
 }
 
+/// The system `name` of a JSON report.
+fn report_system(report: &Value, name: &str) -> Value {
+    report["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no system {name:?} in the report: {report}"))
+        .clone()
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -636,13 +647,7 @@ fn report_in_english_japanese_csv_and_json() {
     let v: Value =
         serde_json::from_slice(&site.run(&["report", "--format", "json"]).stdout).unwrap();
     assert_eq!(v["overall"], 0, "ERP has no job");
-    let fs = v["systems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "Fixture file server")
-        .unwrap()
-        .clone();
+    let fs = report_system(&v, "Fixture file server");
     assert_eq!(fs["score"], 1, "{fs}");
     assert_eq!(fs["real_restores"], 2);
     // A standard CSV reader reads it; --excel adds the UTF-8 BOM.

@@ -88,13 +88,7 @@ fn two_agents_publish_to_one_store_for_a_minute_and_every_chain_verifies() {
     let out = sites[0].run(&["report", "--format", "json", "--since", "2000-01-01"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let fleet = v["systems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "Fleet file server")
-        .unwrap()
-        .clone();
+    let fleet = report_system(&v, "Fleet file server");
     assert_eq!(
         (fleet["drills"].as_u64().unwrap() + fleet["skipped"].as_u64().unwrap()) as usize,
         a + b,
@@ -146,13 +140,7 @@ fn hosts_with_the_same_job_name_stay_apart_in_the_fleet_report() {
     let out = good.run(&["report", "--format", "json", "--since", "2000-01-01"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let sys = v["systems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "Fixture file server")
-        .unwrap()
-        .clone();
+    let sys = report_system(&v, "Fixture file server");
     let jobs: Vec<&str> = sys["jobs"]
         .as_array()
         .unwrap()

@@ -188,24 +188,32 @@ fn declared(cfg: &Config) -> Vec<SystemScope> {
         .collect()
 }
 
+/// Puts `job` under the system `name` (made if missing); the system's policy
+/// is the strictest of its jobs'.
+fn add_job(systems: &mut Vec<SystemScope>, name: String, job: &str, policy: Duration) {
+    match systems.iter_mut().find(|s| s.name == name) {
+        Some(s) => {
+            if !s.jobs.iter().any(|j| j == job) {
+                s.jobs.push(job.to_string());
+            }
+            s.policy = s.policy.min(policy);
+        }
+        None => systems.push(SystemScope {
+            name,
+            owner: None,
+            criticality: None,
+            jobs: vec![job.to_string()],
+            policy,
+        }),
+    }
+}
+
 pub fn scope(cfg: &Config) -> Vec<SystemScope> {
     let mut out = declared(cfg);
     for j in &cfg.jobs {
         let name = j.system.clone().unwrap_or_else(|| j.name.clone());
         let policy = j.max_interval.unwrap_or(DEFAULT_POLICY);
-        match out.iter_mut().find(|s| s.name == name) {
-            Some(s) => {
-                s.jobs.push(j.name.clone());
-                s.policy = s.policy.min(policy);
-            }
-            None => out.push(SystemScope {
-                name,
-                owner: None,
-                criticality: None,
-                jobs: vec![j.name.clone()],
-                policy,
-            }),
-        }
+        add_job(&mut out, name, &j.name, policy);
     }
     out
 }
@@ -239,7 +247,7 @@ pub fn for_config(cfg: &Config, period: &Period, now: DateTime<Utc>) -> anyhow::
 fn for_store(cfg: &Config, period: &Period, now: DateTime<Utc>) -> anyhow::Result<Assessment> {
     use anyhow::Context;
     let key = crate::drills::verifying_key(cfg);
-    let host = gethostname_string();
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
     let chains = crate::store::verify_each(&cfg.store, |chain_host| {
         (chain_host == host)
             .then_some(key.as_ref())
@@ -277,28 +285,10 @@ fn for_store(cfg: &Config, period: &Period, now: DateTime<Utc>) -> anyhow::Resul
             .unwrap_or(DEFAULT_POLICY);
         r.job = format!("{}@{}", r.job, r.host);
         let name = r.system.clone().unwrap_or_else(|| r.job.clone());
-        match systems.iter_mut().find(|s| s.name == name) {
-            Some(s) => {
-                if !s.jobs.contains(&r.job) {
-                    s.jobs.push(r.job.clone());
-                    s.policy = s.policy.min(policy);
-                }
-            }
-            None => systems.push(SystemScope {
-                name,
-                owner: None,
-                criticality: None,
-                jobs: vec![r.job.clone()],
-                policy,
-            }),
-        }
+        add_job(&mut systems, name, &r.job, policy);
     }
     let problem = (!problems.is_empty()).then(|| problems.join("; "));
     Ok(assess(&records, &systems, period, problem, now))
-}
-
-fn gethostname_string() -> String {
-    verifier::DrillEnv::new("", "").host
 }
 
 /// Assesses every system over the period.

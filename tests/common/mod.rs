@@ -129,3 +129,13 @@ pub fn fingerprint(root: &Path) -> BTreeMap<PathBuf, (u32, SystemTime, String)> 
         })
         .collect()
 }
+
+/// How many processes have exactly `argv` as their command line.
+pub fn running(argv: &[&str]) -> usize {
+    let want = argv.join("\0") + "\0";
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
+        .count()
+}

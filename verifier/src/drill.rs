@@ -229,7 +229,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
         // A runbook restores as the job's account: the sandbox is its from
         // the start. Other restores write as the agent, into a sandbox no
         // other account may touch; checks get it after the compare.
-        let runbook = spec.driver.kind() == "command";
+        let runbook = spec.driver.restores_as_job();
         match Sandbox::create(&env.sandbox_dir, &spec.job, &id) {
             Ok(s) if !runbook || spec.isolation.is_none() => Some(s),
             Ok(s) => match isolate(s.path(), &spec.isolation) {
@@ -365,7 +365,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
             }
             let handed = if spec.checks.is_empty()
                 || spec.isolation.is_none()
-                || spec.driver.kind() == "command"
+                || spec.driver.restores_as_job()
             {
                 Ok(())
             } else {

@@ -34,6 +34,10 @@ impl Driver for CommandDriver {
         "command"
     }
 
+    fn restores_as_job(&self) -> bool {
+        true
+    }
+
     fn locate(&self, _deadline: &Deadline) -> Result<BackupInfo, DriverError> {
         let location: Option<PathBuf> = match &self.backup {
             Some(pattern) => Some(match glob::glob(pattern) {

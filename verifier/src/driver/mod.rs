@@ -216,4 +216,12 @@ pub trait Driver: Send + Sync {
     /// Stops whatever the restore left running (a database cluster). Called
     /// after the checks, also when the drill failed.
     fn finish(&self, _sandbox: &Path) {}
+
+    /// Whether the restore runs the job's own commands under the job's
+    /// isolation (a runbook): then the sandbox is the job account's from the
+    /// start. Otherwise the agent restores, and the account gets the sandbox
+    /// only for the checks.
+    fn restores_as_job(&self) -> bool {
+        false
+    }
 }
