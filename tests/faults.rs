@@ -54,6 +54,12 @@ fn run_measured(site: &Site) -> (Output, u64) {
     (out, rss)
 }
 
+/// Asserts the record's first reason contains `text`.
+fn first_reason_says(rec: &Value, text: &str) {
+    let first = rec["reasons"][0].as_str().unwrap_or_default();
+    assert!(first.contains(text), "{}", rec["reasons"]);
+}
+
 pub fn one_record(out: &Output) -> Value {
     let recs = records(out);
     assert_eq!(recs.len(), 1, "{}", text(&out.stderr));
@@ -283,14 +289,7 @@ fn a_restore_larger_than_max_restore_bytes_is_refused_before_it_starts() {
     let site = big_tar_site(3 << 20, "max_restore_bytes = \"1MiB\"\n");
     let rec = one_record(&site.run(&["run", "--json"]));
     assert_eq!(rec["result"], "error", "{rec}");
-    assert!(
-        rec["reasons"][0]
-            .as_str()
-            .unwrap()
-            .contains("more than max_restore_bytes (1.0 MiB)"),
-        "{}",
-        rec["reasons"]
-    );
+    first_reason_says(&rec, "more than max_restore_bytes (1.0 MiB)");
     assert_eq!(rec["restore"]["bytes"], 0, "nothing was written");
     assert!(is_empty_dir(&site.path("sandbox")));
     // A bad size is a config error with its place.
@@ -330,14 +329,7 @@ fn running_out_of_space_mid_restore_fails_cleanly_and_frees_the_space() {
     let _fs = Tmpfs::mount(&site.path("sandbox"), "1m");
     let rec = one_record(&site.run(&["run", "--json"]));
     assert_eq!(rec["result"], "fail", "{rec}");
-    assert!(
-        rec["reasons"][0]
-            .as_str()
-            .unwrap()
-            .contains("No space left on device"),
-        "{}",
-        rec["reasons"]
-    );
+    first_reason_says(&rec, "No space left on device");
     assert!(
         is_empty_dir(&site.path("sandbox")),
         "the sandbox is removed"
@@ -385,14 +377,7 @@ fn a_member_claiming_10_gib_of_zeros_is_stopped_at_max_restore_bytes() {
         let _fs = Tmpfs::mount(&site.path("sandbox"), "100m");
         let rec = one_record(&site.run(&["run", "--json"]));
         assert_eq!(rec["result"], "error", "{rec}");
-        assert!(
-            rec["reasons"][0]
-                .as_str()
-                .unwrap()
-                .contains("the restore needs about 10.0 GiB"),
-            "{}",
-            rec["reasons"]
-        );
+        first_reason_says(&rec, "the restore needs about 10.0 GiB");
     }
     std::fs::write(
         &site.config,
@@ -413,13 +398,9 @@ fn a_member_claiming_10_gib_of_zeros_is_stopped_at_max_restore_bytes() {
     let (out, rss) = run_measured(&site);
     let rec = one_record(&out);
     assert_eq!(rec["result"], "error", "{rec}");
-    assert!(
-        rec["reasons"][0]
-            .as_str()
-            .unwrap()
-            .contains("passed max_restore_bytes (64.0 MiB) while writing zeros.img"),
-        "{}",
-        rec["reasons"]
+    first_reason_says(
+        &rec,
+        "passed max_restore_bytes (64.0 MiB) while writing zeros.img",
     );
     assert!(t0.elapsed() < Duration::from_secs(60));
     assert!(rss < 64 * 1024, "peak RSS {rss} KiB");
