@@ -358,6 +358,42 @@ fn compare_command_exits_1_on_differences() {
     assert_eq!(v["missing"]["items"][0]["path"], "empty.txt");
 }
 
+/// Each small file in its own directory, behind a large file that keeps the
+/// only worker busy: the walk runs ahead, and every file it queues holds its
+/// directory open on each side. With a low limit on open files the compare
+/// must still read everything instead of failing with "Too many open files".
+#[test]
+fn compare_stays_within_a_low_open_file_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for root in [&a, &b] {
+        std::fs::create_dir_all(root.join("0000")).unwrap();
+        std::fs::write(root.join("0000/big"), vec![7u8; 96 << 20]).unwrap();
+        for i in 1..=1500 {
+            let d = root.join(format!("{i:04}"));
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join("f"), format!("file {i}")).unwrap();
+        }
+    }
+    std::fs::write(b.join("1234/f"), "file 1235").unwrap();
+    let out = Command::new("prlimit")
+        .arg("--nofile=160:160")
+        .arg(env!("CARGO_BIN_EXE_restore-verifier"))
+        .args(["--quiet", "compare", "--json", "--threads", "1"])
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+    assert_eq!(v["unreadable"]["count"], 0, "{v}");
+    assert_eq!(v["source_unreadable"]["count"], 0, "{v}");
+    assert_eq!(v["content_checked"], 1501, "{v}");
+    assert_eq!(v["mismatched"]["count"], 1, "{v}");
+    assert_eq!(v["mismatched"]["items"][0]["path"], "1234/f");
+    assert_eq!(out.status.code(), Some(1));
+}
+
 fn manifest_paths(site: &Site, rec: &Value) -> Vec<String> {
     let p = site
         .path("state")

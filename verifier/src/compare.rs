@@ -16,13 +16,13 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::content::{ContentError, Done, Pool, Roots, worker_count};
+use crate::content::{ContentError, Done, Handles, Pool, Roots, worker_count};
 use crate::deadline::{Deadline, Stop};
 use crate::findings::Findings;
 use crate::manifest::ManifestReader;
 use crate::progress::Progress;
 use crate::select::{BottomK, ContentSelection, in_slice};
-use crate::walk::{Entry, Kind, Walk, WalkError};
+use crate::walk::{Entry, Handle, Kind, Walk, WalkError};
 
 /// How to compare a restored tree.
 #[derive(Debug, Clone)]
@@ -298,7 +298,7 @@ impl Comparer<'_> {
         if let Some(sample) = self.sample.take() {
             for (rel, expected, size) in sample.into_sorted() {
                 deadline.check()?;
-                self.submit(rel, expected, size)?;
+                self.submit(rel, expected, size, Handles::default())?;
             }
         }
         if let Some(p) = &self.opts.progress {
@@ -400,7 +400,7 @@ impl Comparer<'_> {
         self.report.files_compared += 1;
         self.set_expect(&y.rel, ExpectStatus::Matched);
         if y.kind == Kind::File {
-            self.consider_content(&y.rel, None, y.size)?;
+            self.consider_content(&y.rel, None, y.size, (Handle::Path, y.handle.clone()))?;
         }
         Ok(())
     }
@@ -459,7 +459,12 @@ impl Comparer<'_> {
             return Ok(());
         }
         if x.kind == Kind::File {
-            self.consider_content(&x.rel, x.sha256.as_deref(), y.size)?;
+            self.consider_content(
+                &x.rel,
+                x.sha256.as_deref(),
+                y.size,
+                (x.handle.clone(), y.handle.clone()),
+            )?;
         }
         Ok(())
     }
@@ -470,6 +475,7 @@ impl Comparer<'_> {
         rel: &Path,
         expected: Option<&str>,
         size: u64,
+        handles: Handles,
     ) -> Result<(), CompareError> {
         let forced = self.expect.contains_key(rel);
         let now = forced
@@ -481,7 +487,7 @@ impl Comparer<'_> {
                 ContentSelection::Sample { .. } | ContentSelection::None => false,
             };
         if now {
-            return self.submit(rel.to_path_buf(), expected.map(String::from), size);
+            return self.submit(rel.to_path_buf(), expected.map(String::from), size, handles);
         }
         if let Some(s) = &mut self.sample {
             s.offer(rel, expected, size);
@@ -495,12 +501,13 @@ impl Comparer<'_> {
         rel: PathBuf,
         expected: Option<String>,
         size: u64,
+        handles: Handles,
     ) -> Result<(), CompareError> {
         if let Some(p) = &self.opts.progress {
             Progress::add(&p.files_queued, 1);
             Progress::add(&p.bytes_queued, size);
         }
-        for d in self.pool.submit(rel, expected, size) {
+        for d in self.pool.submit(rel, expected, size, handles) {
             self.apply(d)?;
         }
         Ok(())

@@ -19,12 +19,15 @@ use sha2::{Digest, Sha256};
 
 use crate::deadline::{Deadline, Stop};
 use crate::progress::Progress;
+use crate::walk::{Handle, open_file};
 
 /// Read size. Two buffers of this size stay in a core's L2 cache, so the bytes
 /// read are hashed and compared while still hot.
 pub const CHUNK: usize = 256 << 10;
 
-/// How many results may wait for an earlier, slower file before the walk pauses.
+/// How many results may wait for an earlier, slower file before the walk pauses,
+/// at most. Each waiting file may hold its two directories open, so the window
+/// also stays within the process's limit on open files (see [`window`]).
 const WINDOW: u64 = 4096;
 
 /// Files are handed to workers in batches of this many files or bytes, so
@@ -107,11 +110,23 @@ pub fn check_with(
     progress: Option<&Progress>,
     size: Option<u64>,
 ) -> Result<ContentOutcome, ContentError> {
-    let mut dst = File::open(restored).map_err(ContentError::Restored)?;
-    let mut src = match source {
-        Some(p) => Some(File::open(p).map_err(ContentError::Source)?),
+    let dst = open_file(&Handle::Path, restored).map_err(ContentError::Restored)?;
+    let src = match source {
+        Some(p) => Some(open_file(&Handle::Path, p).map_err(ContentError::Source)?),
         None => None,
     };
+    check_files(src.as_ref(), &dst, deadline, bufs, progress, size)
+}
+
+/// The kernel of [`check_with`], on files already open.
+fn check_files(
+    mut src: Option<&File>,
+    mut dst: &File,
+    deadline: &Deadline,
+    bufs: &mut Buffers,
+    progress: Option<&Progress>,
+    size: Option<u64>,
+) -> Result<ContentOutcome, ContentError> {
     let (a, b) = (&mut bufs.a, &mut bufs.b);
     let mut hasher = Sha256::new();
     let mut offset = 0u64;
@@ -160,7 +175,12 @@ pub(crate) struct Job {
     size: u64,
     /// The hash a manifest expects, when comparing against one.
     pub expected: Option<String>,
+    /// How to reach the file on each side (source, restored).
+    handles: Handles,
 }
+
+/// How to reach a file's bytes on each side (source, restored).
+pub(crate) type Handles = (Handle, Handle);
 
 /// A finished check, with the source's mtime when the bytes differ (drift rules
 /// need it).
@@ -187,7 +207,18 @@ pub(crate) struct Pool {
     waiting: BTreeMap<u64, Done>,
     next_seq: u64,
     next_out: u64,
+    window: u64,
     abort: Arc<AtomicBool>,
+}
+
+/// The reorder window: [`WINDOW`], or less when the limit on open files is low.
+/// Each waiting file may hold two directories open; a quarter of the limit is
+/// left for everything else.
+fn window() -> u64 {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    (limit / 2 - limit / 8).clamp(16, WINDOW)
 }
 
 /// Number of workers: `threads`, or one per core when 0.
@@ -226,13 +257,20 @@ impl Pool {
             waiting: BTreeMap::new(),
             next_seq: 0,
             next_out: 0,
+            window: window(),
             abort,
         }
     }
 
     /// Queues a file; returns the results now ready, in order. Blocks while the
     /// window of unfinished files is full.
-    pub fn submit(&mut self, rel: PathBuf, expected: Option<String>, size: u64) -> Vec<Done> {
+    pub fn submit(
+        &mut self,
+        rel: PathBuf,
+        expected: Option<String>,
+        size: u64,
+        handles: Handles,
+    ) -> Vec<Done> {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.batch.push(Job {
@@ -240,13 +278,14 @@ impl Pool {
             rel,
             size,
             expected,
+            handles,
         });
         self.batch_bytes += size;
         let mut ready = Vec::new();
         if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
             self.flush();
         }
-        while self.next_seq - self.next_out > WINDOW {
+        while self.next_seq - self.next_out > self.window {
             self.flush();
             if !self.wait_one(&mut ready) {
                 break;
@@ -352,7 +391,7 @@ fn work(
 }
 
 fn check_one(
-    job: Job,
+    mut job: Job,
     roots: &Roots,
     deadline: &Deadline,
     bufs: &mut Buffers,
@@ -360,14 +399,16 @@ fn check_one(
 ) -> Done {
     let dst = roots.restored.join(&job.rel);
     let src = roots.source.as_ref().map(|s| s.join(&job.rel));
-    let result = check_with(
-        src.as_deref(),
-        &dst,
-        deadline,
-        bufs,
-        progress,
-        Some(job.size),
-    );
+    let (src_handle, dst_handle) = std::mem::take(&mut job.handles);
+    let result = open_file(&dst_handle, &dst)
+        .map_err(ContentError::Restored)
+        .and_then(|d| match &src {
+            Some(p) => open_file(&src_handle, p)
+                .map(|s| (Some(s), d))
+                .map_err(ContentError::Source),
+            None => Ok((None, d)),
+        })
+        .and_then(|(s, d)| check_files(s.as_ref(), &d, deadline, bufs, progress, Some(job.size)));
     let source_mtime = match (&result, &src) {
         (Ok(out), Some(s)) if out.first_diff.is_some() => std::fs::symlink_metadata(s)
             .ok()

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::compare::display;
 use crate::content::content_check;
 use crate::deadline::Deadline;
-use crate::walk::{Entry, Kind, Walk, WalkError};
+use crate::walk::{Entry, Handle, Kind, Walk, WalkError};
 
 pub const MANIFEST_FORMAT: &str = "restore-verifier/manifest/v1";
 
@@ -337,6 +337,7 @@ impl Iterator for ManifestReader {
             target: l.target.map(PathBuf::from),
             sha256: l.sha256,
             kind_label,
+            handle: Handle::Path,
         }))
     }
 }

@@ -64,6 +64,80 @@ proptest! {
     }
 }
 
+/// The walk keeps the directories near the root open and reaches deeper ones
+/// by their whole path; both must give the same inventory and content checks.
+#[test]
+fn a_tree_deeper_than_the_open_directories_is_compared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let mut files = Vec::new();
+    let mut dir = String::new();
+    for depth in 0..90 {
+        dir.push_str(&format!("d{depth}/"));
+        files.push((format!("{dir}f"), format!("at depth {depth}").into_bytes()));
+    }
+    write_tree(&a, &files);
+    write_tree(&b, &files);
+    let r = compare(Some(&a), &b, &CompareOptions::default()).unwrap();
+    assert!(!r.has_differences(), "{r:?}");
+    assert_eq!(
+        (r.dirs_compared, r.files_compared, r.content_checked),
+        (90, 90, 90)
+    );
+
+    let deep = b.join(&files[80].0);
+    std::fs::write(&deep, b"at depth 8X").unwrap();
+    std::fs::remove_file(b.join(&files[85].0)).unwrap();
+    std::fs::write(b.join(&files[3].0), b"at depth X").unwrap();
+    let r = compare(Some(&a), &b, &CompareOptions::default()).unwrap();
+    let paths = |f: &verifier::Findings| -> Vec<(String, String)> {
+        f.items
+            .iter()
+            .map(|i| (i.path.clone(), i.what.clone()))
+            .collect()
+    };
+    assert_eq!(
+        paths(&r.mismatched),
+        // Tree order: d3/d4/… sorts before d3/f.
+        [
+            (files[80].0.clone(), "content differs at byte 10".into()),
+            (files[3].0.clone(), "content differs at byte 9".into()),
+        ]
+    );
+    assert_eq!(paths(&r.missing), [(files[85].0.clone(), "file".into())]);
+}
+
+/// A root given through a symlink is followed (a source is often configured
+/// as a link to its volume); a symlink inside the tree is an entry of its own,
+/// compared by target and never descended into.
+#[test]
+fn only_the_root_is_followed_through_a_symlink() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let files = [("docs/x".to_string(), b"x".to_vec())];
+    write_tree(&a, &files);
+    write_tree(&b, &files);
+    let outside = tmp.path().join("outside");
+    write_tree(&outside, &[("secret".to_string(), b"s".to_vec())]);
+    std::os::unix::fs::symlink(&outside, a.join("link")).unwrap();
+    std::os::unix::fs::symlink(&outside, b.join("link")).unwrap();
+    let via = tmp.path().join("via");
+    std::os::unix::fs::symlink(&a, &via).unwrap();
+    let r = compare(Some(&via), &b, &CompareOptions::default()).unwrap();
+    assert!(!r.has_differences(), "{r:?}");
+    // docs, docs/x and link: nothing under the link.
+    assert_eq!(
+        (r.dirs_compared, r.files_compared, r.content_checked),
+        (1, 2, 1)
+    );
+
+    std::fs::remove_file(b.join("link")).unwrap();
+    std::os::unix::fs::symlink(tmp.path(), b.join("link")).unwrap();
+    let r = compare(Some(&via), &b, &CompareOptions::default()).unwrap();
+    assert_eq!(r.mismatched.count, 1, "{r:?}");
+    assert!(r.mismatched.items[0].what.starts_with("symlink target:"));
+}
+
 #[test]
 fn change_at_start_middle_and_end_of_a_large_file() {
     let tmp = tempfile::tempdir().unwrap();

@@ -22,7 +22,7 @@ use crate::compare::CompareReport;
 use crate::deadline::Deadline;
 use crate::manifest::{ManifestError, ManifestReader};
 use crate::process::{StepOptions, run_step};
-use crate::walk::{Entry, Kind};
+use crate::walk::{Entry, Handle, Kind};
 
 const PORT: &str = "5432";
 const DB: &str = "restored";
@@ -229,6 +229,7 @@ pub fn table_counts_manifest(
                 target: None,
                 sha256: None,
                 kind_label: Some("table".into()),
+                handle: Handle::Path,
             },
             None,
         ))
