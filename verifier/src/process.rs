@@ -19,6 +19,10 @@ use crate::deadline::{Deadline, Stop};
 
 /// The PATH children get; nothing else is inherited unless passed explicitly.
 pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Every process a drill starts carries this in its environment, and so do
+/// its children: what is left of a drill can be told from anybody else's
+/// processes when its sandbox is removed.
+pub const STEP_MARKER: (&str, &str) = ("RESTORE_VERIFIER_STEP", "1");
 /// How much of each stream's end is kept for the record.
 pub const TAIL: usize = 4096;
 
@@ -372,6 +376,7 @@ pub fn run_step(
         .env("PATH", SAFE_PATH)
         .env("LANG", "C.UTF-8")
         .env("HOME", &opts.cwd)
+        .env(STEP_MARKER.0, STEP_MARKER.1)
         .envs(opts.env.iter().map(|(k, v)| (k, v)))
         .stdin(match (&opts.stdin, &opts.stdin_file) {
             (Some(_), _) => Stdio::piped(),

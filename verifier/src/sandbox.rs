@@ -7,6 +7,8 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::process::STEP_MARKER;
+
 /// Every sandbox directory name starts with this, so leftovers can be found.
 pub const PREFIX: &str = "rv-";
 
@@ -110,48 +112,49 @@ pub fn overlaps(a: &Path, b: &Path) -> bool {
 }
 
 /// Processes a drill started (restore tools, runbook steps, a database server)
-/// live in their own process groups and can outlive it: after a crash, or when
-/// a step's child started a session of its own. Before a sandbox goes, kill
-/// every process group with a member whose working directory is in the sandbox
-/// or whose command line names it.
+/// can outlive it: after a crash, or when a step's child started a session of
+/// its own (`setsid`). Before a sandbox goes, kill every process that a drill
+/// started (its environment carries [`STEP_MARKER`]) and that works in the
+/// sandbox or names it on its command line. Anybody else's process there, an
+/// operator's shell that changed into it say, is left alone: removing the
+/// directory does not need it gone.
 fn kill_processes_in(path: &Path) {
     let needle = path.to_string_lossy().into_owned();
     if needle.len() < 8 {
         return;
     }
+    let marker = format!("{}={}", STEP_MARKER.0, STEP_MARKER.1);
     let me = std::process::id();
-    let my_group = rustix::process::getpgrp().as_raw_nonzero().get();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
-        let cmd =
-            String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default())
-                .into_owned();
-        if !(cwd.starts_with(path) || cmd.contains(&needle)) {
-            continue;
-        }
-        // Field 5 of /proc/<pid>/stat, after the parenthesised command name.
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let pgid = stat
-            .rsplit(')')
-            .next()
-            .and_then(|rest| rest.split_whitespace().nth(2))
-            .and_then(|g| g.parse::<i32>().ok());
-        match pgid.and_then(rustix::process::Pid::from_raw) {
-            Some(g) if g.as_raw_nonzero().get() != my_group => {
-                let _ = rustix::process::kill_process_group(g, rustix::process::Signal::KILL);
+    // A process may fork while the scan runs: scan until nothing is left.
+    for _ in 0..10 {
+        let mut killed = 0;
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if pid == me {
+                continue;
             }
-            _ => {
-                if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-                    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-                }
+            let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if !(cwd.starts_with(path) || String::from_utf8_lossy(&cmd).contains(&needle)) {
+                continue;
+            }
+            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            let ours = env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes());
+            if !ours {
+                continue;
+            }
+            if let Some(p) = rustix::process::Pid::from_raw(pid as i32)
+                && rustix::process::kill_process(p, rustix::process::Signal::KILL).is_ok()
+            {
+                killed += 1;
             }
         }
+        if killed == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -203,13 +206,35 @@ mod tests {
         let mut child = std::process::Command::new("sleep")
             .arg("600")
             .current_dir(&sb)
+            .env(STEP_MARKER.0, STEP_MARKER.1)
             .process_group(0)
+            .spawn()
+            .unwrap();
+        // Somebody else's: an operator's shell that changed into the sandbox,
+        // and a job of that shell's group.
+        let mut shell = std::process::Command::new("sleep")
+            .arg("600")
+            .current_dir(&sb)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut pager = std::process::Command::new("sleep")
+            .arg("601")
+            .process_group(shell.id() as i32)
             .spawn()
             .unwrap();
         remove_tree(&sb).unwrap();
         let status = child.wait().unwrap();
         assert!(!status.success(), "the leftover process was not killed");
         assert!(!sb.exists());
+        for p in [&mut shell, &mut pager] {
+            assert!(
+                p.try_wait().unwrap().is_none(),
+                "a process the drill did not start was killed"
+            );
+            p.kill().unwrap();
+            p.wait().unwrap();
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::{BackupInfo, Driver, DriverError, RestoreStats, newest_match, tool};
 use crate::compare::CompareReport;
 use crate::deadline::Deadline;
 use crate::manifest::{ManifestError, ManifestReader};
-use crate::process::{StepOptions, run_step};
+use crate::process::{STEP_MARKER, StepOptions, run_step};
 use crate::walk::{Entry, Handle, Kind};
 
 const PORT: &str = "5432";
@@ -353,6 +353,7 @@ impl Driver for PostgresDriver {
             .env_clear()
             .env("PATH", crate::process::SAFE_PATH)
             .env("LANG", "C.UTF-8")
+            .env(STEP_MARKER.0, STEP_MARKER.1)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| DriverError::Sandbox {
                 path: pg.clone(),
