@@ -317,3 +317,47 @@ fn over_tcp_the_store_is_reached_with_tls_and_a_verified_certificate() {
     run_with(&format!("{store}{ca}"));
     assert_eq!(count(), "4");
 }
+
+/// The end of a ledger damaged after its records were published (the head
+/// file says they were written) is read back from the store: the host keeps
+/// one chain, and publishing goes on instead of stopping at "diverged".
+#[test]
+fn records_lost_from_the_ledger_after_publishing_come_back_from_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = LivePg::start(&tmp.path().join("pg"));
+    let site = Site::new(&job("good", "backups/good/share-*.tar"));
+    with_store(&site, &pg.conninfo("postgres"));
+    for _ in 0..3 {
+        assert_eq!(site.run(&["run"]).status.code(), Some(0));
+    }
+    let count = || {
+        pg.psql("postgres", "SELECT count(*) FROM restore_verifier_records")
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(count(), "3");
+    let ledger = site.path("state/ledger.jsonl");
+    let written = std::fs::read_to_string(&ledger).unwrap();
+    let good: Vec<&str> = written.lines().collect();
+    // Line 2 is cut short and line 3 is gone.
+    std::fs::write(&ledger, &written[..good[0].len() + 1 + 30]).unwrap();
+
+    let out = site.run(&["run", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("read back from the evidence store"),
+        "{}",
+        text(&out.stderr)
+    );
+    let now = std::fs::read_to_string(&ledger).unwrap();
+    let now: Vec<&str> = now.lines().collect();
+    assert_eq!(now[..3], good[..], "the lost records are back as written");
+    assert_eq!(now.len(), 4);
+    assert_eq!(count(), "4", "the new record was published after them");
+    let out = site.run(&["evidence", "verify"]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("chains    1 (4 records)"), "{said}");
+    assert!(!said.contains("repair"), "{said}");
+}

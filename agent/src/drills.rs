@@ -22,7 +22,10 @@ pub fn ledger(cfg: &Config) -> Ledger {
 /// The ledger, for appending: signing every record when `signing_key_file` is
 /// set. A key that cannot be read is an error, never a silently unsigned record.
 pub fn signing_ledger(cfg: &Config) -> anyhow::Result<Ledger> {
-    let l = ledger(cfg);
+    let mut l = ledger(cfg);
+    if let Some(source) = crate::store::tail_source(&cfg.store) {
+        l = l.recovering_from(source);
+    }
     match &cfg.agent.signing_key_file {
         None => Ok(l),
         Some(p) => Ok(l.signed_by(verifier::signing::load_signing_key(p)?)),

@@ -421,6 +421,44 @@ pub fn records(
     Ok((out, bad))
 }
 
+/// Where the ledger reads back records lost from the end of its file: the
+/// store's copy of the chain whose record at the head file's seq has the head
+/// file's hash. The ledger checks what comes back before it keeps any of it.
+/// `None` without a store.
+pub fn tail_source(store: &Store) -> Option<verifier::TailSource> {
+    if matches!(store, Store::File) {
+        return None;
+    }
+    let store = store.clone();
+    Some(std::sync::Arc::new(
+        move |from: u64, to: u64, head_hash: &str| match lost_lines(&store, from, to, head_hash) {
+            Ok(lines) => lines,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "Could not read the ledger's lost records from the evidence store.");
+                Vec::new()
+            }
+        },
+    ))
+}
+
+fn lost_lines(store: &Store, from: u64, to: u64, head_hash: &str) -> anyhow::Result<Vec<String>> {
+    let mut client = connect(store, Access::Read)?;
+    let (from, to) = (i64::try_from(from)?, i64::try_from(to)?);
+    let Some(row) = client.query_opt(
+        "SELECT chain FROM restore_verifier_records WHERE seq = $1 AND hash = $2 LIMIT 1",
+        &[&to, &head_hash],
+    )?
+    else {
+        return Ok(Vec::new());
+    };
+    let chain: String = row.get(0);
+    let rows = client.query(
+        "SELECT line FROM restore_verifier_records WHERE chain = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
+        &[&chain, &from, &to],
+    )?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Publishes when a store is configured; a failure is logged, never fatal:
 /// the local ledger has the record and the next publish catches up.
 pub fn publish_quietly(store: &Store, ledger_path: &Path) {

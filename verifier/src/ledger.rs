@@ -7,7 +7,7 @@
 //! removing records from the end is noticed too.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -47,11 +47,28 @@ pub enum LedgerError {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Ledger {
     path: PathBuf,
     signer: Option<ed25519_dalek::SigningKey>,
+    tail_source: Option<TailSource>,
 }
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.path)
+            .field("signed", &self.signer.is_some())
+            .field("tail_source", &self.tail_source.is_some())
+            .finish()
+    }
+}
+
+/// Where records lost from the end of a damaged ledger can be read again (the
+/// shared evidence store keeps every published line): given the first and
+/// the last seq lost, and the hash the head file records for the last, the
+/// lines as they were written; empty when it has none of them.
+pub type TailSource = std::sync::Arc<dyn Fn(u64, u64, &str) -> Vec<String> + Send + Sync>;
 
 /// The canonical JSON text of a value: object keys sorted, no whitespace.
 pub fn canonical(v: &Value) -> String {
@@ -256,7 +273,16 @@ impl Ledger {
         Ledger {
             path: path.into(),
             signer: None,
+            tail_source: None,
         }
+    }
+
+    /// Where an append finds records that were written completely but lost
+    /// from the end of the file later (see [`TailSource`]). They are put back
+    /// when they continue the chain and end at the head file's hash.
+    pub fn recovering_from(mut self, source: TailSource) -> Ledger {
+        self.tail_source = Some(source);
+        self
     }
 
     /// Signs every record this ledger appends.
@@ -300,11 +326,83 @@ impl Ledger {
             File::open(dir).and_then(|d| d.sync_all()).map_err(werr)?;
         }
         if let Some(torn) = self.set_aside_torn_tail(&f)? {
-            let mut note = repair_record(rec, &torn);
-            self.append_locked(&f, &mut note)?;
-            tracing::warn!(ledger = %self.path.display(), kept = %torn.kept.display(), "The ledger's last line was torn by an interrupted write; its bytes were kept aside and an error record notes it.");
+            match self.recover_tail(&f, &torn)? {
+                Some(n) => {
+                    tracing::warn!(ledger = %self.path.display(), kept = %torn.kept.display(), records = n, from_seq = torn.line, "The end of the ledger was damaged after it was written; the lost records were read back from the evidence store, where they continue the chain and end at the head file's hash. The damaged bytes were kept aside.");
+                }
+                None => {
+                    let mut note = repair_record(rec, &torn);
+                    self.append_locked(&f, &mut note)?;
+                    tracing::warn!(ledger = %self.path.display(), kept = %torn.kept.display(), "The ledger's last line was torn by an interrupted write; its bytes were kept aside and an error record notes it.");
+                }
+            }
         }
         self.append_locked(&f, rec)
+    }
+
+    /// Puts back the records a damaged ledger lost from its end (now cut back
+    /// to its last complete line), from the tail source: only records the
+    /// head file says were written, only when they continue the chain (and
+    /// carry this ledger's signatures) and the last has the head file's hash.
+    /// The number of records put back, or `None` when there is nothing to put
+    /// back that passes.
+    fn recover_tail(&self, f: &File, torn: &TornTail) -> Result<Option<u64>, LedgerError> {
+        let Some(source) = &self.tail_source else {
+            return Ok(None);
+        };
+        let Some((head_seq, head_hash)) = self.read_head() else {
+            return Ok(None);
+        };
+        if !torn.was_complete || head_seq < torn.line {
+            return Ok(None);
+        }
+        let lines = source(torn.line, head_seq, &head_hash);
+        if lines.len() as u64 != head_seq - torn.line + 1 {
+            return Ok(None);
+        }
+        let rerr = |e| LedgerError::Read {
+            path: self.path.clone(),
+            source: e,
+        };
+        let key = self.signer.as_ref().map(|k| k.verifying_key());
+        let mut check = ChainChecker::new(key.as_ref());
+        let mut held = BufReader::new(f.try_clone().map_err(rerr)?);
+        held.seek(std::io::SeekFrom::Start(0)).map_err(rerr)?;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if held.read_until(b'\n', &mut line).map_err(rerr)? == 0 {
+                break;
+            }
+            if !check.push(line.strip_suffix(b"\n").unwrap_or(&line)) {
+                return Ok(None);
+            }
+        }
+        for l in &lines {
+            if !check.push(l.as_bytes()) {
+                return Ok(None);
+            }
+        }
+        if check.report.records != head_seq || check.report.head_hash != head_hash {
+            return Ok(None);
+        }
+        let mut text = lines.join("\n");
+        text.push('\n');
+        let werr = |e| LedgerError::Write {
+            path: self.path.clone(),
+            source: e,
+        };
+        (&*f).write_all(text.as_bytes()).map_err(werr)?;
+        f.sync_all().map_err(werr)?;
+        Ok(Some(lines.len() as u64))
+    }
+
+    /// The head file: the seq and hash of the last record written.
+    fn read_head(&self) -> Option<(u64, String)> {
+        let h = std::fs::read_to_string(self.head_path()).ok()?;
+        let mut it = h.split_whitespace();
+        let seq = it.next()?.parse::<u64>().ok()?;
+        Some((seq, it.next()?.to_string()))
     }
 
     /// Appends under the lock the caller holds.
@@ -401,14 +499,7 @@ impl Ledger {
         File::open(dir).and_then(|d| d.sync_all()).map_err(werr)?;
         f.set_len(keep).map_err(werr)?;
         f.sync_all().map_err(werr)?;
-        let head_seq = std::fs::read_to_string(self.head_path())
-            .ok()
-            .and_then(|h| {
-                h.split_whitespace()
-                    .next()
-                    .and_then(|s| s.parse::<u64>().ok())
-            })
-            .unwrap_or(0);
+        let head_seq = self.read_head().map_or(0, |(seq, _)| seq);
         Ok(Some(TornTail {
             line,
             bytes: len - keep,

@@ -211,6 +211,99 @@ fn a_torn_last_line_is_kept_aside_and_the_chain_goes_on_with_an_error_record() {
     assert_eq!(rep.repairs.len(), 2);
 }
 
+/// Records written completely, then lost from the end of the file (the head
+/// file still names the last one), are read back from a copy such as the
+/// evidence store, but only when they are the records that were lost.
+#[test]
+fn records_lost_after_they_were_written_are_put_back_from_a_copy_that_checks_out() {
+    use std::sync::{Arc, Mutex};
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("ledger.jsonl");
+    let signed = Ledger::new(&path).signed_by(key.clone());
+    for i in 1..=4 {
+        signed.append(&mut record("job", i)).unwrap();
+    }
+    let good = lines(&signed);
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Damage: lines 3 and 4 are gone but for a piece of line 3.
+    let line3_start = good[..2].iter().map(|l| l.len() + 1).sum::<usize>();
+    let damaged = &text[..line3_start + 25];
+
+    // A copy that offers anything else is not used: a changed record, the
+    // records of another chain, too few records.
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let mut changed = good[2..].to_vec();
+    changed[1] = changed[1].replace("id-job-4", "id-job-X");
+    let other = {
+        let t = tempfile::tempdir().unwrap();
+        let o = Ledger::new(t.path().join("l")).signed_by(key.clone());
+        for i in 1..=4 {
+            o.append(&mut record("other", i)).unwrap();
+        }
+        lines(&o)[2..].to_vec()
+    };
+    for offered in [changed, other, good[2..3].to_vec()] {
+        std::fs::write(&path, damaged).unwrap();
+        let (a, o) = (asked.clone(), offered.clone());
+        let l = Ledger::new(&path)
+            .signed_by(key.clone())
+            .recovering_from(Arc::new(move |from, to, head: &str| {
+                a.lock().unwrap().push((from, to, head.to_string()));
+                o.clone()
+            }));
+        l.append(&mut record("job", 5)).unwrap();
+        let recs: Vec<Record> = l.records().unwrap().map(Result::unwrap).collect();
+        assert_eq!(recs.len(), 4, "lines 1, 2, the repair note, the new record");
+        assert_eq!(recs[2].job, LEDGER_JOB);
+        for f in std::fs::read_dir(tmp.path()).unwrap().flatten() {
+            if f.file_name().to_string_lossy().contains("torn-line") {
+                std::fs::remove_file(f.path()).unwrap();
+            }
+        }
+        // The head file now names the repair's chain: damage it the same way again.
+        std::fs::write(
+            tmp.path().join("ledger.jsonl.head"),
+            format!("4 {}\n", record_hash_of(&good[3])),
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        asked.lock().unwrap()[0],
+        (3, 4, record_hash_of(&good[3])),
+        "asked for seq 3 to 4 ending at the head file's hash"
+    );
+
+    // The records that were lost: put back, no repair note, the chain goes on.
+    std::fs::write(&path, damaged).unwrap();
+    let copy = good[2..].to_vec();
+    let l = Ledger::new(&path)
+        .signed_by(key.clone())
+        .recovering_from(Arc::new(move |_, _, _: &str| copy.clone()));
+    let mut next = record("job", 5);
+    l.append(&mut next).unwrap();
+    let now = lines(&l);
+    assert_eq!(now[..4], good[..], "the lost records are back as they were");
+    assert_eq!(now.len(), 5);
+    assert_eq!(next.seq, 5);
+    let rep = l.verify_with(Some(&key.verifying_key())).unwrap();
+    assert!(rep.problem.is_none(), "{:?}", rep.problem);
+    assert!(rep.repairs.is_empty());
+    assert_eq!(rep.signed, 5);
+    assert_eq!(
+        std::fs::read(tmp.path().join("ledger.jsonl.torn-line3")).unwrap(),
+        damaged.as_bytes()[line3_start..].to_vec(),
+        "the damaged bytes are kept aside"
+    );
+}
+
+fn record_hash_of(line: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(line).unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn a_torn_line_that_is_the_whole_file_is_kept_too() {
     let tmp = tempfile::tempdir().unwrap();
