@@ -383,7 +383,7 @@ fn compare_stays_within_a_low_open_file_limit() {
         .arg(&a)
         .arg(&b)
         .output()
-        .unwrap();
+        .expect("prlimit (util-linux) is needed: scripts/test.sh installs it");
     let v: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
     assert_eq!(v["unreadable"]["count"], 0, "{v}");

@@ -252,6 +252,24 @@ fn load(flag: Option<&Path>, check: Check) -> Result<config::Config, CliError> {
     Ok(config::load(&config::config_path(flag), check)?)
 }
 
+/// A compare keeps directories open for the files it has queued: allow it as
+/// many as the system lets this process have (up to 65,536; the soft limit is
+/// often 1,024 with a hard limit far above it). Children inherit the limit.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let now = getrlimit(Resource::Nofile);
+    let want = now.maximum.unwrap_or(u64::MAX).min(1 << 16);
+    if now.current.is_some_and(|c| c < want) {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(want),
+                maximum: now.maximum,
+            },
+        );
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -270,6 +288,7 @@ fn main() -> ExitCode {
         cli.quiet,
         matches!(cli.command, Command::Agent),
     );
+    raise_open_file_limit();
     match dispatch(cli) {
         Ok(o) => o.into(),
         Err(e) => {

@@ -431,27 +431,32 @@ pub fn tail_source(store: &Store) -> Option<verifier::TailSource> {
     }
     let store = store.clone();
     Some(std::sync::Arc::new(
-        move |from: u64, to: u64, head_hash: &str| match lost_lines(&store, from, to, head_hash) {
+        move |lost: &verifier::LostRecords| match lost_lines(&store, lost) {
             Ok(lines) => lines,
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "Could not read the ledger's lost records from the evidence store.");
+                tracing::warn!(error = %format!("{e:#}"), "Could not read the ledger's lost records from the evidence store; an error record notes the loss instead.");
                 Vec::new()
             }
         },
     ))
 }
 
-fn lost_lines(store: &Store, from: u64, to: u64, head_hash: &str) -> anyhow::Result<Vec<String>> {
+/// The lost lines of the ledger's chain: named by its first record's hash when
+/// the ledger still has it, else the chain whose record at the last lost seq
+/// has the head file's hash.
+fn lost_lines(store: &Store, lost: &verifier::LostRecords) -> anyhow::Result<Vec<String>> {
     let mut client = connect(store, Access::Read)?;
-    let (from, to) = (i64::try_from(from)?, i64::try_from(to)?);
-    let Some(row) = client.query_opt(
-        "SELECT chain FROM restore_verifier_records WHERE seq = $1 AND hash = $2 LIMIT 1",
-        &[&to, &head_hash],
-    )?
-    else {
-        return Ok(Vec::new());
+    let (from, to) = (i64::try_from(lost.from)?, i64::try_from(lost.to)?);
+    let chain = match &lost.chain {
+        Some(c) => c.clone(),
+        None => match client.query_opt(
+            "SELECT chain FROM restore_verifier_records WHERE seq = $1 AND hash = $2 LIMIT 1",
+            &[&to, &lost.head_hash],
+        )? {
+            Some(row) => row.get(0),
+            None => return Ok(Vec::new()),
+        },
     };
-    let chain: String = row.get(0);
     let rows = client.query(
         "SELECT line FROM restore_verifier_records WHERE chain = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
         &[&chain, &from, &to],

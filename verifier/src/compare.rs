@@ -22,7 +22,7 @@ use crate::findings::Findings;
 use crate::manifest::ManifestReader;
 use crate::progress::Progress;
 use crate::select::{BottomK, ContentSelection, in_slice};
-use crate::walk::{Entry, Handle, Kind, Walk, WalkError};
+use crate::walk::{Entry, Handle, Kind, Walk, WalkError, open_root};
 
 /// How to compare a restored tree.
 #[derive(Debug, Clone)]
@@ -223,8 +223,10 @@ pub fn compare_with(
             scope,
             worker_count(opts.threads),
             Roots {
+                source_fd: source_root.as_deref().and_then(open_root),
                 source: source_root,
                 restored: restored.to_path_buf(),
+                restored_fd: open_root(restored),
             },
             opts.deadline.clone(),
             opts.progress.clone(),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::deadline::{Deadline, Stop};
 use crate::progress::Progress;
-use crate::walk::{Handle, open_file};
+use crate::walk::{DirFd, Handle, open_file};
 
 /// Read size. Two buffers of this size stay in a core's L2 cache, so the bytes
 /// read are hashed and compared while still hot.
@@ -29,6 +29,14 @@ pub const CHUNK: usize = 256 << 10;
 /// at most. Each waiting file may hold its two directories open, so the window
 /// also stays within the process's limit on open files (see [`window`]).
 const WINDOW: u64 = 4096;
+
+/// Files handed to the workers and not yet taken back, across every compare
+/// in the process (drills run side by side).
+static WAITING: AtomicU64 = AtomicU64::new(0);
+
+/// A compare may always have this many files waiting, whatever the others hold,
+/// so none waits for another's files to finish.
+const OWN_MIN: u64 = 16;
 
 /// Files are handed to workers in batches of this many files or bytes, so
 /// small files do not cost a thread wake-up each.
@@ -110,9 +118,9 @@ pub fn check_with(
     progress: Option<&Progress>,
     size: Option<u64>,
 ) -> Result<ContentOutcome, ContentError> {
-    let dst = open_file(&Handle::Path, restored).map_err(ContentError::Restored)?;
+    let dst = open_file(&Handle::Path, None, restored, restored).map_err(ContentError::Restored)?;
     let src = match source {
-        Some(p) => Some(open_file(&Handle::Path, p).map_err(ContentError::Source)?),
+        Some(p) => Some(open_file(&Handle::Path, None, p, p).map_err(ContentError::Source)?),
         None => None,
     };
     check_files(src.as_ref(), &dst, deadline, bufs, progress, size)
@@ -196,6 +204,10 @@ pub(crate) struct Done {
 pub(crate) struct Roots {
     pub source: Option<PathBuf>,
     pub restored: PathBuf,
+    /// The roots, open: files without a directory from the walk are opened
+    /// beneath them.
+    pub source_fd: Option<DirFd>,
+    pub restored_fd: Option<DirFd>,
 }
 
 /// The submitting side of the pool; lives on the walking thread.
@@ -211,14 +223,15 @@ pub(crate) struct Pool {
     abort: Arc<AtomicBool>,
 }
 
-/// The reorder window: [`WINDOW`], or less when the limit on open files is low.
-/// Each waiting file may hold two directories open; a quarter of the limit is
-/// left for everything else.
+/// The reorder window, shared by every compare in the process: [`WINDOW`], or
+/// less when the limit on open files is low. Each waiting file may hold two
+/// directories open, so waiting files use at most half of the limit; the rest
+/// is for the walks' open directories, the workers' files and everything else.
 fn window() -> u64 {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(u64::MAX);
-    (limit / 2 - limit / 8).clamp(16, WINDOW)
+    (limit / 4).clamp(OWN_MIN, WINDOW)
 }
 
 /// Number of workers: `threads`, or one per core when 0.
@@ -281,11 +294,17 @@ impl Pool {
             handles,
         });
         self.batch_bytes += size;
+        WAITING.fetch_add(1, Ordering::Relaxed);
         let mut ready = Vec::new();
         if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
             self.flush();
         }
-        while self.next_seq - self.next_out > self.window {
+        loop {
+            let mine = self.next_seq - self.next_out;
+            let all = WAITING.load(Ordering::Relaxed);
+            if mine <= OWN_MIN || mine <= self.window && all <= self.window {
+                break;
+            }
             self.flush();
             if !self.wait_one(&mut ready) {
                 break;
@@ -351,8 +370,16 @@ impl Pool {
     fn take_ready(&mut self, ready: &mut Vec<Done>) {
         while let Some(d) = self.waiting.remove(&self.next_out) {
             self.next_out += 1;
+            WAITING.fetch_sub(1, Ordering::Relaxed);
             ready.push(d);
         }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Files never taken back (an aborted compare) no longer wait.
+        WAITING.fetch_sub(self.next_seq - self.next_out, Ordering::Relaxed);
     }
 }
 
@@ -400,10 +427,10 @@ fn check_one(
     let dst = roots.restored.join(&job.rel);
     let src = roots.source.as_ref().map(|s| s.join(&job.rel));
     let (src_handle, dst_handle) = std::mem::take(&mut job.handles);
-    let result = open_file(&dst_handle, &dst)
+    let result = open_file(&dst_handle, roots.restored_fd.as_ref(), &job.rel, &dst)
         .map_err(ContentError::Restored)
         .and_then(|d| match &src {
-            Some(p) => open_file(&src_handle, p)
+            Some(p) => open_file(&src_handle, roots.source_fd.as_ref(), &job.rel, p)
                 .map(|s| (Some(s), d))
                 .map_err(ContentError::Source),
             None => Ok((None, d)),

@@ -65,10 +65,22 @@ impl std::fmt::Debug for Ledger {
 }
 
 /// Where records lost from the end of a damaged ledger can be read again (the
-/// shared evidence store keeps every published line): given the first and
-/// the last seq lost, and the hash the head file records for the last, the
-/// lines as they were written; empty when it has none of them.
-pub type TailSource = std::sync::Arc<dyn Fn(u64, u64, &str) -> Vec<String> + Send + Sync>;
+/// shared evidence store keeps every published line): the lines as they were
+/// written, or nothing when it does not have them all.
+pub type TailSource = std::sync::Arc<dyn Fn(&LostRecords) -> Vec<String> + Send + Sync>;
+
+/// Which records a ledger lost from its end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LostRecords {
+    /// The hash of the ledger's first record (which names its chain in the
+    /// evidence store), when the file still has it.
+    pub chain: Option<String>,
+    /// The first and the last seq lost.
+    pub from: u64,
+    pub to: u64,
+    /// The hash the head file records for seq `to`.
+    pub head_hash: String,
+}
 
 /// The canonical JSON text of a value: object keys sorted, no whitespace.
 pub fn canonical(v: &Value) -> String {
@@ -256,9 +268,6 @@ struct TornTail {
     line: u64,
     bytes: u64,
     kept: PathBuf,
-    /// The head file says this line had been written completely: the end of
-    /// the ledger was damaged later, not torn by an interrupted write.
-    was_complete: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -325,47 +334,90 @@ impl Ledger {
         if created && let Some(dir) = self.path.parent() {
             File::open(dir).and_then(|d| d.sync_all()).map_err(werr)?;
         }
-        if let Some(torn) = self.set_aside_torn_tail(&f)? {
-            match self.recover_tail(&f, &torn)? {
+        let torn = self.set_aside_torn_tail(&f)?;
+        // Records the head file says were written that the file no longer
+        // holds: damage after the fact (torn bytes or whole lines), or a
+        // ledger put back from an older copy.
+        let (last_seq, first_hash) = self.ends(&f)?;
+        let lost = self
+            .read_head()
+            .filter(|(head_seq, _)| *head_seq > last_seq)
+            .map(|(to, head_hash)| LostRecords {
+                chain: first_hash,
+                from: last_seq + 1,
+                to,
+                head_hash,
+            });
+        match (lost, torn) {
+            (Some(lost), torn) => match self.recover(&f, &lost)? {
                 Some(n) => {
-                    tracing::warn!(ledger = %self.path.display(), kept = %torn.kept.display(), records = n, from_seq = torn.line, "The end of the ledger was damaged after it was written; the lost records were read back from the evidence store, where they continue the chain and end at the head file's hash. The damaged bytes were kept aside.");
+                    tracing::warn!(ledger = %self.path.display(), records = n, from_seq = lost.from, "Records lost from the end of the ledger after they were written were read back from the evidence store, where they continue the chain and end at the head file's hash.{}", torn.as_ref().map(|t| format!(" The damaged bytes were kept in {}.", t.kept.display())).unwrap_or_default());
                 }
                 None => {
-                    let mut note = repair_record(rec, &torn);
+                    let mut note = repair_record(rec, &Loss::AfterWrite(lost, torn));
                     self.append_locked(&f, &mut note)?;
-                    tracing::warn!(ledger = %self.path.display(), kept = %torn.kept.display(), "The ledger's last line was torn by an interrupted write; its bytes were kept aside and an error record notes it.");
+                    tracing::warn!(ledger = %self.path.display(), "Records were lost from the end of the ledger after they were written; an error record notes it.");
                 }
+            },
+            (None, Some(torn)) => {
+                let mut note = repair_record(rec, &Loss::Torn(torn.clone()));
+                self.append_locked(&f, &mut note)?;
+                tracing::warn!(ledger = %self.path.display(), kept = %torn.kept.display(), "The ledger's last line was torn by an interrupted write; its bytes were kept aside and an error record notes it.");
             }
+            (None, None) => {}
         }
         self.append_locked(&f, rec)
     }
 
-    /// Puts back the records a damaged ledger lost from its end (now cut back
-    /// to its last complete line), from the tail source: only records the
-    /// head file says were written, only when they continue the chain (and
-    /// carry this ledger's signatures) and the last has the head file's hash.
-    /// The number of records put back, or `None` when there is nothing to put
-    /// back that passes.
-    fn recover_tail(&self, f: &File, torn: &TornTail) -> Result<Option<u64>, LedgerError> {
+    /// The seq of the file's last complete record (0 when there is none) and
+    /// the hash of its first.
+    fn ends(&self, f: &File) -> Result<(u64, Option<String>), LedgerError> {
+        let Some((line, text)) = self.last_line(f)? else {
+            return Ok((0, None));
+        };
+        let seq = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["seq"].as_u64())
+            .unwrap_or(line);
+        let mut first = String::new();
+        let held = f.try_clone().map_err(|e| LedgerError::Read {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        let mut r = BufReader::new(held);
+        r.seek(std::io::SeekFrom::Start(0))
+            .and_then(|_| r.read_line(&mut first))
+            .map_err(|e| LedgerError::Read {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        let hash = serde_json::from_str::<Value>(first.trim_end())
+            .ok()
+            .and_then(|v| v["hash"].as_str().map(String::from));
+        Ok((seq, hash))
+    }
+
+    /// Puts back records the ledger lost from its end, from the tail source:
+    /// only when they continue the chain of the records the file holds, carry
+    /// this ledger's signatures (when it signs), and the last has the head
+    /// file's hash. The number of records put back, or `None` when nothing
+    /// that passes can be had.
+    fn recover(&self, f: &File, lost: &LostRecords) -> Result<Option<u64>, LedgerError> {
         let Some(source) = &self.tail_source else {
             return Ok(None);
         };
-        let Some((head_seq, head_hash)) = self.read_head() else {
-            return Ok(None);
-        };
-        if !torn.was_complete || head_seq < torn.line {
-            return Ok(None);
-        }
-        let lines = source(torn.line, head_seq, &head_hash);
-        if lines.len() as u64 != head_seq - torn.line + 1 {
+        let lines = source(lost);
+        if lines.len() as u64 != lost.to - lost.from + 1 {
             return Ok(None);
         }
         let rerr = |e| LedgerError::Read {
             path: self.path.clone(),
             source: e,
         };
+        // The records held are checked as a chain only: older ones may be
+        // unsigned, or signed with an earlier key.
         let key = self.signer.as_ref().map(|k| k.verifying_key());
-        let mut check = ChainChecker::new(key.as_ref());
+        let mut check = ChainChecker::new(None);
         let mut held = BufReader::new(f.try_clone().map_err(rerr)?);
         held.seek(std::io::SeekFrom::Start(0)).map_err(rerr)?;
         let mut line = Vec::new();
@@ -378,12 +430,13 @@ impl Ledger {
                 return Ok(None);
             }
         }
+        check.key = key.as_ref();
         for l in &lines {
             if !check.push(l.as_bytes()) {
                 return Ok(None);
             }
         }
-        if check.report.records != head_seq || check.report.head_hash != head_hash {
+        if check.report.records != lost.to || check.report.head_hash != lost.head_hash {
             return Ok(None);
         }
         let mut text = lines.join("\n");
@@ -499,12 +552,10 @@ impl Ledger {
         File::open(dir).and_then(|d| d.sync_all()).map_err(werr)?;
         f.set_len(keep).map_err(werr)?;
         f.sync_all().map_err(werr)?;
-        let head_seq = self.read_head().map_or(0, |(seq, _)| seq);
         Ok(Some(TornTail {
             line,
             bytes: len - keep,
             kept,
-            was_complete: head_seq >= line,
         }))
     }
 
@@ -681,27 +732,50 @@ fn newline_before(f: &File, end: u64) -> io::Result<Option<u64>> {
     Ok(None)
 }
 
-/// The `error` record that continues the chain after a torn line was set aside.
-fn repair_record(next: &Record, torn: &TornTail) -> Record {
+/// What a repair record notes.
+enum Loss {
+    /// A last line torn by an interrupted write.
+    Torn(TornTail),
+    /// Records the head file says were written, gone from the end of the file
+    /// (with the bytes of a cut line, when one was left).
+    AfterWrite(LostRecords, Option<TornTail>),
+}
+
+/// The `error` record that continues the chain after a loss.
+fn repair_record(next: &Record, loss: &Loss) -> Record {
     let now = chrono::Utc::now().with_timezone(next.finished_at.offset());
-    let reason = if torn.was_complete {
-        format!(
+    let reason = match loss {
+        Loss::AfterWrite(lost, Some(torn)) if lost.from == lost.to => format!(
             "the ledger's line {} ({} bytes left) had been written completely (the head file records it) \
              but was found cut short: the end of the ledger was damaged after it was written; \
              its bytes were kept in {} and the chain continues from the record before it",
             torn.line,
             torn.bytes,
             torn.kept.display()
-        )
-    } else {
-        format!(
+        ),
+        Loss::AfterWrite(lost, torn) => format!(
+            "records {} to {}, which the head file says were written, are missing from the end of the ledger: \
+             it was damaged, cut or replaced by an older copy after they were written; \
+             {}the chain continues from seq {}",
+            lost.from,
+            lost.to,
+            torn.as_ref()
+                .map(|t| format!(
+                    "the bytes left of line {} were kept in {}; ",
+                    t.line,
+                    t.kept.display()
+                ))
+                .unwrap_or_default(),
+            lost.from - 1
+        ),
+        Loss::Torn(torn) => format!(
             "the ledger's line {} ({} bytes) was torn by an interrupted write (a crash or a full disk); \
              its bytes were kept in {} and the chain continues from the record before it; \
              a drill whose record was lost this way is recorded again by crash recovery when its in-progress marker remains",
             torn.line,
             torn.bytes,
             torn.kept.display()
-        )
+        ),
     };
     Record::note(
         crate::record::NoteHead {

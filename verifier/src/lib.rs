@@ -35,8 +35,8 @@ pub use deadline::{Deadline, Stop, human_bytes, humanize};
 pub use drill::{DrillEnv, DrillSpec, VerifySpec, new_id, note_record, run_drill, run_drill_as};
 pub use findings::{Finding, Findings, LIST_CAP};
 pub use ledger::{
-    ChainChecker, ChainProblem, ChainReport, GENESIS, LEDGER_JOB, Ledger, LedgerError, Records,
-    TailSource, canonical, record_hash,
+    ChainChecker, ChainProblem, ChainReport, GENESIS, LEDGER_JOB, Ledger, LedgerError, LostRecords,
+    Records, TailSource, canonical, record_hash,
 };
 pub use progress::{Phase, Progress};
 pub use record::*;

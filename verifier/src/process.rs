@@ -528,7 +528,7 @@ mod tests {
             .map(|l| l.split('=').next().unwrap().to_string())
             .collect();
         names.sort();
-        assert_eq!(names, ["EXTRA", "HOME", "LANG", "PATH"]);
+        assert_eq!(names, ["EXTRA", "HOME", "LANG", "PATH", STEP_MARKER.0]);
     }
 
     #[test]

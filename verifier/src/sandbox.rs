@@ -113,21 +113,25 @@ pub fn overlaps(a: &Path, b: &Path) -> bool {
 
 /// Processes a drill started (restore tools, runbook steps, a database server)
 /// can outlive it: after a crash, or when a step's child started a session of
-/// its own (`setsid`). Before a sandbox goes, kill every process that a drill
-/// started (its environment carries [`STEP_MARKER`]) and that works in the
-/// sandbox or names it on its command line. Anybody else's process there, an
-/// operator's shell that changed into it say, is left alone: removing the
-/// directory does not need it gone.
+/// its own (`setsid`). Before a sandbox goes, kill every process that works in
+/// the sandbox or names it on its command line, and that a drill started: its
+/// environment, or an ancestor's, carries [`STEP_MARKER`]. (PostgreSQL's
+/// server processes overwrite their environment with their title; their
+/// parent, the server, keeps it.) Anybody else's process there, an operator's
+/// shell that changed into it say, is left alone: removing the directory does
+/// not need it gone.
 fn kill_processes_in(path: &Path) {
     let needle = path.to_string_lossy().into_owned();
     if needle.len() < 8 {
         return;
     }
-    let marker = format!("{}={}", STEP_MARKER.0, STEP_MARKER.1);
     let me = std::process::id();
     // A process may fork while the scan runs: scan until nothing is left.
     for _ in 0..10 {
-        let mut killed = 0;
+        // Find them all before killing any: a killed parent's children are
+        // handed to init, and their ancestry would be lost.
+        let mut ours = std::collections::HashMap::new();
+        let mut targets = Vec::new();
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
@@ -140,11 +144,12 @@ fn kill_processes_in(path: &Path) {
             if !(cwd.starts_with(path) || String::from_utf8_lossy(&cmd).contains(&needle)) {
                 continue;
             }
-            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
-            let ours = env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes());
-            if !ours {
-                continue;
+            if started_by_a_drill(pid, me, &mut ours) {
+                targets.push(pid);
             }
+        }
+        let mut killed = 0;
+        for pid in targets {
             if let Some(p) = rustix::process::Pid::from_raw(pid as i32)
                 && rustix::process::kill_process(p, rustix::process::Signal::KILL).is_ok()
             {
@@ -156,6 +161,42 @@ fn kill_processes_in(path: &Path) {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// True when `pid` or one of its ancestors (below this process) carries
+/// [`STEP_MARKER`] in its environment; answers are kept in `known`.
+fn started_by_a_drill(pid: u32, me: u32, known: &mut std::collections::HashMap<u32, bool>) -> bool {
+    let marker = format!("{}={}", STEP_MARKER.0, STEP_MARKER.1);
+    let mut chain = Vec::new();
+    let mut p = pid;
+    let answer = loop {
+        if let Some(a) = known.get(&p) {
+            break *a;
+        }
+        if p <= 1 || p == me || chain.len() > 64 {
+            break false;
+        }
+        chain.push(p);
+        let env = std::fs::read(format!("/proc/{p}/environ")).unwrap_or_default();
+        if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
+            break true;
+        }
+        // Field 4 of /proc/<pid>/stat, after the parenthesised command name.
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        match stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|pp| pp.parse::<u32>().ok())
+        {
+            Some(parent) => p = parent,
+            None => break false,
+        }
+    };
+    for c in chain {
+        known.insert(c, answer);
+    }
+    answer
 }
 
 /// Removes a sandbox left behind (by a crash); a missing one is fine.
@@ -223,9 +264,40 @@ mod tests {
             .process_group(shell.id() as i32)
             .spawn()
             .unwrap();
+        // A server's worker that overwrote its environment (as PostgreSQL's
+        // do); its parent carries the marker.
+        let mut server = std::process::Command::new("sh")
+            .args(["-c", "env -i sleep 602 & wait"])
+            .current_dir(&sb)
+            .env(STEP_MARKER.0, STEP_MARKER.1)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let worker = loop {
+            let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", server.id()))
+                .unwrap_or_default();
+            if let Some(k) = kids.split_whitespace().next() {
+                break k.parse::<u32>().unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        // Wait until the worker is sleep itself, without the marker.
+        while !std::fs::read(format!("/proc/{worker}/cmdline"))
+            .unwrap_or_default()
+            .starts_with(b"sleep")
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         remove_tree(&sb).unwrap();
         let status = child.wait().unwrap();
         assert!(!status.success(), "the leftover process was not killed");
+        server.wait().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let state = std::fs::read_to_string(format!("/proc/{worker}/stat")).unwrap_or_default();
+        assert!(
+            state.is_empty() || state.contains(") Z "),
+            "the server's worker still runs: {state}"
+        );
         assert!(!sb.exists());
         for p in [&mut shell, &mut pager] {
             assert!(

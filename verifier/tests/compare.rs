@@ -64,8 +64,9 @@ proptest! {
     }
 }
 
-/// The walk keeps the directories near the root open and reaches deeper ones
-/// by their whole path; both must give the same inventory and content checks.
+/// The walk keeps the directories near the root open; deeper, it opens a
+/// directory again when it comes back to it. Both must give the same
+/// inventory and content checks.
 #[test]
 fn a_tree_deeper_than_the_open_directories_is_compared() {
     let tmp = tempfile::tempdir().unwrap();

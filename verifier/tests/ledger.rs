@@ -220,81 +220,125 @@ fn records_lost_after_they_were_written_are_put_back_from_a_copy_that_checks_out
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("ledger.jsonl");
+    // Records 1 and 2 were written before signing was turned on.
+    let plain = Ledger::new(&path);
+    for i in 1..=2 {
+        plain.append(&mut record("job", i)).unwrap();
+    }
     let signed = Ledger::new(&path).signed_by(key.clone());
-    for i in 1..=4 {
+    for i in 3..=4 {
         signed.append(&mut record("job", i)).unwrap();
     }
     let good = lines(&signed);
     let text = std::fs::read_to_string(&path).unwrap();
+    let head = std::fs::read_to_string(tmp.path().join("ledger.jsonl.head")).unwrap();
     // Damage: lines 3 and 4 are gone but for a piece of line 3.
     let line3_start = good[..2].iter().map(|l| l.len() + 1).sum::<usize>();
     let damaged = &text[..line3_start + 25];
 
-    // A copy that offers anything else is not used: a changed record, the
-    // records of another chain, too few records.
-    let asked = Arc::new(Mutex::new(Vec::new()));
+    // Offers that are not the records lost: a changed record; a fork of the
+    // same ledger, signed with the same key; the lost records without their
+    // signatures; too few records.
     let mut changed = good[2..].to_vec();
     changed[1] = changed[1].replace("id-job-4", "id-job-X");
-    let other = {
+    let fork = {
         let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("l"), format!("{}\n{}\n", good[0], good[1])).unwrap();
         let o = Ledger::new(t.path().join("l")).signed_by(key.clone());
-        for i in 1..=4 {
-            o.append(&mut record("other", i)).unwrap();
+        for i in 3..=4 {
+            o.append(&mut record("fork", i)).unwrap();
         }
         lines(&o)[2..].to_vec()
     };
-    for offered in [changed, other, good[2..3].to_vec()] {
+    let unsigned = {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("l"), format!("{}\n{}\n", good[0], good[1])).unwrap();
+        let o = Ledger::new(t.path().join("l"));
+        for i in 3..=4 {
+            o.append(&mut record("job", i)).unwrap();
+        }
+        lines(&o)[2..].to_vec()
+    };
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    for offered in [changed, fork, unsigned, good[2..3].to_vec()] {
         std::fs::write(&path, damaged).unwrap();
+        std::fs::write(tmp.path().join("ledger.jsonl.head"), &head).unwrap();
         let (a, o) = (asked.clone(), offered.clone());
         let l = Ledger::new(&path)
             .signed_by(key.clone())
-            .recovering_from(Arc::new(move |from, to, head: &str| {
-                a.lock().unwrap().push((from, to, head.to_string()));
+            .recovering_from(Arc::new(move |lost: &LostRecords| {
+                a.lock().unwrap().push(lost.clone());
                 o.clone()
             }));
         l.append(&mut record("job", 5)).unwrap();
         let recs: Vec<Record> = l.records().unwrap().map(Result::unwrap).collect();
         assert_eq!(recs.len(), 4, "lines 1, 2, the repair note, the new record");
         assert_eq!(recs[2].job, LEDGER_JOB);
+        assert!(
+            recs[2].reasons[0].contains("records 3 to 4"),
+            "{:?}",
+            recs[2].reasons
+        );
         for f in std::fs::read_dir(tmp.path()).unwrap().flatten() {
             if f.file_name().to_string_lossy().contains("torn-line") {
                 std::fs::remove_file(f.path()).unwrap();
             }
         }
-        // The head file now names the repair's chain: damage it the same way again.
-        std::fs::write(
-            tmp.path().join("ledger.jsonl.head"),
-            format!("4 {}\n", record_hash_of(&good[3])),
-        )
-        .unwrap();
     }
     assert_eq!(
         asked.lock().unwrap()[0],
-        (3, 4, record_hash_of(&good[3])),
-        "asked for seq 3 to 4 ending at the head file's hash"
+        LostRecords {
+            chain: Some(record_hash_of(&good[0])),
+            from: 3,
+            to: 4,
+            head_hash: record_hash_of(&good[3]),
+        },
+        "asked for seq 3 to 4 of this chain, ending at the head file's hash"
     );
 
     // The records that were lost: put back, no repair note, the chain goes on.
     std::fs::write(&path, damaged).unwrap();
+    std::fs::write(tmp.path().join("ledger.jsonl.head"), &head).unwrap();
     let copy = good[2..].to_vec();
     let l = Ledger::new(&path)
         .signed_by(key.clone())
-        .recovering_from(Arc::new(move |_, _, _: &str| copy.clone()));
+        .recovering_from(Arc::new(move |_: &LostRecords| copy.clone()));
     let mut next = record("job", 5);
     l.append(&mut next).unwrap();
     let now = lines(&l);
     assert_eq!(now[..4], good[..], "the lost records are back as they were");
     assert_eq!(now.len(), 5);
     assert_eq!(next.seq, 5);
-    let rep = l.verify_with(Some(&key.verifying_key())).unwrap();
+    let rep = l.verify().unwrap();
     assert!(rep.problem.is_none(), "{:?}", rep.problem);
     assert!(rep.repairs.is_empty());
-    assert_eq!(rep.signed, 5);
     assert_eq!(
         std::fs::read(tmp.path().join("ledger.jsonl.torn-line3")).unwrap(),
         damaged.as_bytes()[line3_start..].to_vec(),
         "the damaged bytes are kept aside"
     );
+}
+
+/// Whole records gone from the end (the file cut at a line boundary, or put
+/// back from an older copy) are noted too, not written over in silence.
+#[test]
+fn whole_records_gone_from_the_end_are_noted_before_the_next_append() {
+    let tmp = tempfile::tempdir().unwrap();
+    let l = ledger_with(tmp.path(), 4);
+    let good = lines(&l);
+    std::fs::write(l.path(), format!("{}\n{}\n", good[0], good[1])).unwrap();
+    l.append(&mut record("job", 5)).unwrap();
+    let recs: Vec<Record> = l.records().unwrap().map(Result::unwrap).collect();
+    assert_eq!(recs.len(), 4);
+    assert_eq!(recs[2].job, LEDGER_JOB);
+    assert!(
+        recs[2].reasons[0].contains("records 3 to 4, which the head file says were written"),
+        "{:?}",
+        recs[2].reasons
+    );
+    let rep = l.verify().unwrap();
+    assert!(rep.problem.is_none(), "{:?}", rep.problem);
+    assert_eq!(rep.repairs.len(), 1);
 }
 
 fn record_hash_of(line: &str) -> String {
