@@ -568,7 +568,7 @@ mod tests {
         std::fs::create_dir(root.join("d")).unwrap();
         rustix::fs::mknodat(
             CWD,
-            &root.join("d/f"),
+            root.join("d/f"),
             FileType::Fifo,
             Mode::from_raw_mode(0o644),
             0,
