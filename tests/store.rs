@@ -32,6 +32,24 @@ fn with_store(site: &Site, conninfo: &str) {
     .unwrap();
 }
 
+/// Records in the store (0 while no agent has made its table).
+fn stored(pg: &LivePg) -> usize {
+    pg.psql("postgres", "SELECT count(*) FROM restore_verifier_records")
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The job names of a system of a JSON report.
+fn report_jobs(system: &Value) -> Vec<&str> {
+    system["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j.as_str().unwrap())
+        .collect()
+}
+
 fn local_count(site: &Site) -> usize {
     std::fs::read_to_string(site.path("state/ledger.jsonl"))
         .unwrap()
@@ -60,12 +78,7 @@ fn two_agents_publish_to_one_store_for_a_minute_and_every_chain_verifies() {
     }
     let (a, b) = (local_count(&sites[0]), local_count(&sites[1]));
     assert!(a > 60 && b > 60, "drills ran: {a} and {b} records");
-    let stored: usize = pg
-        .psql("postgres", "SELECT count(*) FROM restore_verifier_records")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let stored = stored(&pg);
     assert_eq!(
         stored,
         a + b,
@@ -94,12 +107,7 @@ fn two_agents_publish_to_one_store_for_a_minute_and_every_chain_verifies() {
         a + b,
         "the report counts every drill (and skipped run) of both hosts: {fleet}"
     );
-    let jobs: BTreeSet<&str> = fleet["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j.as_str().unwrap())
-        .collect();
+    let jobs: BTreeSet<&str> = report_jobs(&fleet).into_iter().collect();
     let host = text(&Command::new("hostname").output().unwrap().stdout)
         .trim()
         .to_string();
@@ -141,12 +149,7 @@ fn hosts_with_the_same_job_name_stay_apart_in_the_fleet_report() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let sys = report_system(&v, "Fixture file server");
-    let jobs: Vec<&str> = sys["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j.as_str().unwrap())
-        .collect();
+    let jobs = report_jobs(&sys);
     assert!(jobs.contains(&"share@nas2") && jobs.len() == 2, "{sys}");
     assert_eq!(sys["failures"], 1, "{sys}");
     assert_eq!(
@@ -170,15 +173,9 @@ fn the_store_catches_up_after_an_outage_and_a_changed_row_breaks_its_chain() {
         )
         .unwrap();
     };
-    let count = || {
-        pg.psql("postgres", "SELECT count(*) FROM restore_verifier_records")
-            .unwrap()
-            .trim()
-            .to_string()
-    };
     set_store(&pg.conninfo("postgres"));
     assert_eq!(site.run(&["run"]).status.code(), Some(0));
-    assert_eq!(count(), "1");
+    assert_eq!(stored(&pg), 1);
 
     // The store is unreachable: the drill still passes and is kept locally.
     set_store(&pg.conninfo("postgres").replace("port=5433", "port=5499"));
@@ -189,10 +186,10 @@ fn the_store_catches_up_after_an_outage_and_a_changed_row_breaks_its_chain() {
         "{}",
         text(&out.stderr)
     );
-    assert_eq!(count(), "1");
+    assert_eq!(stored(&pg), 1);
     set_store(&pg.conninfo("postgres"));
     assert_eq!(site.run(&["run"]).status.code(), Some(0));
-    assert_eq!(count(), "3", "the missed record went with the next one");
+    assert_eq!(stored(&pg), 3, "the missed record went with the next one");
     let out = site.run(&["evidence", "verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 
@@ -277,12 +274,6 @@ fn over_tcp_the_store_is_reached_with_tls_and_a_verified_certificate() {
         .chain([format!("port={port}")])
         .collect()
     });
-    let count = || {
-        pg.psql("postgres", "SELECT count(*) FROM restore_verifier_records")
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
     let site = Site::new(&job("good", "backups/good/share-*.tar"));
     let base = std::fs::read_to_string(&site.config).unwrap();
     let run_with = |evidence: &str| {
@@ -299,7 +290,7 @@ fn over_tcp_the_store_is_reached_with_tls_and_a_verified_certificate() {
 
     let said = run_with(&format!("{store}{ca}"));
     assert!(!said.contains("Could not publish"), "{said}");
-    assert_eq!(count(), "1", "published over TLS");
+    assert_eq!(stored(&pg), 1, "published over TLS");
 
     // The test CA is not among the public roots: without ca_file the server's
     // certificate does not verify, and nothing is sent.
@@ -311,11 +302,11 @@ fn over_tcp_the_store_is_reached_with_tls_and_a_verified_certificate() {
     // Without TLS the server refuses the connection.
     let said = run_with(&format!("{}{ca}", store.replace("require", "disable")));
     assert!(said.contains("Could not publish"), "{said}");
-    assert_eq!(count(), "1");
+    assert_eq!(stored(&pg), 1);
 
     // The records that did not go follow with the next good connection.
     run_with(&format!("{store}{ca}"));
-    assert_eq!(count(), "4");
+    assert_eq!(stored(&pg), 4);
 }
 
 /// The end of a ledger damaged after its records were published (the head
@@ -330,13 +321,7 @@ fn records_lost_from_the_ledger_after_publishing_come_back_from_the_store() {
     for _ in 0..3 {
         assert_eq!(site.run(&["run"]).status.code(), Some(0));
     }
-    let count = || {
-        pg.psql("postgres", "SELECT count(*) FROM restore_verifier_records")
-            .unwrap()
-            .trim()
-            .to_string()
-    };
-    assert_eq!(count(), "3");
+    assert_eq!(stored(&pg), 3);
     let ledger = site.path("state/ledger.jsonl");
     let written = std::fs::read_to_string(&ledger).unwrap();
     let good: Vec<&str> = written.lines().collect();
@@ -354,7 +339,7 @@ fn records_lost_from_the_ledger_after_publishing_come_back_from_the_store() {
     let now: Vec<&str> = now.lines().collect();
     assert_eq!(now[..3], good[..], "the lost records are back as written");
     assert_eq!(now.len(), 4);
-    assert_eq!(count(), "4", "the new record was published after them");
+    assert_eq!(stored(&pg), 4, "the new record was published after them");
     let out = site.run(&["evidence", "verify"]);
     let said = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{said}");
