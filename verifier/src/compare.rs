@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::content::{ContentError, Done, Handles, Pool, Roots, worker_count};
 use crate::deadline::{Deadline, Stop};
+use crate::drift::{Drift, Judgement, content_change, inode_change};
 use crate::findings::Findings;
 use crate::manifest::ManifestReader;
 use crate::progress::Progress;
@@ -30,9 +31,9 @@ pub struct CompareOptions {
     pub selection: ContentSelection,
     /// Glob patterns relative to the tree root (`*.tmp`, `cache/**`).
     pub exclude: Vec<String>,
-    /// The backup time T. Source entries modified after T are drift, not failures.
-    /// `None` compares exactly.
-    pub drift_since: Option<SystemTime>,
+    /// When the backup read the source's files, so that changes made after it
+    /// are drift, not failures (see [`crate::drift`]). `None` compares exactly.
+    pub drift: Option<Drift>,
     /// Canaries: always content-checked, must be restored and match.
     pub expect: Vec<PathBuf>,
     pub deadline: Deadline,
@@ -49,7 +50,7 @@ impl Default for CompareOptions {
         CompareOptions {
             selection: ContentSelection::All,
             exclude: Vec::new(),
-            drift_since: None,
+            drift: None,
             expect: Vec::new(),
             deadline: Deadline::none(),
             manifest_out: None,
@@ -361,7 +362,7 @@ struct Comparer<'a> {
 
 impl Comparer<'_> {
     fn after_backup(&self, t: SystemTime) -> bool {
-        self.opts.drift_since.is_some_and(|since| t > since)
+        self.opts.drift.is_some_and(|d| t > d.backup_time)
     }
 
     fn set_expect(&mut self, rel: &Path, status: ExpectStatus) {
@@ -407,17 +408,28 @@ impl Comparer<'_> {
         Ok(())
     }
 
-    fn differ(&mut self, x: &Entry, what: String, drift_time: SystemTime) {
-        self.differ_at(&x.rel, what, drift_time);
+    /// A difference in what `x` holds, against the restored `y`.
+    fn differ(&mut self, x: &Entry, y: &Entry, what: String) {
+        let j = content_change(self.opts.drift, x.mtime, x.ctime, y.mtime);
+        self.differ_at(&x.rel, what, j);
     }
 
-    fn differ_at(&mut self, rel: &Path, what: String, drift_time: SystemTime) {
-        if self.after_backup(drift_time) {
-            self.report.changed_since_backup.push(display(rel), what);
-            self.set_expect(rel, ExpectStatus::ChangedSinceBackup);
-        } else {
-            self.report.mismatched.push(display(rel), what);
-            self.set_expect(rel, ExpectStatus::Mismatched);
+    fn differ_at(&mut self, rel: &Path, what: String, judgement: Judgement) {
+        match judgement {
+            Judgement::Drift => {
+                self.report.changed_since_backup.push(display(rel), what);
+                self.set_expect(rel, ExpectStatus::ChangedSinceBackup);
+            }
+            Judgement::Corrupt => {
+                self.report.mismatched.push(display(rel), what);
+                self.set_expect(rel, ExpectStatus::Mismatched);
+            }
+            Judgement::NewerInBackup => {
+                let what =
+                    format!("{what}; the backup's modification time is later than the source's");
+                self.report.mismatched.push(display(rel), what);
+                self.set_expect(rel, ExpectStatus::Mismatched);
+            }
         }
     }
 
@@ -434,7 +446,7 @@ impl Comparer<'_> {
                 x.kind.name(),
                 y.kind.name()
             );
-            self.differ(x, what, x.mtime);
+            self.differ(x, y, what);
             return Ok(());
         }
         match x.kind {
@@ -444,12 +456,12 @@ impl Comparer<'_> {
                     x.target.as_deref().map(display).unwrap_or_default(),
                     y.target.as_deref().map(display).unwrap_or_default()
                 );
-                self.differ(x, what, x.mtime);
+                self.differ(x, y, what);
                 return Ok(());
             }
             Kind::File if x.size != y.size => {
                 let what = format!("size: {} bytes in source, {} restored", x.size, y.size);
-                self.differ(x, what, x.mtime);
+                self.differ(x, y, what);
                 return Ok(());
             }
             _ => {}
@@ -457,7 +469,8 @@ impl Comparer<'_> {
         if x.kind != Kind::Symlink && x.mode != y.mode {
             // chmod changes ctime, not mtime: judge mode drift by ctime.
             let what = format!("mode: {:04o} in source, {:04o} restored", x.mode, y.mode);
-            self.differ(x, what, x.ctime);
+            let j = inode_change(self.opts.drift, x.ctime);
+            self.differ_at(&x.rel, what, j);
             return Ok(());
         }
         if x.kind == Kind::File {
@@ -518,10 +531,7 @@ impl Comparer<'_> {
     /// Takes one finished content check into the report and the run manifest.
     fn apply(&mut self, done: Done) -> Result<(), CompareError> {
         let Done {
-            job,
-            result,
-            source_mtime,
-            ..
+            job, result, times, ..
         } = done;
         let rel = job.rel.as_path();
         match result {
@@ -542,13 +552,22 @@ impl Comparer<'_> {
                         })?;
                 }
                 if let Some(at) = out.first_diff {
-                    let mtime = source_mtime.unwrap_or(SystemTime::UNIX_EPOCH);
+                    // Times unknown (a side vanished): judged as damage.
+                    let judgement = match times {
+                        Some(t) => content_change(
+                            self.opts.drift,
+                            t.source_mtime,
+                            t.source_ctime,
+                            t.restored_mtime,
+                        ),
+                        None => Judgement::Corrupt,
+                    };
                     let what = if at == u64::MAX {
                         "content differs (its SHA-256 is not the manifest's)".to_string()
                     } else {
                         format!("content differs at byte {at}")
                     };
-                    self.differ_at(rel, what, mtime);
+                    self.differ_at(rel, what, judgement);
                 }
             }
             Err(ContentError::Stopped(t)) => return Err(CompareError::Stopped(t)),

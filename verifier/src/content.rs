@@ -77,7 +77,7 @@ impl Default for Buffers {
 
 /// Reads until `buf` is full, end of file, or `enough` bytes (the size the walk
 /// saw, so a small file costs one read instead of two).
-fn fill(r: &mut impl Read, buf: &mut [u8], enough: usize) -> io::Result<usize> {
+pub(crate) fn fill(r: &mut impl Read, buf: &mut [u8], enough: usize) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() && (n < enough || n == 0 && enough == 0) {
         match r.read(&mut buf[n..]) {
@@ -196,7 +196,17 @@ pub(crate) struct Done {
     seq: u64,
     pub job: Job,
     pub result: Result<ContentOutcome, ContentError>,
-    pub source_mtime: Option<SystemTime>,
+    /// For a file whose bytes differ: the times drift is judged by, read
+    /// after the check.
+    pub times: Option<DiffTimes>,
+}
+
+/// The times of a file whose content differs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DiffTimes {
+    pub source_mtime: SystemTime,
+    pub source_ctime: SystemTime,
+    pub restored_mtime: SystemTime,
 }
 
 /// Where the workers find files.
@@ -436,10 +446,8 @@ fn check_one(
             None => Ok((None, d)),
         })
         .and_then(|(s, d)| check_files(s.as_ref(), &d, deadline, bufs, progress, Some(job.size)));
-    let source_mtime = match (&result, &src) {
-        (Ok(out), Some(s)) if out.first_diff.is_some() => std::fs::symlink_metadata(s)
-            .ok()
-            .and_then(|m| m.modified().ok()),
+    let times = match (&result, &src) {
+        (Ok(out), Some(s)) if out.first_diff.is_some() => diff_times(s, &dst),
         _ => None,
     };
     if let Some(p) = progress {
@@ -449,8 +457,23 @@ fn check_one(
         seq: job.seq,
         job,
         result,
-        source_mtime,
+        times,
     }
+}
+
+fn diff_times(source: &Path, restored: &Path) -> Option<DiffTimes> {
+    use std::os::unix::fs::MetadataExt;
+    let s = std::fs::symlink_metadata(source).ok()?;
+    let r = std::fs::symlink_metadata(restored).ok()?;
+    let ctime = std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(
+        u64::try_from(s.ctime()).ok()?,
+        u32::try_from(s.ctime_nsec()).ok()?,
+    ))?;
+    Some(DiffTimes {
+        source_mtime: s.modified().ok()?,
+        source_ctime: ctime,
+        restored_mtime: r.modified().ok()?,
+    })
 }
 
 #[cfg(test)]

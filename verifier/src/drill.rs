@@ -16,6 +16,7 @@ use crate::compare::{
     CompareError, CompareOptions, CompareReport, ExpectStatus, Reference, compare_with,
 };
 use crate::deadline::{Deadline, Stop, humanize};
+use crate::drift::Drift;
 use crate::driver::{BackupInfo, Driver, DriverError, RestoreStats};
 use crate::findings::Findings;
 use crate::process::Isolation;
@@ -329,10 +330,13 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                 selection: spec.verify.selection.clone(),
                 exclude: spec.verify.exclude.clone(),
                 // Against a manifest nothing may drift.
-                drift_since: if spec.manifest.is_some() {
+                drift: if spec.manifest.is_some() {
                     None
                 } else {
-                    backup.created_at
+                    backup.read_by.or(backup.created_at).map(|t| Drift {
+                        backup_time: t,
+                        per_file_mtime: spec.driver.records_mtimes(),
+                    })
                 },
                 expect: spec.verify.expect.clone(),
                 deadline: deadline.clone(),

@@ -10,6 +10,7 @@ mod compare;
 mod content;
 mod coverage;
 mod deadline;
+pub mod drift;
 mod drill;
 pub mod driver;
 mod findings;

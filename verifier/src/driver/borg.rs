@@ -197,6 +197,7 @@ impl Driver for BorgDriver {
             id: format!("{} ({})", a.name, &a.id[..a.id.len().min(12)]),
             location: Some(PathBuf::from(format!("{}::{}", self.repository, a.name))),
             created_at: created,
+            read_by: None,
             sha256: None,
             size_estimate,
         })

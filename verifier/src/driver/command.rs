@@ -38,6 +38,11 @@ impl Driver for CommandDriver {
         true
     }
 
+    /// A runbook's tools may or may not keep times: one backup time decides.
+    fn records_mtimes(&self) -> bool {
+        false
+    }
+
     fn locate(&self, _deadline: &Deadline) -> Result<BackupInfo, DriverError> {
         let location: Option<PathBuf> = match &self.backup {
             Some(pattern) => Some(match glob::glob(pattern) {
@@ -62,6 +67,7 @@ impl Driver for CommandDriver {
                 .unwrap_or_else(|| "runbook".into()),
             created_at: self.backup_time.or(mtime),
             location,
+            read_by: None,
             sha256: None,
             size_estimate: None,
         })

@@ -12,9 +12,11 @@ use crate::deadline::Deadline;
 #[derive(Debug, Clone)]
 pub struct DirDriver {
     pub path: PathBuf,
-    /// Backup time; when unset, the newest modification time in the copy. (Not
-    /// ctime: a chmod would make a stale copy look fresh. A mirror of data that
-    /// rarely changes can touch a stamp file in the copy after each sync.)
+    /// Backup time; when unset, the newest modification time in the copy, at
+    /// full precision. (Not ctime: a chmod would make a stale copy look fresh.
+    /// A mirror of data that rarely changes can touch a stamp file in the copy
+    /// after each sync.) For drift, the newest change (ctime) in the copy says
+    /// by when the copy had read every file: later than any mtime it keeps.
     pub backup_time: Option<SystemTime>,
 }
 
@@ -41,6 +43,7 @@ impl Driver for DirDriver {
                 id: self.path.display().to_string(),
                 location: Some(self.path.clone()),
                 created_at: self.backup_time,
+                read_by: None,
                 sha256: None,
                 size_estimate: Some(tree_bytes(&self.path)),
             }),
@@ -65,7 +68,8 @@ impl Driver for DirDriver {
         deadline: &Deadline,
         stats: &mut RestoreStats,
     ) -> Result<(), DriverError> {
-        let mut newest_change = 0i64;
+        let mut newest_mtime: Option<SystemTime> = None;
+        let mut newest_ctime: Option<SystemTime> = None;
         let mut dirs = Vec::new();
         let walk = walkdir::WalkDir::new(&self.path)
             .min_depth(1)
@@ -82,7 +86,8 @@ impl Driver for DirDriver {
                 source: err,
             };
             let meta = e.metadata().map_err(|err| read_err(err.into()))?;
-            newest_change = newest_change.max(meta.mtime());
+            newest_mtime = newest_mtime.max(meta.modified().ok());
+            newest_ctime = newest_ctime.max(ctime(&meta));
             let rel = e
                 .path()
                 .strip_prefix(&self.path)
@@ -139,11 +144,18 @@ impl Driver for DirDriver {
             })?;
             let _ = filetime::set_file_mtime(&dir, mtime);
         }
-        if backup.created_at.is_none() && newest_change > 0 {
-            backup.created_at = Some(UNIX_EPOCH + Duration::from_secs(newest_change as u64));
+        if backup.created_at.is_none() {
+            backup.created_at = newest_mtime;
         }
+        backup.read_by = backup.created_at.max(newest_ctime);
         Ok(())
     }
+}
+
+fn ctime(meta: &std::fs::Metadata) -> Option<SystemTime> {
+    let secs = u64::try_from(meta.ctime()).ok()?;
+    let nanos = u32::try_from(meta.ctime_nsec()).ok()?;
+    UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
 }
 
 enum CopyError {

@@ -36,8 +36,11 @@ pub struct BackupInfo {
     pub id: String,
     /// Where the backup is.
     pub location: Option<PathBuf>,
-    /// When the backup was taken (T of the drift rules); `None` when unknown.
+    /// When the backup was taken (its age against the RPO); `None` when unknown.
     pub created_at: Option<SystemTime>,
+    /// By when the backup had read every file, where that is later than
+    /// `created_at` (a copy's newest change); the drift rules' backup time.
+    pub read_by: Option<SystemTime>,
     /// SHA-256 of the backup file as read during the restore, when it is one file.
     pub sha256: Option<String>,
     /// About how many bytes the restore will write, when the driver can tell
@@ -157,6 +160,7 @@ pub(crate) fn file_backup(
             .unwrap_or_default(),
         created_at: backup_time.or(meta.modified().ok()),
         location: Some(path),
+        read_by: None,
         sha256: None,
         size_estimate: meta.is_file().then_some(meta.len()),
     })
@@ -223,5 +227,12 @@ pub trait Driver: Send + Sync {
     /// only for the checks.
     fn restores_as_job(&self) -> bool {
         false
+    }
+
+    /// Whether each restored file carries the modification time the backup
+    /// recorded for it (tar members, restic and borg metadata, a copy with
+    /// preserved times), so drift can be judged per file.
+    fn records_mtimes(&self) -> bool {
+        true
     }
 }

@@ -195,6 +195,7 @@ impl Driver for ResticDriver {
                 self.repository, s.id
             ))),
             created_at: created,
+            read_by: None,
             sha256: None,
             size_estimate,
         })

@@ -188,7 +188,10 @@ struct Extract<'a> {
     deadline: &'a Deadline,
     stats: RestoreStats,
     /// Directory modes and times, applied last (children change a dir's mtime).
-    dirs: Vec<(PathBuf, u32, u64)>,
+    dirs: Vec<(PathBuf, u32, filetime::FileTime)>,
+    /// Where each directory is in `dirs`: a directory stored twice takes the
+    /// last member's mode and time, as GNU tar does.
+    dir_index: std::collections::HashMap<PathBuf, usize>,
 }
 
 impl<'a> Extract<'a> {
@@ -199,6 +202,7 @@ impl<'a> Extract<'a> {
             deadline,
             stats: RestoreStats::default(),
             dirs: Vec::new(),
+            dir_index: std::collections::HashMap::new(),
         }
     }
 
@@ -222,26 +226,40 @@ impl<'a> Extract<'a> {
 
     /// Extracts every entry of the tar stream `r` and hands `r` back so the
     /// caller can read (and check) the rest of the file.
-    fn run<R: Read>(&mut self, r: R) -> Result<R, DriverError> {
-        let mut archive = tar::Archive::new(r);
+    fn run<R: Read>(&mut self, mut r: R) -> Result<R, DriverError> {
+        // A volume label (`tar -V`) can only be the first header; GNU tar
+        // leaves its size field empty, which the tar reader refuses, so it is
+        // passed over here.
+        let mut first = [0u8; 512];
+        let got = crate::content::fill(&mut r, &mut first, 512).map_err(|e| self.damaged(e.to_string()))?;
+        let skip = got == 512 && first[156] == b'V';
+        let head = if skip { &first[..0] } else { &first[..got] };
+        let mut archive = tar::Archive::new(io::Cursor::new(head).chain(r));
         let entries = archive.entries().map_err(|e| self.damaged(e.to_string()))?;
         for entry in entries {
             self.deadline.check()?;
             let mut entry = entry.map_err(|e| self.damaged(e.to_string()))?;
             self.entry(&mut entry)?;
         }
+        self.dir_index.clear();
         for (dir, mode, mtime) in self.dirs.drain(..).rev() {
             set_mode(&dir, mode).map_err(|e| DriverError::Sandbox {
                 path: dir.clone(),
                 source: e,
             })?;
-            let t = filetime::FileTime::from_unix_time(mtime as i64, 0);
-            let _ = filetime::set_file_mtime(&dir, t);
+            let _ = filetime::set_file_mtime(&dir, mtime);
         }
-        Ok(archive.into_inner())
+        Ok(archive.into_inner().into_inner().1)
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<(), DriverError> {
+        // Pax global headers (`git archive`'s commit id, GNU tar's
+        // `/tmp/GlobalHead.N`) and volume labels (`tar -V`) describe the
+        // archive, not a member.
+        if matches!(entry.header().entry_type().as_byte(), b'g' | b'V') {
+            return Ok(());
+        }
+        let mtime = member_mtime(entry);
         let name = entry
             .path()
             .map_err(|e| self.damaged(format!("bad entry name: {e}")))?
@@ -255,8 +273,12 @@ impl<'a> Extract<'a> {
         // All permission bits, setuid/setgid included: the sandbox root is 0700,
         // so nobody else can reach (or run) what is restored in it.
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
-        let mtime = header.mtime().unwrap_or(0);
-        let kind = header.entry_type();
+        // `D`: a GNU incremental dump directory; its data lists the names the
+        // directory had, and there is nothing more to restore from it.
+        let kind = match header.entry_type().as_byte() {
+            b'D' => tar::EntryType::Directory,
+            _ => header.entry_type(),
+        };
         let dest = self.root.join(&rel);
         safe::ensure_parent(self.root, &rel).map_err(|r| self.refused(&name, r))?;
         match kind {
@@ -274,7 +296,13 @@ impl<'a> Extract<'a> {
                         source: e,
                     })?,
                 }
-                self.dirs.push((dest, mode, mtime));
+                match self.dir_index.get(&dest) {
+                    Some(&i) => self.dirs[i] = (dest, mode, mtime),
+                    None => {
+                        self.dir_index.insert(dest.clone(), self.dirs.len());
+                        self.dirs.push((dest, mode, mtime));
+                    }
+                }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let mut f = safe::create_new(&dest).map_err(|r| self.refused(&name, r))?;
@@ -284,8 +312,7 @@ impl<'a> Extract<'a> {
                     path: dest.clone(),
                     source: e,
                 })?;
-                let t = filetime::FileTime::from_unix_time(mtime as i64, 0);
-                let _ = filetime::set_file_mtime(&dest, t);
+                let _ = filetime::set_file_mtime(&dest, mtime);
                 self.stats.files += 1;
                 self.stats.bytes += n;
             }
@@ -304,8 +331,7 @@ impl<'a> Extract<'a> {
                     path: dest.clone(),
                     source: e,
                 })?;
-                let t = filetime::FileTime::from_unix_time(mtime as i64, 0);
-                let _ = filetime::set_symlink_file_times(&dest, t, t);
+                let _ = filetime::set_symlink_file_times(&dest, mtime, mtime);
                 self.stats.files += 1;
             }
             tar::EntryType::Link => {
@@ -400,6 +426,40 @@ impl<'a> Extract<'a> {
         }
         Ok(total)
     }
+}
+
+/// A member's modification time at the precision the archive keeps: a pax
+/// `mtime` record (`1700000000.123456789`) where there is one, else the
+/// header's whole seconds.
+fn member_mtime<R: Read>(entry: &mut tar::Entry<R>) -> filetime::FileTime {
+    let whole = entry.header().mtime().unwrap_or(0) as i64;
+    let pax = entry.pax_extensions().ok().flatten().and_then(|exts| {
+        exts.filter_map(Result::ok)
+            .find(|e| e.key_bytes() == b"mtime")
+            .and_then(|e| parse_pax_time(e.value_bytes()))
+    });
+    let (secs, nanos) = pax.unwrap_or((whole, 0));
+    filetime::FileTime::from_unix_time(secs, nanos)
+}
+
+/// `SECONDS[.FRACTION]`, seconds possibly negative (pax, POSIX.1-2001).
+fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
+    let v = std::str::from_utf8(v).ok()?.trim();
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    let secs: i64 = int.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    let mut nanos: u32 = digits.parse().ok()?;
+    // -1.5 is half a second before -1: one second back, plus the rest.
+    if int.starts_with('-') && nanos > 0 {
+        return Some((secs - 1, 1_000_000_000 - nanos));
+    }
+    if nanos >= 1_000_000_000 {
+        nanos = 999_999_999;
+    }
+    Some((secs, nanos))
 }
 
 fn set_mode(p: &Path, mode: u32) -> io::Result<()> {
