@@ -166,6 +166,7 @@ pub fn tar(data: &[u8]) {
     let driver = TarDriver {
         path: archive.display().to_string(),
         backup_time: None,
+        root: None,
     };
     let deadline = Deadline::after(Duration::from_secs(20));
     if let Ok(mut info) = driver.locate(&deadline) {

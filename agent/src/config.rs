@@ -88,10 +88,14 @@ pub enum Backup {
     Dir {
         path: PathBuf,
         backup_time: Option<SystemTime>,
+        /// Where in the copy the source's data is; found when unset.
+        root: Option<PathBuf>,
     },
     Tar {
         path: String,
         backup_time: Option<SystemTime>,
+        /// Where in the archive the source's data is; found when unset.
+        root: Option<PathBuf>,
     },
     Restic {
         repository: String,
@@ -384,6 +388,7 @@ struct RawBackup {
     restore: Option<Spanned<Steps>>,
     tables: Option<Spanned<Vec<String>>>,
     live: Option<Spanned<String>>,
+    root: Option<Spanned<String>>,
 }
 
 /// `restore = ["tool", "{sandbox}"]` (one step) or `[["a"], ["b"]]` (several).
@@ -1212,7 +1217,7 @@ fn backup_config(
     let k = |key: &str| format!("job[{i}].backup.{key}");
     let kind = b.kind.get_ref().clone();
     let allowed: &[&str] = match kind.as_str() {
-        "dir" | "tar" => &["path", "backup_time"],
+        "dir" | "tar" => &["path", "backup_time", "root"],
         "restic" => &[
             "repository",
             "password_file",
@@ -1235,8 +1240,9 @@ fn backup_config(
             return None;
         }
     };
-    let present: [(&str, Option<std::ops::Range<usize>>); 12] = [
+    let present: [(&str, Option<std::ops::Range<usize>>); 13] = [
         ("live", b.live.as_ref().map(|v| v.span())),
+        ("root", b.root.as_ref().map(|v| v.span())),
         ("tables", b.tables.as_ref().map(|v| v.span())),
         ("path", b.path.as_ref().map(|v| v.span())),
         ("backup_time", b.backup_time.as_ref().map(|v| v.span())),
@@ -1297,6 +1303,26 @@ fn backup_config(
             None
         }
     });
+    // A path inside the backup: relative, without `..`.
+    let root = b.root.and_then(|r| {
+        let p = PathBuf::from(r.get_ref().trim_end_matches('/'));
+        let inside = p.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
+        if inside && !p.as_os_str().is_empty() {
+            Some(p)
+        } else {
+            cx.at(
+                r.span(),
+                k("root"),
+                "`root` is a path inside the backup, relative and without `..` (e.g. \"srv/share\" for an archive of /srv/share)",
+            );
+            None
+        }
+    });
     let file = |cx: &mut Ctx, v: Spanned<String>, key: &str| -> PathBuf {
         let p = resolve(base, v.get_ref());
         if check == Check::Paths && std::fs::File::open(&p).is_err() {
@@ -1329,7 +1355,11 @@ fn backup_config(
                     ),
                 );
             }
-            Backup::Dir { path, backup_time }
+            Backup::Dir {
+                path,
+                backup_time,
+                root,
+            }
         }
         "tar" => {
             let p = need(cx, b.path, "path")?;
@@ -1346,6 +1376,7 @@ fn backup_config(
             Backup::Tar {
                 path: pattern,
                 backup_time,
+                root,
             }
         }
         "restic" => {

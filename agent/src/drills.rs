@@ -129,13 +129,23 @@ fn next_slice(ledger: &Ledger, job: &str, over: u64) -> u64 {
 
 pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpec {
     let driver: Box<dyn Driver> = match &job.backup {
-        Backup::Dir { path, backup_time } => Box::new(DirDriver {
+        Backup::Dir {
+            path,
+            backup_time,
+            root,
+        } => Box::new(DirDriver {
             path: path.clone(),
             backup_time: *backup_time,
+            root: root.clone(),
         }),
-        Backup::Tar { path, backup_time } => Box::new(TarDriver {
+        Backup::Tar {
+            path,
+            backup_time,
+            root,
+        } => Box::new(TarDriver {
             path: path.clone(),
             backup_time: *backup_time,
+            root: root.clone(),
         }),
         Backup::Restic {
             repository,

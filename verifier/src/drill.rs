@@ -299,27 +299,21 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
         if let Err(e) = restored {
             d.driver_error(&e);
         }
-        // Whatever the tool, no restored link may lead out of the sandbox.
-        if d.fails.is_empty()
-            && d.errors.is_empty()
-            && let Err((rel, why)) = crate::driver::check_all_links(sb.path())
+        let fine = d.fails.is_empty() && d.errors.is_empty();
+        // Where the source's data is in the restore, when the driver cannot
+        // say: the chain of directories leading to the source's path.
+        if fine
+            && stats.root.is_none()
+            && stats.verified.is_none()
+            && let Some(src) = &spec.source
         {
-            d.fails.push(format!(
-                "restore failed: unsafe entry {} refused: {why}",
-                rel.display()
-            ));
+            stats.root = crate::root::find_root(sb.path(), src);
         }
-        let restored_root = sb.path().join(stats.root.clone().unwrap_or_default());
-        if d.fails.is_empty() && d.errors.is_empty() && !restored_root.is_dir() {
-            d.fails.push(format!(
-                "the restore produced no {} in the sandbox",
-                stats
-                    .root
-                    .as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "files".into())
-            ));
+        let root = stats.root.clone().unwrap_or_default();
+        if fine && let Err(why) = crate::root::check_root(sb.path(), &root) {
+            d.fails.push(why);
         }
+        let restored_root = sb.path().join(root);
         if let Some(v) = stats.verified.take() {
             artifacts = Some(format!("runs/{id}"));
             report = Some(v);
@@ -367,14 +361,29 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
             if !spec.checks.is_empty() {
                 env.phase(Phase::Checking);
             }
-            let handed = if spec.checks.is_empty()
-                || spec.isolation.is_none()
-                || spec.driver.restores_as_job()
-            {
+            // A restored link may point anywhere (it is data, compared as
+            // text); a check, though, would follow it, and could verify or
+            // change live data instead of the restore.
+            let links = if spec.checks.is_empty() {
                 Ok(())
             } else {
-                isolate(sb.path(), &spec.isolation)
+                crate::driver::check_all_links(sb.path()).map_err(|(rel, why)| {
+                    format!(
+                        "the restored symlink {} leads out of the sandbox ({why}), and a check could follow it to live data; remove the [[job.check]] entries or keep such links out of what the job restores",
+                        crate::compare::display(&rel)
+                    )
+                })
             };
+            let handed = links.and_then(|()| {
+                if spec.checks.is_empty()
+                    || spec.isolation.is_none()
+                    || spec.driver.restores_as_job()
+                {
+                    Ok(())
+                } else {
+                    isolate(sb.path(), &spec.isolation)
+                }
+            });
             if let Err(why) = &handed {
                 d.errors.push(format!("checks not run: {why}"));
             }
@@ -514,6 +523,11 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
             exit_code: stats.exit_code,
             tool: stats.tool.clone(),
             steps: stats.steps.clone(),
+            root: stats
+                .root
+                .as_deref()
+                .filter(|r| !r.as_os_str().is_empty())
+                .map(crate::compare::display),
         },
         verify: VerifySection {
             duration_seconds: secs(verify_time),
@@ -545,6 +559,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
             new_since_backup: r.new_since_backup,
             unreadable: r.unreadable,
             source_unreadable: r.source_unreadable,
+            skipped_special: r.skipped_special,
             expect: r.expect,
             manifest_sha256: r.manifest_sha256,
         },

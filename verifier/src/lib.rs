@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod process;
 pub mod progress;
 mod record;
+pub mod root;
 mod running;
 mod sandbox;
 mod select;

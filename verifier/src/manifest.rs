@@ -75,6 +75,8 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::File => "file",
         Kind::Dir => "dir",
         Kind::Symlink => "symlink",
+        Kind::Fifo => "fifo",
+        Kind::Socket => "socket",
         Kind::Other => "other",
     }
 }
@@ -126,6 +128,10 @@ pub fn write(
     };
     for item in entries {
         let (e, sha256) = item?;
+        // Sockets are left out of the inventory, as in a drill.
+        if e.kind == Kind::Socket {
+            continue;
+        }
         if e.kind == Kind::File {
             s.files += 1;
             s.bytes += e.size;
@@ -322,6 +328,7 @@ impl Iterator for ManifestReader {
             "file" => Kind::File,
             "dir" => Kind::Dir,
             "symlink" => Kind::Symlink,
+            "fifo" => Kind::Fifo,
             _ => Kind::Other,
         };
         let kind_label = (kind == Kind::Other).then(|| l.kind.clone());

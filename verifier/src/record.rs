@@ -76,6 +76,10 @@ pub struct RestoreSection {
     /// Commands run by the restore (tool invocations, runbook steps).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepRecord>,
+    /// Where in the restore the data compared with the source is, when not
+    /// at its top (`srv/share` of an archive of `/srv/share`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 /// One command a drill ran.
@@ -117,6 +121,9 @@ pub struct VerifySection {
     pub new_since_backup: Findings,
     pub unreadable: Findings,
     pub source_unreadable: Findings,
+    /// Sockets, which no archiver stores: left out of the compare.
+    #[serde(default, skip_serializing_if = "Findings::is_empty")]
+    pub skipped_special: Findings,
     pub expect: Vec<ExpectResult>,
     pub manifest_sha256: Option<String>,
 }

@@ -27,6 +27,11 @@ pub enum Kind {
     File,
     Dir,
     Symlink,
+    /// Compared by type and mode; never opened.
+    Fifo,
+    /// No archiver stores one: left out of the compare and counted.
+    Socket,
+    /// Devices.
     Other,
 }
 
@@ -36,6 +41,8 @@ impl Kind {
             Kind::File => "file",
             Kind::Dir => "directory",
             Kind::Symlink => "symlink",
+            Kind::Fifo => "FIFO",
+            Kind::Socket => "socket",
             Kind::Other => "special file",
         }
     }
@@ -45,6 +52,8 @@ impl Kind {
             FileType::Symlink => Kind::Symlink,
             FileType::Directory => Kind::Dir,
             FileType::RegularFile => Kind::File,
+            FileType::Fifo => Kind::Fifo,
+            FileType::Socket => Kind::Socket,
             _ => Kind::Other,
         }
     }
@@ -418,7 +427,7 @@ mod tests {
     /// The walk this one replaced: walkdir, sorted by path bytes, not
     /// following links, skipping excluded entries (and what is below them).
     fn reference(root: &Path, excludes: Option<&GlobSet>) -> Vec<Seen> {
-        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let mut it = walkdir::WalkDir::new(root)
             .min_depth(1)
             .follow_links(false)
@@ -447,6 +456,10 @@ mod tests {
                 Kind::Dir
             } else if ft.is_file() {
                 Kind::File
+            } else if ft.is_fifo() {
+                Kind::Fifo
+            } else if ft.is_socket() {
+                Kind::Socket
             } else {
                 Kind::Other
             };

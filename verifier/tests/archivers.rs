@@ -89,6 +89,7 @@ impl Site {
             Box::new(DirDriver {
                 path: copy.to_path_buf(),
                 backup_time: None,
+                root: None,
             }),
             source,
         ))
@@ -99,6 +100,7 @@ impl Site {
             Box::new(TarDriver {
                 path: archive.display().to_string(),
                 backup_time: None,
+                root: None,
             }),
             source,
         ))
@@ -358,6 +360,7 @@ impl Site {
             Box::new(TarDriver {
                 path: tar.display().to_string(),
                 backup_time: None,
+                root: None,
             }),
             share,
         );
@@ -384,6 +387,295 @@ fn gnu_incremental_dumps_and_volume_labels_pass(#[case] script: &str) {
     std::fs::create_dir_all(site.path("gnu")).unwrap();
     sh("tar -C gnu -xpf share.tar", site.tmp.path());
     let rec = site.drill_tar(&tar, &share);
+    assert_pass(&rec);
+    assert_eq!(rec.verify.files_compared, 4, "{rec:#?}");
+}
+
+/// A FIFO (mode 0640) and a Unix socket beside a file.
+fn specials_tree(root: &Path) {
+    std::fs::create_dir_all(root).unwrap();
+    std::fs::write(root.join("a.txt"), "a\n").unwrap();
+    run(Command::new("mkfifo")
+        .args(["-m", "0640"])
+        .arg(root.join("pipe")));
+    let sock = std::os::unix::net::UnixListener::bind(root.join("app.sock")).unwrap();
+    drop(sock);
+}
+
+// Pins: any FIFO failed the drill ("FIFO not restored", "special file"), and
+// `exclude` could not help; sockets, which no archiver stores, counted too.
+#[rstest]
+#[case::gnu_tar("tar", "tar -C share -cf share.tar .")]
+#[case::bsdtar("bsdtar", "bsdtar -C share -cf share.tar .")]
+#[case::rsync_dir("rsync", "rsync -a share/ copy/")]
+#[case::cp_a_dir("cp", "cp -a share copy")]
+fn fifos_are_restored_and_sockets_skipped(#[case] tool: &str, #[case] script: &str) {
+    need(tool);
+    let site = Site::new();
+    let share = site.path("share");
+    specials_tree(&share);
+    // Neither archiver stores the socket; both say so and go on.
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(site.tmp.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    let drill = |site: &Site| {
+        if script.contains("copy") {
+            site.drill_dir(&site.path("copy"), &share)
+        } else {
+            site.drill_tar(&site.path("share.tar"), &share)
+        }
+    };
+    let rec = drill(&site);
+    assert_pass(&rec);
+    assert_eq!(rec.verify.files_compared, 2, "{rec:#?}");
+    assert_eq!(rec.verify.skipped_special.count, 1, "{rec:#?}");
+    assert!(rec.verify.skipped_special.contains("app.sock"));
+
+    // The FIFO's mode is compared: a source changed since is drift, and the
+    // same mode damaged in the backup would fail.
+    std::thread::sleep(Duration::from_millis(20));
+    chmod(&share.join("pipe"), 0o600);
+    let rec = drill(&site);
+    assert_pass(&rec);
+    assert!(rec.verify.changed_since_backup.contains("pipe"), "{rec:#?}");
+}
+
+const LINK_TIME: filetime::FileTime = filetime::FileTime::from_unix_time(1_700_000_000, 0);
+
+// Pins: absolute symlinks and relative ones above the tree were refused, so
+// a tree with `current -> /srv/app/releases/42` could never pass.
+#[rstest]
+#[case::gnu_tar("tar -C share -cf share.tar .")]
+#[case::bsdtar("bsdtar -C share -cf share.tar .")]
+#[case::cp_a_dir("cp -a share copy")]
+fn links_that_point_anywhere_are_restored_as_links(#[case] script: &str) {
+    need(script.split(' ').next().unwrap());
+    let site = Site::new();
+    let share = site.path("share");
+    share_tree(&share);
+    std::os::unix::fs::symlink("/srv/app/releases/42", share.join("current")).unwrap();
+    filetime::set_symlink_file_times(share.join("current"), LINK_TIME, LINK_TIME).unwrap();
+    std::os::unix::fs::symlink("../../outside/x", share.join("docs/up")).unwrap();
+    sh(script, site.tmp.path());
+    let drill = |site: &Site| {
+        if script.contains("copy") {
+            site.drill_dir(&site.path("copy"), &share)
+        } else {
+            site.drill_tar(&site.path("share.tar"), &share)
+        }
+    };
+    let rec = drill(&site);
+    assert_pass(&rec);
+    assert_eq!(rec.verify.files_compared, 6, "{rec:#?}");
+
+    // The target text is what is compared: a link with the backup's own time
+    // and another target is damage.
+    std::fs::remove_file(share.join("current")).unwrap();
+    std::os::unix::fs::symlink("/srv/app/releases/41", share.join("current")).unwrap();
+    filetime::set_symlink_file_times(share.join("current"), LINK_TIME, LINK_TIME).unwrap();
+    let rec = drill(&site);
+    assert_eq!(rec.result, Verdict::Fail, "{rec:#?}");
+    assert!(
+        reasons(&rec).contains(
+            "current (symlink target: /srv/app/releases/41 in source, /srv/app/releases/42 restored"
+        ),
+        "{}",
+        reasons(&rec)
+    );
+}
+
+// Pins: an appended update whose member changed type (a file that became a
+// directory), and a hard link to a symlink, both of which GNU tar restores.
+#[test]
+fn appended_type_changes_and_hard_links_to_symlinks_restore_as_gnu_tar_does() {
+    need("tar");
+    let site = Site::new();
+    let share = site.path("share");
+    share_tree(&share);
+    std::fs::write(share.join("x"), "a file first\n").unwrap();
+    sh("tar -C share -cf share.tar .", site.tmp.path());
+    std::fs::remove_file(share.join("x")).unwrap();
+    std::fs::create_dir(share.join("x")).unwrap();
+    chmod(&share.join("x"), 0o755);
+    std::fs::write(share.join("x/y"), "then a directory\n").unwrap();
+    // `ln -P`: a second name for the symlink itself, which tar stores as a
+    // hard link to the first.
+    run(Command::new("ln")
+        .arg("-P")
+        .arg(share.join("latest"))
+        .arg(share.join("latest2")));
+    sh(
+        "tar -C share -rf share.tar ./x ./latest ./latest2",
+        site.tmp.path(),
+    );
+    std::fs::create_dir_all(site.path("gnu")).unwrap();
+    sh("tar -C gnu -xpf share.tar", site.tmp.path());
+    assert!(site.path("gnu/x/y").is_file());
+    assert!(
+        site.path("gnu/latest2")
+            .symlink_metadata()
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let listing = run(Command::new("tar").arg("-tvf").arg(site.path("share.tar")));
+    assert!(listing.contains(" link to ./latest"), "{listing}");
+    let rec = site.drill_tar(&site.path("share.tar"), &share);
+    assert_pass(&rec);
+    assert!(rec.verify.changed_since_backup.is_empty(), "{rec:#?}");
+}
+
+// Pins: bsdtar's v7 format stores directories as regular members named `…/`.
+#[test]
+fn v7_archives_restore_their_directories() {
+    need("bsdtar");
+    let site = Site::new();
+    let share = site.path("share");
+    share_tree(&share);
+    sh(
+        "bsdtar --format v7 -C share -cf share.tar .",
+        site.tmp.path(),
+    );
+    let rec = site.drill_tar(&site.path("share.tar"), &share);
+    assert_pass(&rec);
+    assert_eq!(rec.verify.files_compared, 4, "{rec:#?}");
+    assert_eq!(rec.verify.dirs_compared, 2, "{rec:#?}");
+}
+
+// Pins: `tar czf x.tgz /srv/share` stores `srv/share/…`, and the drill found
+// "entries missing… nothing was verified"; the record names the root used.
+#[rstest]
+#[case::absolute_path("tar -czf share.tgz \"$PWD/share\"", true)]
+#[case::relative_path("tar -czf share.tgz share", false)]
+fn archives_of_the_sources_own_path_find_their_root(#[case] script: &str, #[case] abs: bool) {
+    need("tar");
+    let site = Site::new();
+    let share = site.path("share");
+    share_tree(&share);
+    sh(script, site.tmp.path());
+    let rec = site.drill_tar(&site.path("share.tgz"), &share);
+    assert_pass(&rec);
+    assert_eq!(rec.verify.files_compared, 4, "{rec:#?}");
+    let want = if abs {
+        share.strip_prefix("/").unwrap().display().to_string()
+    } else {
+        "share".to_string()
+    };
+    assert_eq!(rec.restore.root.as_deref(), Some(want.as_str()));
+}
+
+#[test]
+fn an_explicit_root_picks_the_subtree_of_a_wider_archive() {
+    need("tar");
+    let site = Site::new();
+    let share = site.path("srv/share");
+    share_tree(&share);
+    std::fs::write(site.path("srv/other.txt"), "not the share\n").unwrap();
+    sh("tar -C srv -cf srv.tar .", site.tmp.path());
+    // Without `root` the archive's top is compared, and the share is not there.
+    let rec = site.drill_tar(&site.path("srv.tar"), &share);
+    assert_eq!(rec.result, Verdict::Fail, "{rec:#?}");
+    let mut spec = site.spec(
+        Box::new(TarDriver {
+            path: site.path("srv.tar").display().to_string(),
+            backup_time: None,
+            root: Some("share".into()),
+        }),
+        &share,
+    );
+    let rec = site.drill(&spec);
+    assert_pass(&rec);
+    assert_eq!(rec.restore.root.as_deref(), Some("share"));
+    // A root the archive lacks says so.
+    spec.driver = Box::new(TarDriver {
+        path: site.path("srv.tar").display().to_string(),
+        backup_time: None,
+        root: Some("srv/share".into()),
+    });
+    let rec = site.drill(&spec);
+    assert_eq!(rec.result, Verdict::Fail, "{rec:#?}");
+    assert!(
+        reasons(&rec).contains("the restore produced no srv/share in the sandbox"),
+        "{}",
+        reasons(&rec)
+    );
+}
+
+fn restic_in(site: &Site, cwd: &Path, args: &str) {
+    let repo = site.path("restic-repo");
+    sh(
+        &format!(
+            "restic --repo '{}' --password-file '{}' --no-cache -q {args}",
+            repo.display(),
+            site.path("restic-pw").display()
+        ),
+        cwd,
+    );
+}
+
+// Pins: `cd /srv/share && restic backup .` records paths = ["/srv/share"] but
+// keeps the content at the top, and the drill failed with "the restore
+// produced no srv/share in the sandbox".
+#[rstest]
+#[case::absolute("", "backup \"$PWD/share\"")]
+#[case::dot("share", "backup .")]
+#[case::relative("", "backup share")]
+fn restic_snapshots_are_found_however_restic_was_run(#[case] cwd: &str, #[case] args: &str) {
+    need("restic");
+    let site = Site::new();
+    let share = site.path("share");
+    share_tree(&share);
+    std::fs::write(site.path("restic-pw"), "pw\n").unwrap();
+    restic_in(&site, site.tmp.path(), "init");
+    restic_in(&site, &site.tmp.path().join(cwd), args);
+    let driver = verifier::driver::ResticDriver {
+        repository: site.path("restic-repo").display().to_string(),
+        password_file: site.path("restic-pw"),
+        snapshot: "latest".into(),
+        host: None,
+        tags: Vec::new(),
+        path: None,
+    };
+    let rec = site.drill(&site.spec(Box::new(driver), &share));
+    assert_pass(&rec);
+    assert_eq!(rec.verify.files_compared, 4, "{rec:#?}");
+}
+
+// Pins: the same for `borg create` run with absolute or relative paths.
+#[rstest]
+#[case::absolute("", "\"$PWD/share\"")]
+#[case::relative("", "share")]
+#[case::dot("share", ".")]
+fn borg_archives_are_found_however_borg_was_run(#[case] cwd: &str, #[case] what: &str) {
+    need("borg");
+    let site = Site::new();
+    let share = site.path("share");
+    share_tree(&share);
+    let env = format!(
+        "export BORG_BASE_DIR='{}' BORG_PASSPHRASE='' BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes; ",
+        site.path("borg-home").display()
+    );
+    let repo = site.path("borg-repo").display().to_string();
+    sh(
+        &format!("{env} borg init -e none '{repo}'"),
+        site.tmp.path(),
+    );
+    sh(
+        &format!("{env} borg create '{repo}::nightly' {what}"),
+        &site.tmp.path().join(cwd),
+    );
+    let driver = verifier::driver::BorgDriver {
+        repository: repo,
+        passphrase_file: None,
+        archive: "latest".into(),
+        path: None,
+        base_dir: site.path("state/borg"),
+    };
+    let rec = site.drill(&site.spec(Box::new(driver), &share));
     assert_pass(&rec);
     assert_eq!(rec.verify.files_compared, 4, "{rec:#?}");
 }

@@ -226,7 +226,14 @@ impl Driver for ResticDriver {
             "--target".into(),
             sandbox.display().to_string(),
         ]);
-        argv.extend(["--include".into(), root.clone()]);
+        // Chosen by the operator: only that path. Otherwise the whole snapshot
+        // (of its one path), and where that path's data is inside it is read
+        // from what came back: `restic backup /srv/share` keeps `srv/share/…`,
+        // `cd /srv && restic backup share` keeps `share/…`, and `cd
+        // /srv/share && restic backup .` keeps the content at the top.
+        if self.path.is_some() {
+            argv.extend(["--include".into(), root.clone()]);
+        }
         let out = tool::step(
             "restic restore",
             argv,
@@ -236,7 +243,11 @@ impl Driver for ResticDriver {
             explain,
         )?;
         stats.exit_code = out.exit_code;
-        let rel = PathBuf::from(root.trim_start_matches('/'));
+        let rel = if self.path.is_some() {
+            PathBuf::from(root.trim_start_matches('/'))
+        } else {
+            crate::root::find_root(sandbox, Path::new(&root)).unwrap_or_default()
+        };
         let (files, bytes) = tool::tree_stats(&sandbox.join(&rel));
         stats.files = files;
         stats.bytes = bytes;

@@ -21,6 +21,9 @@ pub struct TarDriver {
     pub path: String,
     /// Backup time when the archive's mtime is not it.
     pub backup_time: Option<SystemTime>,
+    /// Where in the backup the data that corresponds to the source is
+    /// (`srv/share`); unset, it is found from the source's path.
+    pub root: Option<PathBuf>,
 }
 
 /// Finds the newest file matching `pattern` (a plain path matches itself).
@@ -155,6 +158,7 @@ impl Driver for TarDriver {
 
         backup.sha256 = Some(hex::encode(raw.into_inner().hasher.finalize()));
         *stats = x.stats;
+        stats.root = self.root.clone();
         Ok(())
     }
 }
@@ -231,7 +235,8 @@ impl<'a> Extract<'a> {
         // leaves its size field empty, which the tar reader refuses, so it is
         // passed over here.
         let mut first = [0u8; 512];
-        let got = crate::content::fill(&mut r, &mut first, 512).map_err(|e| self.damaged(e.to_string()))?;
+        let got = crate::content::fill(&mut r, &mut first, 512)
+            .map_err(|e| self.damaged(e.to_string()))?;
         let skip = got == 512 && first[156] == b'V';
         let head = if skip { &first[..0] } else { &first[..got] };
         let mut archive = tar::Archive::new(io::Cursor::new(head).chain(r));
@@ -275,26 +280,30 @@ impl<'a> Extract<'a> {
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
         // `D`: a GNU incremental dump directory; its data lists the names the
         // directory had, and there is nothing more to restore from it.
+        // v7 archives (`bsdtar --format v7`) have no directory type: a
+        // directory is a regular member whose name ends in `/`.
         let kind = match header.entry_type().as_byte() {
             b'D' => tar::EntryType::Directory,
+            b'0' | 0 if entry.path_bytes().ends_with(b"/") => tar::EntryType::Directory,
             _ => header.entry_type(),
         };
         let dest = self.root.join(&rel);
         safe::ensure_parent(self.root, &rel).map_err(|r| self.refused(&name, r))?;
         match kind {
             tar::EntryType::Directory => {
+                let sandbox_err = |e| DriverError::Sandbox {
+                    path: dest.clone(),
+                    source: e,
+                };
                 match std::fs::symlink_metadata(&dest) {
                     Ok(m) if m.is_dir() => {}
+                    // An appended update where a file (or link) became a
+                    // directory: the later member wins, as with GNU tar.
                     Ok(_) => {
-                        return Err(self.refused(
-                            &name,
-                            Refusal::Unsafe("a directory replaces a file or link".into()),
-                        ));
+                        std::fs::remove_file(&dest).map_err(sandbox_err)?;
+                        std::fs::create_dir(&dest).map_err(sandbox_err)?;
                     }
-                    Err(_) => std::fs::create_dir(&dest).map_err(|e| DriverError::Sandbox {
-                        path: dest.clone(),
-                        source: e,
-                    })?,
+                    Err(_) => std::fs::create_dir(&dest).map_err(sandbox_err)?,
                 }
                 match self.dir_index.get(&dest) {
                     Some(&i) => self.dirs[i] = (dest, mode, mtime),
@@ -324,8 +333,9 @@ impl<'a> Extract<'a> {
                         self.damaged(format!("symlink {} has no target", rel.display()))
                     })?
                     .into_owned();
-                safe::check_link_target(&rel, &target)
-                    .map_err(|why| self.refused(&name, Refusal::Unsafe(why)))?;
+                // Absolute links and links above the tree are restored as
+                // links: nothing is ever written through one (`ensure_parent`,
+                // `create_new`), and the compare reads their target text only.
                 safe::clear_dest(&dest).map_err(|r| self.refused(&name, r))?;
                 std::os::unix::fs::symlink(&target, &dest).map_err(|e| DriverError::Sandbox {
                     path: dest.clone(),
@@ -357,7 +367,8 @@ impl<'a> Extract<'a> {
                 let src = self.root.join(&target_rel);
                 safe::ensure_parent(self.root, &target_rel).map_err(|r| self.refused(&name, r))?;
                 match std::fs::symlink_metadata(&src) {
-                    Ok(m) if m.is_file() => {}
+                    // A hard link to a symlink is one more name of that link.
+                    Ok(m) if m.is_file() || m.file_type().is_symlink() => {}
                     _ => {
                         return Err(self.refused(
                             &name,
@@ -375,10 +386,29 @@ impl<'a> Extract<'a> {
                 })?;
                 self.stats.files += 1;
             }
+            // A FIFO is made, never opened; the compare checks its type and mode.
+            tar::EntryType::Fifo => {
+                safe::clear_dest(&dest).map_err(|r| self.refused(&name, r))?;
+                let sandbox_err = |e: io::Error| DriverError::Sandbox {
+                    path: dest.clone(),
+                    source: e,
+                };
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &dest,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o600),
+                    0,
+                )
+                .map_err(|e| sandbox_err(e.into()))?;
+                set_mode(&dest, mode).map_err(sandbox_err)?;
+                // (set_file_mtime would open it, and wait for a writer.)
+                let _ = filetime::set_symlink_file_times(&dest, mtime, mtime);
+                self.stats.files += 1;
+            }
             other => {
                 let what = match other {
                     tar::EntryType::Char | tar::EntryType::Block => "device node",
-                    tar::EntryType::Fifo => "FIFO",
                     _ => "unsupported entry type",
                 };
                 return Err(self.refused(&name, Refusal::Unsafe(format!("{what} not restored"))));
