@@ -19,7 +19,7 @@ pub fn inputs(target: &str) -> Vec<&'static str> {
     let seeds: &[&'static str] = match target {
         "config" => &["fuzz/seeds/config", "deploy"],
         "ledger" => &["fuzz/seeds/ledger"],
-        "tar" => &["fixtures/tar"],
+        "tar" => &["fixtures/tar", "fuzz/seeds/tar"],
         other => panic!("no fuzz target {other}"),
     };
     let regressions = match target {

@@ -39,7 +39,7 @@ seeds() {
   case "$1" in
     config) echo fuzz/seeds/config deploy ;;
     ledger) echo fuzz/seeds/ledger ;;
-    tar) echo fixtures/tar ;;
+    tar) echo fixtures/tar fuzz/seeds/tar ;;
     *) echo "fuzz.sh: no target $1 (config, ledger, tar)" >&2; exit 2 ;;
   esac
 }

@@ -6,6 +6,7 @@
 
 mod borg;
 mod command;
+mod compression;
 mod dir;
 mod postgres;
 mod restic;
@@ -111,6 +112,10 @@ pub enum DriverError {
     /// Not enough room for the restore, or more than `max_restore_bytes`.
     #[error("{0}")]
     Space(String),
+    /// A valid backup in a form restore-verifier does not read: nothing is
+    /// known about the backup, so the drill errs (it is not "damaged").
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl DriverError {
@@ -136,7 +141,8 @@ impl DriverError {
             | DriverError::Read { .. }
             | DriverError::Sandbox { .. }
             | DriverError::Setup(_)
-            | DriverError::Space(_) => false,
+            | DriverError::Space(_)
+            | DriverError::Unsupported(_) => false,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `tar`: a `.tar`, `.tar.gz` or `.tar.zst` archive; `path` may be a glob, the
+//! `tar`: a tar archive, plain or compressed with gzip, zstd, xz, bzip2 or lz4
+//! (recognised by content, not name); `path` may be a glob, the
 //! newest match wins. Extraction is done here, entry by entry, so that every
 //! name and link is checked before anything is written (see `safe`).
 
@@ -9,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use super::compression::{Compression, Decoder};
 use super::safe::{self, Refusal};
 use super::{BackupInfo, Driver, DriverError, RestoreStats};
 use crate::deadline::Deadline;
@@ -56,16 +58,20 @@ fn uncompressed_size(path: &Path) -> Option<u64> {
     let mut f = File::open(path).ok()?;
     let mut head = [0u8; 18];
     let n = f.read(&mut head).ok()?;
-    if n >= 2 && head[..2] == [0x1f, 0x8b] {
+    let compression = Compression::detect(&head[..n]).ok()?;
+    if compression == Compression::Gzip {
         let mut tail = [0u8; 4];
         f.seek(SeekFrom::End(-4)).ok()?;
         f.read_exact(&mut tail).ok()?;
         return Some(u64::from(u32::from_le_bytes(tail)));
     }
-    if n >= 4 && head[..4] == [0x28, 0xb5, 0x2f, 0xfd] {
+    if compression == Compression::Zstd {
         return zstd::zstd_safe::get_frame_content_size(&head[..n])
             .ok()
             .flatten();
+    }
+    if compression != Compression::Plain {
+        return None;
     }
     // A plain archive: add up the members' sizes, seeking over their data.
     f.seek(SeekFrom::Start(0)).ok()?;
@@ -109,42 +115,29 @@ impl Driver for TarDriver {
             },
         })?;
         let mut raw = BufReader::with_capacity(CHUNK, Hashing::new(file));
-        let magic = raw
-            .fill_buf()
-            .map_err(|e| DriverError::Read {
-                path: path.clone(),
-                source: e,
-            })?
-            .get(..4)
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default();
+        let head = raw.fill_buf().map_err(|e| DriverError::Read {
+            path: path.clone(),
+            source: e,
+        })?;
+        let compression = Compression::detect(head).map_err(|name| {
+            DriverError::Unsupported(format!(
+                "{} is compressed with {name}, which restore-verifier does not read; recompress it with gzip, zstd, xz, bzip2 or lz4, or restore it with a runbook (type = \"command\")",
+                path.display()
+            ))
+        })?;
         let damaged = |e: io::Error| DriverError::Damaged {
             path: path.clone(),
             detail: e.to_string(),
         };
         let mut x = Extract::new(&path, sandbox, deadline);
         x.stats.max_bytes = stats.max_bytes;
+        let dec = Decoder::new(compression, raw).map_err(damaged)?;
+        let mut dec = x.run(dec)?;
         // What follows the last member: the tar reader stops after the first
         // zero block, so a complete archive still has at least the second one.
         // Nothing at all means the file was cut at a block boundary.
-        let (tail, mut raw) = if magic.starts_with(&[0x1f, 0x8b]) {
-            let dec = flate2::bufread::MultiGzDecoder::new(raw);
-            let mut dec = x.run(dec)?;
-            let tail = io::copy(&mut dec, &mut io::sink()).map_err(damaged)?;
-            (tail, dec.into_inner())
-        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            let dec = zstd::stream::read::Decoder::with_buffer(raw).map_err(damaged)?;
-            let mut dec = x.run(dec)?;
-            let tail = io::copy(&mut dec, &mut io::sink()).map_err(damaged)?;
-            (tail, dec.finish())
-        } else {
-            raw = x.run(raw)?;
-            let tail = io::copy(&mut raw, &mut io::sink()).map_err(|e| DriverError::Read {
-                path: path.clone(),
-                source: e,
-            })?;
-            (tail, raw)
-        };
+        let tail = io::copy(&mut dec, &mut io::sink()).map_err(damaged)?;
+        let mut raw = dec.into_inner();
         if tail < 512 {
             return Err(DriverError::Damaged {
                 path: path.clone(),
