@@ -8,6 +8,7 @@ mod borg;
 mod command;
 mod compression;
 mod dir;
+mod pax;
 mod postgres;
 mod restic;
 mod safe;

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use super::compression::{Compression, Decoder};
+use super::pax;
 use super::safe::{self, Refusal};
 use super::{BackupInfo, Driver, DriverError, RestoreStats};
 use crate::deadline::Deadline;
@@ -78,7 +79,15 @@ fn uncompressed_size(path: &Path) -> Option<u64> {
     let mut archive = tar::Archive::new(f);
     let mut total = 0u64;
     for entry in archive.entries_with_seek().ok()? {
-        total = total.saturating_add(entry.ok()?.size());
+        let entry = entry.ok()?;
+        // What is stored, not the logical size: a sparse file's holes take
+        // no room in the sandbox.
+        let size = if entry.header().entry_type().is_gnu_sparse() {
+            entry.header().entry_size().ok()?
+        } else {
+            entry.size()
+        };
+        total = total.saturating_add(size);
     }
     Some(total)
 }
@@ -257,11 +266,18 @@ impl<'a> Extract<'a> {
         if matches!(entry.header().entry_type().as_byte(), b'g' | b'V') {
             return Ok(());
         }
-        let mtime = member_mtime(entry);
-        let name = entry
-            .path()
-            .map_err(|e| self.damaged(format!("bad entry name: {e}")))?
-            .into_owned();
+        let pax = pax::read(entry).map_err(|why| {
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            self.damaged(format!("{name}: {why}"))
+        })?;
+        let mtime = pax::member_mtime(entry.header(), &pax);
+        let name = match pax.sparse.as_ref().and_then(|s| s.name.clone()) {
+            Some(n) => n,
+            None => entry
+                .path()
+                .map_err(|e| self.damaged(format!("bad entry name: {e}")))?
+                .into_owned(),
+        };
         let rel = match safe::safe_rel(&name) {
             Ok(Some(rel)) => rel,
             Ok(None) => return Ok(()),
@@ -307,8 +323,14 @@ impl<'a> Extract<'a> {
                 }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let mut f = safe::create_new(&dest).map_err(|r| self.refused(&name, r))?;
-                let n = self.copy(entry, &mut f, &dest)?;
+                let f = safe::create_new(&dest).map_err(|r| self.refused(&name, r))?;
+                match &pax.sparse {
+                    Some(sparse) => self.copy_sparse(entry, &f, &dest, sparse)?,
+                    None => {
+                        let n = self.copy_at(entry, &f, &dest, 0, None)?;
+                        self.finish_file(&f, &dest, n)?;
+                    }
+                }
                 drop(f);
                 set_mode(&dest, mode).map_err(|e| DriverError::Sandbox {
                     path: dest.clone(),
@@ -316,7 +338,6 @@ impl<'a> Extract<'a> {
                 })?;
                 let _ = filetime::set_file_mtime(&dest, mtime);
                 self.stats.files += 1;
-                self.stats.bytes += n;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -410,79 +431,111 @@ impl<'a> Extract<'a> {
         Ok(())
     }
 
-    fn copy<R: Read>(
-        &self,
+    fn rel<'p>(&self, dest: &'p Path) -> std::path::Display<'p> {
+        dest.strip_prefix(self.root).unwrap_or(dest).display()
+    }
+
+    /// Writes the member's data to `f` from `offset` on, `limit` bytes or to
+    /// its end; returns how many it read. Blocks of zeros are left as holes,
+    /// so a sparse file stays sparse whichever way the archive stores it.
+    /// What the archive stores counts against `max_restore_bytes` (a member
+    /// of 10 GiB of zeros is stopped); the holes of an old GNU sparse member,
+    /// which the tar reader hands over as zeros, do not.
+    fn copy_at<R: Read>(
+        &mut self,
         entry: &mut tar::Entry<R>,
-        f: &mut File,
+        f: &File,
         dest: &Path,
+        offset: u64,
+        limit: Option<u64>,
     ) -> Result<u64, DriverError> {
-        use std::io::Write;
+        let holes_are_free = entry.header().entry_type() == tar::EntryType::GNUSparse;
+        use std::os::unix::fs::FileExt;
+        const BLOCK: usize = 4096;
         let mut buf = vec![0u8; 256 * 1024];
         let mut total = 0u64;
         loop {
             self.deadline.check()?;
-            let n = match entry.read(&mut buf) {
+            let want = match limit {
+                Some(l) if l - total < buf.len() as u64 => (l - total) as usize,
+                _ => buf.len(),
+            };
+            if want == 0 {
+                break;
+            }
+            let n = match entry.read(&mut buf[..want]) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    return Err(self.damaged(format!(
-                        "{}: {e}",
-                        dest.strip_prefix(self.root).unwrap_or(dest).display()
-                    )));
+                    return Err(self.damaged(format!("{}: {e}", self.rel(dest))));
                 }
             };
-            total += n as u64;
-            if let Some(max) = self.stats.max_bytes
-                && self.stats.bytes + total > max
-            {
-                return Err(DriverError::Space(format!(
-                    "the restore passed max_restore_bytes ({}) while writing {}; stopped",
-                    crate::deadline::human_bytes(max),
-                    dest.strip_prefix(self.root).unwrap_or(dest).display()
-                )));
+            for (i, block) in buf[..n].chunks(BLOCK).enumerate() {
+                let hole = block.iter().all(|&b| b == 0);
+                if !(hole && holes_are_free) {
+                    self.stats.bytes += block.len() as u64;
+                }
+                if let Some(max) = self.stats.max_bytes
+                    && self.stats.bytes > max
+                {
+                    return Err(DriverError::Space(format!(
+                        "the restore passed max_restore_bytes ({}) while writing {}; stopped",
+                        crate::deadline::human_bytes(max),
+                        self.rel(dest)
+                    )));
+                }
+                if hole {
+                    continue;
+                }
+                let at = offset + total + (i * BLOCK) as u64;
+                f.write_all_at(block, at)
+                    .map_err(|e| DriverError::Sandbox {
+                        path: dest.to_path_buf(),
+                        source: e,
+                    })?;
             }
-            f.write_all(&buf[..n]).map_err(|e| DriverError::Sandbox {
-                path: dest.to_path_buf(),
-                source: e,
-            })?;
+            total += n as u64;
+        }
+        if let Some(l) = limit
+            && total < l
+        {
+            return Err(self.damaged(format!(
+                "{}: the archive ends inside this member's data (truncated?)",
+                self.rel(dest)
+            )));
         }
         Ok(total)
     }
-}
 
-/// A member's modification time at the precision the archive keeps: a pax
-/// `mtime` record (`1700000000.123456789`) where there is one, else the
-/// header's whole seconds.
-fn member_mtime<R: Read>(entry: &mut tar::Entry<R>) -> filetime::FileTime {
-    let whole = entry.header().mtime().unwrap_or(0) as i64;
-    let pax = entry.pax_extensions().ok().flatten().and_then(|exts| {
-        exts.filter_map(Result::ok)
-            .find(|e| e.key_bytes() == b"mtime")
-            .and_then(|e| parse_pax_time(e.value_bytes()))
-    });
-    let (secs, nanos) = pax.unwrap_or((whole, 0));
-    filetime::FileTime::from_unix_time(secs, nanos)
-}
+    /// Gives the file its whole size (trailing holes included).
+    fn finish_file(&self, f: &File, dest: &Path, size: u64) -> Result<(), DriverError> {
+        f.set_len(size).map_err(|e| DriverError::Sandbox {
+            path: dest.to_path_buf(),
+            source: e,
+        })
+    }
 
-/// `SECONDS[.FRACTION]`, seconds possibly negative (pax, POSIX.1-2001).
-fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
-    let v = std::str::from_utf8(v).ok()?.trim();
-    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
-    let secs: i64 = int.parse().ok()?;
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    /// A pax sparse member: each data region at its offset, holes between.
+    fn copy_sparse<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        f: &File,
+        dest: &Path,
+        sparse: &pax::Sparse,
+    ) -> Result<(), DriverError> {
+        let map = match &sparse.map {
+            pax::SparseMap::Known(m) => m.clone(),
+            pax::SparseMap::InData => pax::read_data_map(entry)
+                .map_err(|e| self.damaged(format!("{}: {e}", self.rel(dest))))?,
+        };
+        pax::check_map(&map, sparse.real_size)
+            .map_err(|why| self.damaged(format!("{}: {why}", self.rel(dest))))?;
+        for (off, len) in map {
+            self.copy_at(entry, f, dest, off, Some(len))?;
+        }
+        self.finish_file(f, dest, sparse.real_size)
     }
-    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-    let mut nanos: u32 = digits.parse().ok()?;
-    // -1.5 is half a second before -1: one second back, plus the rest.
-    if int.starts_with('-') && nanos > 0 {
-        return Some((secs - 1, 1_000_000_000 - nanos));
-    }
-    if nanos >= 1_000_000_000 {
-        nanos = 999_999_999;
-    }
-    Some((secs, nanos))
 }
 
 fn set_mode(p: &Path, mode: u32) -> io::Result<()> {
