@@ -97,7 +97,8 @@ pub struct CompareReport {
     pub unreadable: Findings,
     /// Source entries that could not be read: nothing can be said about them.
     pub source_unreadable: Findings,
-    /// Sockets (on either side), which no archiver stores: not compared.
+    /// Sockets, which no archiver stores, and device nodes, which hold no
+    /// data and are not made in a sandbox (on either side): not compared.
     #[serde(default, skip_serializing_if = "Findings::is_empty")]
     pub skipped_special: Findings,
     pub expect: Vec<ExpectResult>,
@@ -322,8 +323,9 @@ impl Comparer<'_> {
         let r = &mut self.report;
         loop {
             match w.next()? {
-                Ok(e) if e.kind == Kind::Socket => {
-                    r.skipped_special.push(display(&e.rel), "socket".into());
+                Ok(e) if matches!(e.kind, Kind::Socket | Kind::Other) => {
+                    r.skipped_special
+                        .push(display(&e.rel), e.kind.name().into());
                 }
                 Ok(e) => {
                     if let Some(p) = &self.opts.progress {
@@ -345,8 +347,9 @@ fn next_source(w: &mut Option<Entries>, r: &mut CompareReport) -> Option<Entry> 
     let w = w.as_mut()?;
     loop {
         match w.next()? {
-            Ok(e) if e.kind == Kind::Socket => {
-                r.skipped_special.push(display(&e.rel), "socket".into());
+            Ok(e) if matches!(e.kind, Kind::Socket | Kind::Other) => {
+                r.skipped_special
+                    .push(display(&e.rel), e.kind.name().into());
             }
             Ok(e) => return Some(e),
             Err(WalkError { rel, message }) => r.source_unreadable.push(display(&rel), message),

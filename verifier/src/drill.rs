@@ -559,7 +559,16 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
             new_since_backup: r.new_since_backup,
             unreadable: r.unreadable,
             source_unreadable: r.source_unreadable,
-            skipped_special: r.skipped_special,
+            skipped_special: {
+                // The restore's (devices in the archive) and the compare's.
+                let mut all = stats.skipped_special.clone();
+                for f in r.skipped_special.items {
+                    if !all.contains(&f.path) {
+                        all.push(f.path, f.what);
+                    }
+                }
+                all
+            },
             expect: r.expect,
             manifest_sha256: r.manifest_sha256,
         },

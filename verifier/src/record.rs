@@ -121,7 +121,8 @@ pub struct VerifySection {
     pub new_since_backup: Findings,
     pub unreadable: Findings,
     pub source_unreadable: Findings,
-    /// Sockets, which no archiver stores: left out of the compare.
+    /// Sockets (no archiver stores one) and device nodes (never made in a
+    /// sandbox), on either side: left out of the compare, counted here.
     #[serde(default, skip_serializing_if = "Findings::is_empty")]
     pub skipped_special: Findings,
     pub expect: Vec<ExpectResult>,

@@ -31,7 +31,7 @@ pub enum Kind {
     Fifo,
     /// No archiver stores one: left out of the compare and counted.
     Socket,
-    /// Devices.
+    /// Device nodes: left out of the compare and counted.
     Other,
 }
 
@@ -43,7 +43,7 @@ impl Kind {
             Kind::Symlink => "symlink",
             Kind::Fifo => "FIFO",
             Kind::Socket => "socket",
-            Kind::Other => "special file",
+            Kind::Other => "device node",
         }
     }
 

@@ -827,3 +827,29 @@ fn sparse_files_are_restored_sparse(#[case] script: &str) {
         reasons(&rec)
     );
 }
+
+// Pins: a cut archive said "unexpected EOF during skip" without naming the
+// member it cut.
+#[rstest]
+#[case::plain("head -c 60000 full.tar > cut.tar", "cut.tar")]
+#[case::gzip(
+    "gzip -c full.tar > f.gz && head -c $(( $(wc -c < f.gz) / 2 )) f.gz > cut.tar.gz",
+    "cut.tar.gz"
+)]
+fn truncation_names_the_member_it_cut(#[case] script: &str, #[case] name: &str) {
+    need("tar");
+    let site = Site::new();
+    let share = site.path("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let noise: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(share.join("a.bin"), noise).unwrap();
+    std::fs::write(share.join("b.txt"), "b\n").unwrap();
+    sh("tar -C share -cf full.tar ./a.bin ./b.txt", site.tmp.path());
+    sh(script, site.tmp.path());
+    let rec = site.drill_tar(&site.path(name), &share);
+    assert_eq!(rec.result, Verdict::Fail, "{rec:#?}");
+    assert!(reasons(&rec).contains("a.bin"), "{}", reasons(&rec));
+    assert!(reasons(&rec).contains("truncated?"), "{}", reasons(&rec));
+}

@@ -126,7 +126,14 @@ impl<R: BufRead> Read for Decoder<R> {
         // header complaint with binary in it.
         r.map_err(|e| {
             let what = self.compression().name();
-            io::Error::new(e.kind(), format!("the {what} data is damaged: {e}"))
+            let cut = if e.kind() == io::ErrorKind::UnexpectedEof
+                || e.to_string().contains("incomplete")
+            {
+                " (truncated?)"
+            } else {
+                ""
+            };
+            io::Error::new(e.kind(), format!("the {what} data is damaged: {e}{cut}"))
         })
     }
 }

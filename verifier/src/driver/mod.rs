@@ -74,6 +74,8 @@ pub struct RestoreStats {
     /// Set by the drill before the restore: drivers that write the files
     /// themselves stop when their content passes this many bytes.
     pub max_bytes: Option<u64>,
+    /// Special files in the backup that were not restored (device nodes).
+    pub skipped_special: crate::findings::Findings,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -198,6 +198,8 @@ struct Extract<'a> {
     /// Where each directory is in `dirs`: a directory stored twice takes the
     /// last member's mode and time, as GNU tar does.
     dir_index: std::collections::HashMap<PathBuf, usize>,
+    /// The last member read, to say where a damaged archive broke.
+    last: Option<String>,
 }
 
 impl<'a> Extract<'a> {
@@ -209,6 +211,7 @@ impl<'a> Extract<'a> {
             stats: RestoreStats::default(),
             dirs: Vec::new(),
             dir_index: std::collections::HashMap::new(),
+            last: None,
         }
     }
 
@@ -245,7 +248,11 @@ impl<'a> Extract<'a> {
         let entries = archive.entries().map_err(|e| self.damaged(e.to_string()))?;
         for entry in entries {
             self.deadline.check()?;
-            let mut entry = entry.map_err(|e| self.damaged(e.to_string()))?;
+            let mut entry = entry.map_err(|e| match &self.last {
+                Some(m) => self.damaged(format!("{e}, after member {m} (truncated?)")),
+                None => self.damaged(e.to_string()),
+            })?;
+            self.last = Some(String::from_utf8_lossy(&entry.path_bytes()).into_owned());
             self.entry(&mut entry)?;
         }
         self.dir_index.clear();
@@ -420,12 +427,22 @@ impl<'a> Extract<'a> {
                 let _ = filetime::set_symlink_file_times(&dest, mtime, mtime);
                 self.stats.files += 1;
             }
+            // A device node holds no data: not made (that needs root and
+            // would be a real device in the sandbox), counted as a skipped
+            // special file, as the compare does with the source's.
+            tar::EntryType::Char | tar::EntryType::Block => {
+                self.stats
+                    .skipped_special
+                    .push(crate::compare::display(&rel), "device node".into());
+            }
             other => {
-                let what = match other {
-                    tar::EntryType::Char | tar::EntryType::Block => "device node",
-                    _ => "unsupported entry type",
-                };
-                return Err(self.refused(&name, Refusal::Unsafe(format!("{what} not restored"))));
+                return Err(DriverError::Unsupported(format!(
+                    "{}: member {} has entry type {:?} ({}), which restore-verifier does not restore; restore it with a runbook (type = \"command\") and GNU tar",
+                    self.archive.display(),
+                    name.display(),
+                    char::from(other.as_byte()),
+                    entry_type_name(other.as_byte())
+                )));
             }
         }
         Ok(())
@@ -497,11 +514,12 @@ impl<'a> Extract<'a> {
             }
             total += n as u64;
         }
-        if let Some(l) = limit
-            && total < l
-        {
+        // The tar reader ends a member's data early, without an error, when
+        // the archive ends inside it.
+        let expected = limit.unwrap_or_else(|| entry.size());
+        if total < expected {
             return Err(self.damaged(format!(
-                "{}: the archive ends inside this member's data (truncated?)",
+                "{}: the archive ends inside this member's data, after {total} of its {expected} bytes (truncated?)",
                 self.rel(dest)
             )));
         }
@@ -535,6 +553,17 @@ impl<'a> Extract<'a> {
             self.copy_at(entry, f, dest, off, Some(len))?;
         }
         self.finish_file(f, dest, sparse.real_size)
+    }
+}
+
+/// What the tar type flags no restore here reads are.
+fn entry_type_name(flag: u8) -> &'static str {
+    match flag {
+        b'M' => "a GNU multi-volume continuation",
+        b'N' => "an old GNU long name",
+        b'A' | b'X' => "Solaris ACL or extended attributes",
+        b'I' => "inode metadata only",
+        _ => "an unknown type",
     }
 }
 
