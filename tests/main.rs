@@ -334,6 +334,117 @@ fn evidence_list_and_show() {
     );
 }
 
+/// Lines of `out` that start with `prefix`.
+fn lines_starting<'a>(out: &'a str, prefix: &str) -> Vec<&'a str> {
+    out.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+// Pins: a file named "x\n  verify   0 problems: PASS" printed a fake verify
+// line in the summary and in `evidence show`, and a name with ESC sent a
+// terminal escape.
+#[test]
+fn file_names_are_escaped_for_people_and_exact_in_json() {
+    let site = Site::new(&job("names", "backups/names/share-*.tar"));
+    let source = site.path("source");
+    let fake = "x\n  verify   0 problems: PASS";
+    let odd = "tab\there \x1b[31mred";
+    // Whole seconds, as GNU tar records them.
+    let t = filetime::FileTime::from_unix_time(TREE_TIME as i64, 0);
+    for name in [fake, odd] {
+        let p = source.join(name);
+        std::fs::write(&p, format!("what {name:?} holds\n")).unwrap();
+        filetime::set_file_mtime(&p, t).unwrap();
+    }
+    std::fs::create_dir_all(site.path("backups/names")).unwrap();
+    let tar = Command::new("tar")
+        .args([
+            "-C",
+            "source",
+            "-cf",
+            "backups/names/share-2026-12-01.tar",
+            ".",
+        ])
+        .current_dir(site.tmp.path())
+        .output()
+        .expect("GNU tar (scripts/test.sh installs it)");
+    assert!(tar.status.success(), "{}", text(&tar.stderr));
+    // Bit rot in the source after the backup: other bytes, the same mtime.
+    for name in [fake, odd] {
+        let p = source.join(name);
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[0] ^= 0x20;
+        std::fs::write(&p, bytes).unwrap();
+        filetime::set_file_mtime(&p, t).unwrap();
+    }
+
+    let out = site.run(&["run", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let human = text(&out.stderr);
+    assert_eq!(
+        lines_starting(&human, "  verify").len(),
+        1,
+        "a name faked a line:\n{human}"
+    );
+    assert!(
+        human.contains("names: FAIL")
+            && human.contains(r"  reason   content mismatch: x\n  verify   0 problems: PASS (")
+            && human.contains(r"  reason   content mismatch: tab\there \x1b[31mred ("),
+        "{human}"
+    );
+    assert!(!human.contains(['\t', '\x1b']), "{human:?}");
+    // The record keeps the exact names.
+    let rec = records(&out).remove(0);
+    assert_eq!(rec["result"], "fail");
+    let mismatched: Vec<&str> = rec["verify"]["mismatched"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        mismatched.contains(&fake) && mismatched.contains(&odd),
+        "{mismatched:?}"
+    );
+    let reasons = rec["reasons"].to_string();
+    assert!(
+        reasons.contains(r#""content mismatch: x\n  verify   0 problems: PASS ("#),
+        "{reasons}"
+    );
+
+    let out = site.run(&["evidence", "show", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert_eq!(
+        lines_starting(&shown, "  verify").len(),
+        1,
+        "a name faked a line:\n{shown}"
+    );
+    assert!(
+        shown.contains("mismatched: 2")
+            && shown.contains(r"  x\n  verify   0 problems: PASS  (content")
+            && shown.contains(r"  tab\there \x1b[31mred  (content"),
+        "{shown}"
+    );
+    assert!(!shown.contains(['\t', '\x1b']), "{shown:?}");
+    let out = site.run(&["evidence", "show", "1", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verify"]["mismatched"], rec["verify"]["mismatched"]);
+    assert_eq!(v["reasons"], rec["reasons"]);
+
+    let listed = text(&site.run(&["evidence", "list"]).stdout);
+    assert_eq!(
+        listed.lines().count(),
+        2,
+        "a header and one record:\n{listed}"
+    );
+    // The first reason, in tree order.
+    assert!(
+        listed.contains(r"  content mismatch: tab\there \x1b[31mred ("),
+        "{listed}"
+    );
+    assert!(!listed.contains(['\t', '\x1b']), "{listed:?}");
+}
+
 #[test]
 fn compare_command_exits_1_on_differences() {
     let tmp = tempfile::tempdir().unwrap();

@@ -361,7 +361,9 @@ fn make_alert(
             Event::Recovered => "the drill passed again".into(),
             _ => String::new(),
         });
-    let summary = format!("{job}: {verdict} — {first}");
+    // The summary and details are text people read (a mail, a chat line): a
+    // file name in a reason must not start a line of its own there.
+    let summary = format!("{job}: {verdict} — {}", crate::output::escape(&first));
     let mut details = format!(
         "job {job}{}\nhost {host}\nevent {}\n",
         system
@@ -372,7 +374,7 @@ fn make_alert(
     );
     let record = rec.map(|r| {
         for reason in r.reasons.iter().take(5) {
-            details.push_str(&format!("reason {reason}\n"));
+            details.push_str(&format!("reason {}\n", crate::output::escape(reason)));
         }
         if let Some(id) = &r.backup.id {
             details.push_str(&format!(

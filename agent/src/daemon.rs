@@ -238,7 +238,7 @@ impl Agent {
         .await;
         match res {
             Ok(Ok(rec)) => {
-                tracing::warn!(job = %rec.job, id = %rec.id, reason = %rec.reasons[0], "Drill not run.");
+                tracing::warn!(job = %rec.job, id = %rec.id, reason = rec.reasons[0].as_str(), "Drill not run.");
                 self.seen(&rec);
                 Some(rec)
             }

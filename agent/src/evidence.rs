@@ -115,11 +115,11 @@ pub fn list(ledger: &Ledger, filter: &Filter, json: bool) -> Result<Outcome, Cli
                 "{:>5}  {:<25}  {:<16}  {:<6}  {:<8}  {:<36}  {}",
                 r.seq,
                 r.started_at.format("%Y-%m-%d %H:%M:%S %:z").to_string(),
-                r.job,
+                output::escape(&r.job),
                 r.result.as_str(),
                 trigger,
                 r.id,
-                r.reasons.first().map(String::as_str).unwrap_or("")
+                output::escape(r.reasons.first().map(String::as_str).unwrap_or(""))
             )
             .ok();
         }
@@ -195,7 +195,7 @@ pub fn verify_text(
                 r.seq,
                 r.id,
                 r.started_at.to_rfc3339(),
-                r.job,
+                output::escape(&r.job),
                 r.result
             );
         }

@@ -696,11 +696,11 @@ fn compare_text(r: &verifier::CompareReport) -> String {
                 let _ = writeln!(
                     s,
                     "  {}{}",
-                    i.path,
+                    output::escape(&i.path),
                     if i.what.is_empty() {
                         String::new()
                     } else {
-                        format!("  ({})", i.what)
+                        format!("  ({})", output::escape(&i.what))
                     }
                 );
             }

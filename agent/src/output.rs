@@ -1,8 +1,76 @@
 //! What people read: drill summaries, record details, byte and time formats.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use verifier::{Findings, Record, Verdict, humanize};
+
+/// Text from a record (a file name, a reason that names one) as a terminal, a
+/// plain-text alert or a Markdown line may show it: on one line, with nothing
+/// a terminal acts on, and two different names never alike. Records keep the
+/// exact text; only what people read is escaped.
+///
+/// A backslash is `\\`; newline, carriage return and tab are `\n`, `\r`,
+/// `\t`; other C0 controls and DEL are `\xNN` (ESC is `\x1b`); C1 controls,
+/// the line and paragraph separators and the bidirectional controls are
+/// `\u{NNNN}`. A byte that is not UTF-8, which a record holds as NUL and two
+/// hex digits (80-ff; no file name contains NUL), is `\xff`.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(needs_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut rest = s;
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => match invalid_byte(rest) {
+                Some(b) => {
+                    let _ = write!(out, "\\x{b:02x}");
+                    rest = &rest[2..];
+                }
+                None => out.push_str("\\x00"),
+            },
+            c if (c as u32) < 0x20 || c == '\x7f' => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    c == '\\'
+        || c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// The byte a record's NUL + two lowercase hex digits stands for: only 80-ff,
+/// the bytes that can be invalid UTF-8.
+fn invalid_byte(after_nul: &str) -> Option<u8> {
+    let hex = after_nul.get(..2)?;
+    if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok().filter(|b| *b >= 0x80)
+}
 
 pub fn bytes(n: u64) -> String {
     verifier::human_bytes(n)
@@ -41,17 +109,17 @@ pub fn summary(r: &Record) -> String {
     let system = r
         .system
         .as_deref()
-        .map(|x| format!("  ({x})"))
+        .map(|x| format!("  ({})", escape(x)))
         .unwrap_or_default();
-    let _ = writeln!(s, "{}: {}{system}", r.job, verdict(r.result));
+    let _ = writeln!(s, "{}: {}{system}", escape(&r.job), verdict(r.result));
     for reason in &r.reasons {
-        let _ = writeln!(s, "  reason   {reason}");
+        let _ = writeln!(s, "  reason   {}", escape(reason));
     }
     let b = &r.backup;
     let mut line = format!(
         "  backup   {} {}",
         b.kind,
-        b.id.as_deref().unwrap_or("(not found)")
+        b.id.as_deref().map(escape).unwrap_or("(not found)".into())
     );
     if let Some(t) = b.created_at {
         let _ = write!(line, ", taken {}", t.format("%Y-%m-%d %H:%M:%S %:z"));
@@ -127,9 +195,9 @@ fn findings(s: &mut String, title: &str, f: &Findings) {
     let _ = writeln!(s, "{title}: {}", f.count);
     for i in &f.items {
         if i.what.is_empty() {
-            let _ = writeln!(s, "  {}", i.path);
+            let _ = writeln!(s, "  {}", escape(&i.path));
         } else {
-            let _ = writeln!(s, "  {}  ({})", i.path, i.what);
+            let _ = writeln!(s, "  {}  ({})", escape(&i.path), escape(&i.what));
         }
     }
     if f.count as usize > f.items.len() {
@@ -152,13 +220,14 @@ pub fn details(r: &Record) -> String {
         r.trigger
             .reason
             .as_deref()
-            .map(|x| format!(": {x}"))
+            .map(|x| format!(": {}", escape(x)))
             .unwrap_or_default()
     );
     let _ = writeln!(
         s,
         "  host     {} (restore-verifier {})",
-        r.host, r.agent_version
+        escape(&r.host),
+        r.agent_version
     );
     if let Some(sha) = &r.backup.sha256 {
         let _ = writeln!(s, "  backup sha256 {sha}");
@@ -167,13 +236,14 @@ pub fn details(r: &Record) -> String {
         let _ = writeln!(
             s,
             "  manifest sha256 {m} ({})",
-            r.artifacts.as_deref().unwrap_or("-")
+            escape(r.artifacts.as_deref().unwrap_or("-"))
         );
     }
     let _ = writeln!(
         s,
         "  sandbox  {} (removed: {})",
-        r.sandbox.path, r.sandbox.removed
+        escape(&r.sandbox.path),
+        r.sandbox.removed
     );
     let _ = writeln!(s, "  hash     {}\n  prev     {}", r.hash, r.prev_hash);
     let v = &r.verify;
@@ -185,7 +255,7 @@ pub fn details(r: &Record) -> String {
     findings(&mut s, "changed since backup", &v.changed_since_backup);
     findings(&mut s, "new since backup", &v.new_since_backup);
     for e in &v.expect {
-        let _ = writeln!(s, "canary {}: {:?}", e.path, e.status);
+        let _ = writeln!(s, "canary {}: {:?}", escape(&e.path), e.status);
     }
     s
 }
@@ -197,5 +267,38 @@ mod tests {
         assert_eq!(super::bytes(512), "512 B");
         assert_eq!(super::bytes(1536), "1.5 KiB");
         assert_eq!(super::bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn escaped_text_stays_on_one_line_and_names_stay_apart() {
+        use super::escape;
+        assert!(matches!(
+            escape("docs/ä b.txt"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            escape("x\n  verify   0 problems: PASS"),
+            r"x\n  verify   0 problems: PASS"
+        );
+        assert_eq!(escape("a\tb\r\x1b[31m\x7f\0"), r"a\tb\r\x1b[31m\x7f\x00");
+        assert_eq!(escape(r"a\nb"), r"a\\nb", "a backslash is not a newline");
+        assert_eq!(
+            escape("\u{85}\u{202e}\u{2028}"),
+            r"\u{0085}\u{202e}\u{2028}"
+        );
+        // Invalid UTF-8 as a record holds it: NUL and two hex digits, 80-ff.
+        assert_eq!(escape("a\0ffb\0fe"), r"a\xffb\xfe");
+        // A NUL before anything else is a NUL.
+        assert_eq!(escape("\x001b\x00FF\x00f"), r"\x001b\x00FF\x00f");
+        let names = [
+            "a\0ff",
+            r"a\xff",
+            "a\u{fffd}",
+            "a\\\0ff",
+            "a\u{85}",
+            "a\0850",
+        ];
+        let shown: std::collections::BTreeSet<_> = names.iter().map(|n| escape(n)).collect();
+        assert_eq!(shown.len(), names.len(), "{shown:?}");
     }
 }

@@ -734,7 +734,7 @@ pub fn markdown(a: &Assessment, lang: Lang) -> String {
                     f.at.format("%Y-%m-%d"),
                     f.result,
                     f.id,
-                    f.reason
+                    crate::output::escape(&f.reason)
                 );
             }
         }
@@ -747,7 +747,7 @@ pub fn markdown(a: &Assessment, lang: Lang) -> String {
                     c.at.format("%Y-%m-%d"),
                     c.result,
                     c.id,
-                    c.reason.as_deref().unwrap_or("-")
+                    crate::output::escape(c.reason.as_deref().unwrap_or("-"))
                 );
             }
         }
@@ -949,7 +949,7 @@ table{{border-collapse:collapse}}td{{border:1px solid #d0d7de;padding:.25em .6em
                     f.at.format("%Y-%m-%d"),
                     f.result,
                     esc(&f.id),
-                    esc(&f.reason)
+                    esc(&crate::output::escape(&f.reason))
                 );
             }
             s.push_str("</ul>");
@@ -963,7 +963,7 @@ table{{border-collapse:collapse}}td{{border:1px solid #d0d7de;padding:.25em .6em
                     c.at.format("%Y-%m-%d"),
                     c.result,
                     esc(&c.id),
-                    esc(c.reason.as_deref().unwrap_or("-"))
+                    esc(&crate::output::escape(c.reason.as_deref().unwrap_or("-")))
                 );
             }
             s.push_str("</ul>");

@@ -357,9 +357,49 @@ fn next_source(w: &mut Option<Entries>, r: &mut CompareReport) -> Option<Entry> 
     }
 }
 
-/// A path as it appears in records: relative, `/`-separated, lossy for non-UTF-8.
+/// A path as it appears in records: relative, `/`-separated. Valid UTF-8 is
+/// kept exactly; a byte that is not UTF-8 is NUL and two lowercase hex digits
+/// ("a\0ffb" for a<ff>b). No file name holds NUL, so two names never share a
+/// form, and [`from_display`] gives the name back. People see `a\xffb` (the
+/// agent escapes what it prints).
 pub fn display(rel: &Path) -> String {
-    rel.to_string_lossy().into_owned()
+    use std::fmt::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in rel.as_os_str().as_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(out, "\0{b:02x}");
+        }
+    }
+    out
+}
+
+/// The path a record's text stands for: the reverse of [`display`].
+pub fn from_display(s: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let hex = |h: &[u8]| -> Option<u8> {
+        if h.len() == 2 && h.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+            u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+        } else {
+            None
+        }
+    };
+    let mut out = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        match (b == 0).then(|| tail.get(..2).and_then(hex)).flatten() {
+            Some(x) => {
+                out.push(x);
+                rest = &tail[2..];
+            }
+            None => {
+                out.push(b);
+                rest = tail;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 struct Comparer<'a> {
@@ -619,8 +659,7 @@ impl Comparer<'_> {
             &mut self.report.unreadable,
             &mut self.report.source_unreadable,
         ] {
-            f.items
-                .sort_by(|a, b| Path::new(&a.path).cmp(Path::new(&b.path)));
+            f.items.sort_by_cached_key(|i| from_display(&i.path));
         }
         Ok(std::mem::take(&mut self.report))
     }

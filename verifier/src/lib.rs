@@ -29,7 +29,7 @@ mod walk;
 pub use checks::{CheckRecord, CheckSpec, ExpectOutput};
 pub use compare::{
     CompareError, CompareOptions, CompareReport, ExpectResult, ExpectStatus, Reference, compare,
-    compare_with, display, exclude_set,
+    compare_with, display, exclude_set, from_display,
 };
 pub use content::{CHUNK, ContentError, ContentOutcome, content_check, worker_count};
 pub use coverage::{RotationCoverage, rotation_coverage, slice_list};

@@ -316,7 +316,7 @@ impl Iterator for ManifestReader {
             Ok(l) => l,
             Err(e) => return bad(format!("bad manifest line: {e}")),
         };
-        let rel = PathBuf::from(&l.path);
+        let rel = crate::compare::from_display(&l.path);
         if self.prev.as_ref().is_some_and(|p| *p >= rel) {
             return bad(format!(
                 "manifest entries are not in tree order at {}",
@@ -341,7 +341,7 @@ impl Iterator for ManifestReader {
             mtime: t,
             ctime: t,
             btime: None,
-            target: l.target.map(PathBuf::from),
+            target: l.target.as_deref().map(crate::compare::from_display),
             sha256: l.sha256,
             kind_label,
             handle: Handle::Path,

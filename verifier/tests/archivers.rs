@@ -853,3 +853,38 @@ fn truncation_names_the_member_it_cut(#[case] script: &str, #[case] name: &str) 
     assert!(reasons(&rec).contains("a.bin"), "{}", reasons(&rec));
     assert!(reasons(&rec).contains("truncated?"), "{}", reasons(&rec));
 }
+
+// Pins: two names that are not UTF-8 were recorded alike (U+FFFD each).
+#[test]
+fn names_that_are_not_utf8_stay_apart_in_the_record() {
+    use std::os::unix::ffi::OsStringExt;
+    need("tar");
+    let site = Site::new();
+    let share = site.path("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let names = [b"a\xffb".to_vec(), b"a\xfeb".to_vec()];
+    for n in &names {
+        let p = share.join(std::ffi::OsString::from_vec(n.clone()));
+        std::fs::write(&p, "data\n").unwrap();
+    }
+    sh("tar -C share -cf share.tar .", site.tmp.path());
+    assert_pass(&site.drill_tar(&site.path("share.tar"), &share));
+    for n in &names {
+        rot(&share.join(std::ffi::OsString::from_vec(n.clone())), 0);
+    }
+    let rec = site.drill_tar(&site.path("share.tar"), &share);
+    assert_eq!(rec.verify.mismatched.count, 2, "{rec:#?}");
+    let paths: Vec<&str> = rec
+        .verify
+        .mismatched
+        .items
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
+    assert_eq!(paths, ["a\u{0}feb", "a\u{0}ffb"]);
+    for p in paths {
+        assert!(
+            verifier::from_display(p).exists() || share.join(verifier::from_display(p)).exists()
+        );
+    }
+}
