@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(gcc make pkg-config ca-certificates procps
   prometheus prometheus-alertmanager # promtool checks /metrics; alerts reach a real Alertmanager
   restic borgbackup # real restore tools in end-to-end tests
+  acl attr # setfacl and setfattr: ACLs and attributes the drills restore and compare
   libarchive-tools busybox cpio pax rsync git python3 xz-utils bzip2 lz4 zstd # real archivers and copiers write the backups drilled in tests
   sqlite3 # post-restore checks in tests
   time faketime # the fault matrix: peak memory of a run, a clock set back

@@ -168,6 +168,8 @@ pub struct Verify {
     pub expect: Vec<PathBuf>,
     /// Verify against this manifest instead of the source.
     pub manifest: Option<PathBuf>,
+    /// `metadata = ["mode", "owner", "acl", "xattr"]`; unset: the default.
+    pub metadata: Option<verifier::metadata::MetadataSet>,
 }
 
 impl Default for Verify {
@@ -181,6 +183,7 @@ impl Default for Verify {
             min_files: 1,
             expect: Vec::new(),
             manifest: None,
+            metadata: None,
         }
     }
 }
@@ -410,6 +413,7 @@ struct RawVerify {
     min_files: Option<Spanned<i64>>,
     expect: Option<Vec<Spanned<String>>>,
     manifest: Option<Spanned<String>>,
+    metadata: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -1018,6 +1022,16 @@ fn job(
         verify.rotate_over,
     );
     verify.min_files = count(cx, rv.min_files, k("verify.min_files"), 0, verify.min_files);
+    verify.metadata =
+        rv.metadata.and_then(
+            |m| match verifier::metadata::MetadataSet::parse(m.get_ref()) {
+                Ok(set) => Some(set),
+                Err(why) => {
+                    cx.at(m.span(), k("verify.metadata"), why);
+                    None
+                }
+            },
+        );
     verify.seed = rv.seed.and_then(|s| match u64::try_from(*s.get_ref()) {
         Ok(v) => Some(v),
         Err(_) => {

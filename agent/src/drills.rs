@@ -226,6 +226,7 @@ pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpe
             exclude: v.exclude.clone(),
             min_files: v.min_files,
             expect: v.expect.clone(),
+            metadata: v.metadata,
         },
         timeout: Some(job.timeout),
         rto: job.rto,

@@ -21,6 +21,7 @@ use crate::deadline::{Deadline, Stop};
 use crate::drift::{Drift, Judgement, content_change, inode_change};
 use crate::findings::Findings;
 use crate::manifest::ManifestReader;
+use crate::metadata::MetadataSet;
 use crate::progress::Progress;
 use crate::select::{BottomK, ContentSelection, in_slice};
 use crate::walk::{Entry, Handle, Kind, Walk, WalkError, open_root};
@@ -43,6 +44,9 @@ pub struct CompareOptions {
     pub threads: usize,
     /// Counters for a progress display.
     pub progress: Option<Arc<Progress>>,
+    /// What is compared beyond type, size, link target and content (owner,
+    /// ACLs and attributes only against a source tree).
+    pub metadata: MetadataSet,
 }
 
 impl Default for CompareOptions {
@@ -56,6 +60,7 @@ impl Default for CompareOptions {
             manifest_out: None,
             threads: 0,
             progress: None,
+            metadata: MetadataSet::default(),
         }
     }
 }
@@ -238,6 +243,7 @@ pub fn compare_with(
         );
         let mut c = Comparer {
             reference,
+            restored_root: restored,
             opts,
             report: CompareReport::default(),
             manifest: None,
@@ -323,7 +329,7 @@ impl Comparer<'_> {
         let r = &mut self.report;
         loop {
             match w.next()? {
-                Ok(e) if matches!(e.kind, Kind::Socket | Kind::Other) => {
+                Ok(e) if e.is_skipped_special() => {
                     r.skipped_special
                         .push(display(&e.rel), e.kind.name().into());
                 }
@@ -347,7 +353,7 @@ fn next_source(w: &mut Option<Entries>, r: &mut CompareReport) -> Option<Entry> 
     let w = w.as_mut()?;
     loop {
         match w.next()? {
-            Ok(e) if matches!(e.kind, Kind::Socket | Kind::Other) => {
+            Ok(e) if e.is_skipped_special() => {
                 r.skipped_special
                     .push(display(&e.rel), e.kind.name().into());
             }
@@ -404,6 +410,7 @@ pub fn from_display(s: &str) -> PathBuf {
 
 struct Comparer<'a> {
     reference: Reference<'a>,
+    restored_root: &'a Path,
     opts: &'a CompareOptions,
     report: CompareReport,
     manifest: Option<ManifestWriter>,
@@ -518,12 +525,15 @@ impl Comparer<'_> {
             }
             _ => {}
         }
-        if x.kind != Kind::Symlink && x.mode != y.mode {
+        if self.opts.metadata.mode && x.kind != Kind::Symlink && x.mode != y.mode {
             // chmod changes ctime, not mtime: judge mode drift by ctime.
             let what = format!("mode: {:04o} in source, {:04o} restored", x.mode, y.mode);
             let j = inode_change(self.opts.drift, x.ctime);
             self.differ_at(&x.rel, what, j);
             return Ok(());
+        }
+        if let Reference::Tree(source_root) = self.reference {
+            self.other_metadata(source_root, x, y);
         }
         if x.kind == Kind::File {
             self.consider_content(
@@ -534,6 +544,89 @@ impl Comparer<'_> {
             )?;
         }
         Ok(())
+    }
+
+    /// Owner, ACLs and attributes, as the job asks; changes to them change
+    /// the inode (ctime), so drift is judged as for the mode. The content is
+    /// still checked.
+    fn other_metadata(&mut self, source_root: &Path, x: &Entry, y: &Entry) {
+        use crate::metadata::{ACL_ACCESS, ACL_DEFAULT, get, xattrs};
+        let m = self.opts.metadata;
+        let j = inode_change(self.opts.drift, x.ctime);
+        if m.owner && (x.uid, x.gid) != (y.uid, y.gid) {
+            let what = format!(
+                "owner: {}:{} in source, {}:{} restored",
+                x.uid, x.gid, y.uid, y.gid
+            );
+            self.differ_at(&x.rel, what, j);
+            return;
+        }
+        if x.kind == Kind::Symlink || !(m.acl || m.xattr) {
+            return;
+        }
+        let (src, dst) = (source_root.join(&x.rel), self.restored_root.join(&y.rel));
+        if m.acl {
+            for name in [ACL_ACCESS, ACL_DEFAULT] {
+                let name = std::ffi::OsStr::new(name);
+                let (a, b) = match (get(&src, name), get(&dst, name)) {
+                    (Ok(a), Ok(b)) => (a, b),
+                    (Err(e), _) => {
+                        let what = format!("cannot read its ACL: {e}");
+                        self.report.source_unreadable.push(display(&x.rel), what);
+                        return;
+                    }
+                    (_, Err(e)) => {
+                        let what = format!("cannot read its ACL: {e}");
+                        self.report.unreadable.push(display(&y.rel), what);
+                        return;
+                    }
+                };
+                if a != b {
+                    let kind = if name == ACL_ACCESS {
+                        "access"
+                    } else {
+                        "default"
+                    };
+                    let state = |v: &Option<Vec<u8>>| if v.is_some() { "set" } else { "none" };
+                    let what = format!(
+                        "acl: the {kind} ACL differs ({} in source, {} restored)",
+                        state(&a),
+                        state(&b)
+                    );
+                    self.differ_at(&x.rel, what, j);
+                    return;
+                }
+            }
+        }
+        if m.xattr {
+            let (a, b) = match (xattrs(&src), xattrs(&dst)) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) => {
+                    let what = format!("cannot read its attributes: {e}");
+                    self.report.source_unreadable.push(display(&x.rel), what);
+                    return;
+                }
+                (_, Err(e)) => {
+                    let what = format!("cannot read its attributes: {e}");
+                    self.report.unreadable.push(display(&y.rel), what);
+                    return;
+                }
+            };
+            if a != b {
+                let names = |v: &[(std::ffi::OsString, Vec<u8>)]| {
+                    v.iter()
+                        .map(|(n, _)| n.to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                let what = if names(&a) == names(&b) {
+                    format!("xattr: a value differs ({})", names(&a))
+                } else {
+                    format!("xattr: [{}] in source, [{}] restored", names(&a), names(&b))
+                };
+                self.differ_at(&x.rel, what, j);
+            }
+        }
     }
 
     /// Content-checks now (all, rotate, canary) or offers to the sample.

@@ -19,6 +19,7 @@ use crate::deadline::{Deadline, Stop, humanize};
 use crate::drift::Drift;
 use crate::driver::{BackupInfo, Driver, DriverError, RestoreStats};
 use crate::findings::Findings;
+use crate::metadata::{Held, MetadataSet};
 use crate::process::Isolation;
 use crate::progress::{Phase, Progress};
 use crate::record::*;
@@ -34,6 +35,10 @@ pub struct VerifySpec {
     pub min_files: u64,
     /// Canaries: must be restored and match.
     pub expect: Vec<PathBuf>,
+    /// What is compared beyond content (`[job.verify] metadata`); `None`:
+    /// mode, owner when the agent is root, and ACLs, each where the backup
+    /// holds it.
+    pub metadata: Option<MetadataSet>,
 }
 
 impl Default for VerifySpec {
@@ -43,8 +48,76 @@ impl Default for VerifySpec {
             exclude: Vec::new(),
             min_files: 1,
             expect: Vec::new(),
+            metadata: None,
         }
     }
+}
+
+/// The metadata a drill compares: what the job asks for, less what the backup
+/// does not hold or the agent cannot put back; each left out is said why.
+pub fn metadata_to_compare(
+    asked: Option<MetadataSet>,
+    held: Held,
+    restore_notes: &[String],
+    against_tree: bool,
+    as_root: bool,
+) -> (MetadataSet, Vec<String>) {
+    let mut m = asked.unwrap_or(MetadataSet {
+        mode: true,
+        owner: as_root,
+        acl: true,
+        xattr: false,
+    });
+    let mut notes = Vec::new();
+    let mut drop = |on: &mut bool, why: String| {
+        if *on {
+            *on = false;
+            notes.push(why);
+        }
+    };
+    if !against_tree {
+        drop(
+            &mut m.owner,
+            "owner: only compared against a source tree".into(),
+        );
+        drop(
+            &mut m.acl,
+            "acl: only compared against a source tree".into(),
+        );
+        drop(
+            &mut m.xattr,
+            "xattr: only compared against a source tree".into(),
+        );
+    }
+    if !as_root {
+        drop(
+            &mut m.owner,
+            "owner: the agent is not root, so restored files are its own".into(),
+        );
+    }
+    if !held.owner {
+        drop(
+            &mut m.owner,
+            "owner: the backup holds no owners that were restored".into(),
+        );
+    }
+    if !held.acl {
+        drop(&mut m.acl, "acl: the backup holds no ACLs".into());
+    }
+    if !held.xattr {
+        drop(
+            &mut m.xattr,
+            "xattr: the backup holds no extended attributes".into(),
+        );
+    }
+    for n in restore_notes {
+        if n.starts_with("acl:") {
+            drop(&mut m.acl, n.clone());
+        } else if n.starts_with("xattr:") {
+            drop(&mut m.xattr, n.clone());
+        }
+    }
+    (m, notes)
 }
 
 /// One configured backup to drill.
@@ -206,6 +279,8 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
     let mut verify_time = Duration::ZERO;
     let mut artifacts = None;
     let mut checks = Vec::new();
+    // What the compare looked at, and what it left out; nothing until it runs.
+    let mut metadata = (MetadataSet::parse(&[]).unwrap_or_default(), Vec::new());
 
     // Nothing may be written into the live data: refuse before anything is.
     let clash = spec.source.as_deref().and_then(|src| {
@@ -320,6 +395,13 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
         } else if d.fails.is_empty() && d.errors.is_empty() {
             let t = Instant::now();
             let run_dir = env.state_dir.join("runs").join(&id);
+            metadata = metadata_to_compare(
+                spec.verify.metadata,
+                stats.held,
+                &stats.metadata_notes,
+                spec.manifest.is_none() && spec.source.is_some(),
+                rustix::process::geteuid().is_root(),
+            );
             let opts = CompareOptions {
                 selection: spec.verify.selection.clone(),
                 exclude: spec.verify.exclude.clone(),
@@ -337,6 +419,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                 manifest_out: Some(run_dir.join("manifest.jsonl")),
                 threads: 0,
                 progress: env.progress.clone(),
+                metadata: metadata.0,
             };
             env.phase(Phase::Verifying);
             let reference = match (&spec.manifest, &spec.source) {
@@ -559,6 +642,8 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
             new_since_backup: r.new_since_backup,
             unreadable: r.unreadable,
             source_unreadable: r.source_unreadable,
+            metadata: metadata.0.names(),
+            metadata_not_compared: metadata.1,
             skipped_special: {
                 // The restore's (devices in the archive) and the compare's.
                 let mut all = stats.skipped_special.clone();

@@ -16,6 +16,7 @@ pub mod driver;
 mod findings;
 mod ledger;
 pub mod manifest;
+pub mod metadata;
 pub mod process;
 pub mod progress;
 mod record;

@@ -338,6 +338,8 @@ impl Iterator for ManifestReader {
             kind,
             size: l.size,
             mode: u32::from_str_radix(&l.mode, 8).unwrap_or(0),
+            uid: 0,
+            gid: 0,
             mtime: t,
             ctime: t,
             btime: None,

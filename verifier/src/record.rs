@@ -121,6 +121,14 @@ pub struct VerifySection {
     pub new_since_backup: Findings,
     pub unreadable: Findings,
     pub source_unreadable: Findings,
+    /// What was compared beyond type, size, link target and content: any of
+    /// mode, owner, acl, xattr.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<String>,
+    /// Metadata the job asked for and the drill could not compare, each with
+    /// why ("acl: the backup holds no ACLs").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata_not_compared: Vec<String>,
     /// Sockets (no archiver stores one) and device nodes (never made in a
     /// sandbox), on either side: left out of the compare, counted here.
     #[serde(default, skip_serializing_if = "Findings::is_empty")]

@@ -69,6 +69,8 @@ pub struct Entry {
     pub size: u64,
     /// Permission bits (including setuid/setgid/sticky).
     pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
     pub mtime: SystemTime,
     pub ctime: SystemTime,
     /// Creation (birth) time, where the filesystem records it.
@@ -80,6 +82,19 @@ pub struct Entry {
     pub kind_label: Option<String>,
     /// How to reach the entry's bytes.
     pub handle: Handle,
+}
+
+impl Entry {
+    /// Sockets and device nodes: no archiver stores a socket, and a device
+    /// holds no data and is never made in a sandbox; the compare counts them
+    /// and goes on. (A manifest's database tables are `Other` too, by label.)
+    pub fn is_skipped_special(&self) -> bool {
+        match self.kind {
+            Kind::Socket => true,
+            Kind::Other => self.kind_label.as_deref().is_none_or(|l| l == "other"),
+            _ => false,
+        }
+    }
 }
 
 /// An open directory, shared by the entries listed from it.
@@ -180,6 +195,8 @@ const OPEN_DEPTH: usize = 32;
 
 const STAT_MASK: StatxFlags = StatxFlags::TYPE
     .union(StatxFlags::MODE)
+    .union(StatxFlags::UID)
+    .union(StatxFlags::GID)
     .union(StatxFlags::SIZE)
     .union(StatxFlags::MTIME)
     .union(StatxFlags::CTIME)
@@ -196,6 +213,8 @@ fn err(rel: &Path, message: String) -> WalkError {
 struct Meta {
     ftype: FileType,
     mode: u32,
+    uid: u32,
+    gid: u32,
     size: u64,
     mtime: SystemTime,
     ctime: SystemTime,
@@ -212,6 +231,8 @@ fn lstat_at(dir: &DirFd, name: &std::ffi::OsStr) -> std::io::Result<Meta> {
             Ok(Meta {
                 ftype: FileType::from_raw_mode(st.stx_mode.into()),
                 mode: u32::from(st.stx_mode),
+                uid: st.stx_uid,
+                gid: st.stx_gid,
                 size: st.stx_size,
                 mtime: time(st.stx_mtime),
                 ctime: time(st.stx_ctime),
@@ -228,6 +249,8 @@ fn lstat_at(dir: &DirFd, name: &std::ffi::OsStr) -> std::io::Result<Meta> {
             Ok(Meta {
                 ftype: FileType::from_raw_mode(m.mode()),
                 mode: m.mode(),
+                uid: m.uid(),
+                gid: m.gid(),
                 size: m.len(),
                 mtime: t(m.mtime(), m.mtime_nsec()),
                 ctime: t(m.ctime(), m.ctime_nsec()),
@@ -256,6 +279,8 @@ fn stat_entry(rel: PathBuf, dir: &DirFd, name: &std::ffi::OsStr) -> Result<Entry
     Ok(Entry {
         size: if kind == Kind::File { m.size } else { 0 },
         mode: m.mode & 0o7777,
+        uid: m.uid,
+        gid: m.gid,
         mtime: m.mtime,
         ctime: m.ctime,
         btime: m.btime,

@@ -888,3 +888,140 @@ fn names_that_are_not_utf8_stay_apart_in_the_record() {
         );
     }
 }
+
+/// A share whose permissions are data: a named-user ACL (which makes the
+/// mode's group bits the ACL's mask), a default ACL on a directory, and a
+/// user attribute.
+fn acl_tree(root: &Path) {
+    share_tree(root);
+    sh(
+        "setfacl -m u:nobody:rw docs/report.txt && setfacl -d -m g:nogroup:rx docs/sub && setfattr -n user.origin -v scanner docs/report.txt",
+        root,
+    );
+}
+
+// Pins: bsdtar writes the ACL's group entry into the mode field and the
+// drill saw a "mode mismatch" where `bsdtar -xpf` restores the file exactly;
+// ACLs and attributes were neither restored nor compared.
+#[rstest]
+#[case::bsdtar("bsdtar -C share -cf share.tar .")]
+#[case::gnu_tar_acls_xattrs("tar --acls --xattrs -C share -cf share.tar .")]
+#[case::gnu_tar_pax_acls("tar --format=posix --acls --xattrs -C share -cf share.tar .")]
+fn acls_and_attributes_are_restored_and_compared(#[case] script: &str) {
+    need("setfacl");
+    need("setfattr");
+    need(script.split(' ').next().unwrap());
+    let site = Site::new();
+    let share = site.path("share");
+    acl_tree(&share);
+    sh(script, site.tmp.path());
+    let mut spec = site.spec(
+        Box::new(TarDriver {
+            path: site.path("share.tar").display().to_string(),
+            backup_time: None,
+            root: None,
+        }),
+        &share,
+    );
+    spec.verify.metadata = Some(
+        verifier::metadata::MetadataSet::parse(&["mode".into(), "acl".into(), "xattr".into()])
+            .unwrap(),
+    );
+    let rec = site.drill(&spec);
+    assert_pass(&rec);
+    assert_eq!(rec.verify.metadata, ["mode", "acl", "xattr"], "{rec:#?}");
+    assert!(rec.verify.metadata_not_compared.is_empty(), "{rec:#?}");
+
+    // An ACL changed in the source after the backup is drift, not damage.
+    std::thread::sleep(Duration::from_millis(20));
+    sh("setfacl -m u:nobody:r docs/report.txt", &share);
+    let rec = site.drill(&spec);
+    assert_pass(&rec);
+    assert!(
+        rec.verify.changed_since_backup.contains("docs/report.txt"),
+        "{rec:#?}"
+    );
+}
+
+#[test]
+fn an_archive_without_acls_says_they_were_not_compared() {
+    need("setfacl");
+    need("tar");
+    let site = Site::new();
+    let share = site.path("share");
+    acl_tree(&share);
+    sh("tar -C share -cf share.tar .", site.tmp.path());
+    let rec = site.drill_tar(&site.path("share.tar"), &share);
+    assert_pass(&rec);
+    assert!(
+        !rec.verify.metadata.contains(&"acl".to_string()),
+        "{rec:#?}"
+    );
+    assert!(
+        rec.verify
+            .metadata_not_compared
+            .iter()
+            .any(|n| n == "acl: the backup holds no ACLs"),
+        "{rec:#?}"
+    );
+}
+
+#[test]
+fn acls_attributes_and_owners_damaged_in_a_copy_fail() {
+    need("setfacl");
+    need("setfattr");
+    need("rsync");
+    let site = Site::new();
+    let share = site.path("share");
+    acl_tree(&share);
+    let as_root = rustix::process::geteuid().is_root();
+    if as_root {
+        std::os::unix::fs::chown(share.join("readme.md"), Some(1234), Some(1234)).unwrap();
+    }
+    sh("rsync -aAX share/ copy/", site.tmp.path());
+    let copy = site.path("copy");
+    let mut spec = site.spec(
+        Box::new(DirDriver {
+            path: copy.clone(),
+            backup_time: None,
+            root: None,
+        }),
+        &share,
+    );
+    spec.verify.metadata = Some(
+        verifier::metadata::MetadataSet::parse(&[
+            "mode".into(),
+            "owner".into(),
+            "acl".into(),
+            "xattr".into(),
+        ])
+        .unwrap(),
+    );
+    let rec = site.drill(&spec);
+    assert_pass(&rec);
+    std::thread::sleep(Duration::from_millis(20));
+    sh(
+        "setfacl -n -m u:nobody:r docs/report.txt && setfattr -n user.origin -v tampered docs/sub/data.bin",
+        &copy,
+    );
+    if as_root {
+        std::os::unix::fs::chown(copy.join("readme.md"), Some(0), Some(0)).unwrap();
+    }
+    let rec = site.drill(&spec);
+    assert_eq!(rec.result, Verdict::Fail, "{rec:#?}");
+    let why = reasons(&rec);
+    assert!(
+        why.contains("docs/report.txt (acl: the access ACL differs"),
+        "{why}"
+    );
+    assert!(
+        why.contains("docs/sub/data.bin (xattr: [] in source, [user.origin] restored)"),
+        "{why}"
+    );
+    if as_root {
+        assert!(
+            why.contains("readme.md (owner: 1234:1234 in source, 0:0 restored)"),
+            "{why}"
+        );
+    }
+}

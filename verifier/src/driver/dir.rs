@@ -71,6 +71,7 @@ impl Driver for DirDriver {
         deadline: &Deadline,
         stats: &mut RestoreStats,
     ) -> Result<(), DriverError> {
+        let as_root = rustix::process::geteuid().is_root();
         let mut newest_mtime: Option<SystemTime> = None;
         let mut newest_ctime: Option<SystemTime> = None;
         let mut dirs = Vec::new();
@@ -111,13 +112,33 @@ impl Driver for DirDriver {
             };
             let mtime = filetime::FileTime::from_last_modification_time(&meta);
             let ft = meta.file_type();
+            // Owner (as root), then mode, then ACLs and attributes: a chown
+            // clears setuid bits, and an ACL's mask is the mode's group bits.
+            let owner = |to: &Path| -> Result<(), DriverError> {
+                if as_root {
+                    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid())).map_err(
+                        |err| DriverError::Sandbox {
+                            path: to.to_path_buf(),
+                            source: err,
+                        },
+                    )?;
+                }
+                Ok(())
+            };
             if ft.is_dir() {
                 std::fs::create_dir(&dest).map_err(sandbox_err)?;
-                dirs.push((dest.clone(), meta.permissions(), mtime));
+                dirs.push((
+                    e.path().to_path_buf(),
+                    dest.clone(),
+                    meta.permissions(),
+                    mtime,
+                    (meta.uid(), meta.gid()),
+                ));
             } else if ft.is_symlink() {
                 // Copied as a link, whatever it points to; never followed.
                 let target = std::fs::read_link(e.path()).map_err(read_err)?;
                 std::os::unix::fs::symlink(&target, &dest).map_err(sandbox_err)?;
+                owner(&dest)?;
                 let _ = filetime::set_symlink_file_times(&dest, mtime, mtime);
                 stats.files += 1;
             } else if ft.is_file() {
@@ -129,7 +150,9 @@ impl Driver for DirDriver {
                     CopyError::Stopped(t) => DriverError::Stopped(t),
                 })?;
                 drop(to);
+                owner(&dest)?;
                 std::fs::set_permissions(&dest, meta.permissions()).map_err(sandbox_err)?;
+                copy_attrs(e.path(), &dest, &mut stats.metadata_notes)?;
                 let _ = filetime::set_file_mtime(&dest, mtime);
                 stats.files += 1;
                 stats.bytes += n;
@@ -143,7 +166,9 @@ impl Driver for DirDriver {
                     0,
                 )
                 .map_err(|e| sandbox_err(e.into()))?;
+                owner(&dest)?;
                 std::fs::set_permissions(&dest, meta.permissions()).map_err(sandbox_err)?;
+                copy_attrs(e.path(), &dest, &mut stats.metadata_notes)?;
                 // (set_file_mtime would open it, and wait for a writer.)
                 let _ = filetime::set_symlink_file_times(&dest, mtime, mtime);
                 stats.files += 1;
@@ -157,13 +182,24 @@ impl Driver for DirDriver {
                     .push(crate::compare::display(&rel), "device node".into());
             }
         }
-        for (dir, perms, mtime) in dirs.into_iter().rev() {
-            std::fs::set_permissions(&dir, perms).map_err(|e| DriverError::Sandbox {
+        for (from, dir, perms, mtime, (uid, gid)) in dirs.into_iter().rev() {
+            let sandbox_err = |e| DriverError::Sandbox {
                 path: dir.clone(),
                 source: e,
-            })?;
+            };
+            if as_root {
+                std::os::unix::fs::lchown(&dir, Some(uid), Some(gid)).map_err(sandbox_err)?;
+            }
+            std::fs::set_permissions(&dir, perms).map_err(sandbox_err)?;
+            copy_attrs(&from, &dir, &mut stats.metadata_notes)?;
             let _ = filetime::set_file_mtime(&dir, mtime);
         }
+        // A copy keeps whatever the filesystem keeps; ownership only as root.
+        stats.held = crate::metadata::Held {
+            owner: as_root,
+            acl: true,
+            xattr: true,
+        };
         if backup.created_at.is_none() {
             backup.created_at = newest_mtime;
         }
@@ -171,6 +207,23 @@ impl Driver for DirDriver {
         stats.root = self.root.clone();
         Ok(())
     }
+}
+
+/// The copy's ACLs and attributes onto the restored entry.
+fn copy_attrs(from: &Path, to: &Path, notes: &mut Vec<String>) -> Result<(), DriverError> {
+    crate::metadata::copy_all(from, to, notes).map_err(|(reading, e)| {
+        if reading {
+            DriverError::Read {
+                path: from.to_path_buf(),
+                source: e,
+            }
+        } else {
+            DriverError::Sandbox {
+                path: to.to_path_buf(),
+                source: e,
+            }
+        }
+    })
 }
 
 fn ctime(meta: &std::fs::Metadata) -> Option<SystemTime> {

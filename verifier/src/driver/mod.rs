@@ -76,6 +76,11 @@ pub struct RestoreStats {
     pub max_bytes: Option<u64>,
     /// Special files in the backup that were not restored (device nodes).
     pub skipped_special: crate::findings::Findings,
+    /// The metadata beyond mode the backup holds and the restore put back.
+    pub held: crate::metadata::Held,
+    /// Why some metadata could not be put back (the sandbox's filesystem has
+    /// no ACLs, say): not compared, and said so in the record.
+    pub metadata_notes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -40,6 +40,11 @@ pub struct Pax {
     /// `mtime` as (seconds, nanoseconds).
     pub mtime: Option<(i64, u32)>,
     pub sparse: Option<Sparse>,
+    /// Extended attributes (`SCHILY.xattr.*`, `LIBARCHIVE.xattr.*`).
+    pub xattrs: Vec<(std::ffi::OsString, Vec<u8>)>,
+    /// POSIX ACLs in text form (`SCHILY.acl.access`, `SCHILY.acl.default`).
+    pub acl_access: Option<String>,
+    pub acl_default: Option<String>,
 }
 
 fn num(v: &[u8]) -> Result<u64, String> {
@@ -55,17 +60,28 @@ fn num(v: &[u8]) -> Result<u64, String> {
 }
 
 /// Reads the member's pax records; `Err` for a sparse map that cannot be read.
-pub fn read<R: Read>(entry: &mut tar::Entry<R>) -> Result<Pax, String> {
-    let mut pax = Pax::default();
-    let Ok(Some(exts)) = entry.pax_extensions() else {
-        return Ok(pax);
+/// `raw`: the member's pax header data as the archive holds it, when the
+/// extractor saw it go by; the tar reader's own view splits records at every
+/// newline, which loses values that hold one (GNU tar's ACL text, binary
+/// attributes).
+pub fn read<R: Read>(entry: &mut tar::Entry<R>, raw: Option<&[u8]>) -> Result<Pax, String> {
+    let records: Vec<(Vec<u8>, Vec<u8>)> = match raw {
+        Some(data) => records(data),
+        None => match entry.pax_extensions() {
+            Ok(Some(exts)) => exts
+                .filter_map(Result::ok)
+                .map(|e| (e.key_bytes().to_vec(), e.value_bytes().to_vec()))
+                .collect(),
+            _ => Vec::new(),
+        },
     };
+    let mut pax = Pax::default();
     let (mut major, mut minor) = (None, None);
     let (mut name, mut real_size, mut map) = (None, None, None);
     let mut pairs: Vec<(u64, u64)> = Vec::new();
-    for e in exts.filter_map(Result::ok) {
-        let v = e.value_bytes();
-        match e.key_bytes() {
+    for (key, v) in &records {
+        let v = v.as_slice();
+        match key.as_slice() {
             b"mtime" => pax.mtime = parse_pax_time(v),
             b"GNU.sparse.major" => major = Some(num(v)?),
             b"GNU.sparse.minor" => minor = Some(num(v)?),
@@ -90,7 +106,15 @@ pub fn read<R: Read>(entry: &mut tar::Entry<R>) -> Result<Pax, String> {
                 }
                 map = Some(nums.chunks(2).map(|c| (c[0], c[1])).collect::<Vec<_>>());
             }
-            _ => {}
+            b"SCHILY.acl.access" => pax.acl_access = Some(String::from_utf8_lossy(v).into_owned()),
+            b"SCHILY.acl.default" => {
+                pax.acl_default = Some(String::from_utf8_lossy(v).into_owned())
+            }
+            k => {
+                if let Some(x) = crate::metadata::from_pax(k, v) {
+                    pax.xattrs.push(x);
+                }
+            }
         }
     }
     let map = match (major, minor, map) {
@@ -113,6 +137,30 @@ pub fn read<R: Read>(entry: &mut tar::Entry<R>) -> Result<Pax, String> {
         });
     }
     Ok(pax)
+}
+
+/// Pax records, `LEN KEY=VALUE\n` one after another, where LEN counts the
+/// whole record: values may hold newlines and any byte.
+pub fn records(data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while let Some(sp) = rest.iter().position(|&b| b == b' ') {
+        let Some(len) = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+        else {
+            break;
+        };
+        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            break;
+        }
+        let kv = &rest[sp + 1..len - 1];
+        if let Some(eq) = kv.iter().position(|&b| b == b'=') {
+            out.push((kv[..eq].to_vec(), kv[eq + 1..].to_vec()));
+        }
+        rest = &rest[len..];
+    }
+    out
 }
 
 /// Reads a version 1.0 map from the start of the data, and the padding to
@@ -206,6 +254,24 @@ mod tests {
         assert_eq!(parse_pax_time(b"12"), Some((12, 0)));
         assert_eq!(parse_pax_time(b"1.1234567891"), Some((1, 123_456_789)));
         assert_eq!(parse_pax_time(b"x"), None);
+    }
+
+    #[test]
+    fn records_may_hold_newlines() {
+        fn rec(k: &str, v: &str) -> String {
+            let body = format!(" {k}={v}\n");
+            let mut n = body.len() + 1;
+            while n.to_string().len() + body.len() != n {
+                n += 1;
+            }
+            format!("{n}{body}")
+        }
+        let text = "user::rw-\nuser:nobody:rw-\n";
+        let data = rec("SCHILY.acl.access", text) + &rec("mtime", "1.5");
+        let got = records(data.as_bytes());
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].1, text.as_bytes());
+        assert_eq!(got[1], (b"mtime".to_vec(), b"1.5".to_vec()));
     }
 
     #[test]

@@ -223,6 +223,8 @@ pub fn table_counts_manifest(
                 kind: Kind::Other,
                 size: n,
                 mode: 0,
+                uid: 0,
+                gid: 0,
                 mtime: UNIX_EPOCH,
                 ctime: UNIX_EPOCH,
                 btime: None,

@@ -194,7 +194,7 @@ struct Extract<'a> {
     deadline: &'a Deadline,
     stats: RestoreStats,
     /// Directory modes and times, applied last (children change a dir's mtime).
-    dirs: Vec<(PathBuf, u32, filetime::FileTime)>,
+    dirs: Vec<(PathBuf, u32, filetime::FileTime, Extra)>,
     /// Where each directory is in `dirs`: a directory stored twice takes the
     /// last member's mode and time, as GNU tar does.
     dir_index: std::collections::HashMap<PathBuf, usize>,
@@ -244,40 +244,59 @@ impl<'a> Extract<'a> {
             .map_err(|e| self.damaged(e.to_string()))?;
         let skip = got == 512 && first[156] == b'V';
         let head = if skip { &first[..0] } else { &first[..got] };
-        let mut archive = tar::Archive::new(io::Cursor::new(head).chain(r));
-        let entries = archive.entries().map_err(|e| self.damaged(e.to_string()))?;
-        for entry in entries {
+        let tap = Tap::new(io::Cursor::new(head).chain(r));
+        let seen = tap.seen.clone();
+        let mut archive = tar::Archive::new(tap);
+        let mut entries = archive.entries().map_err(|e| self.damaged(e.to_string()))?;
+        loop {
             self.deadline.check()?;
+            seen.borrow_mut().start();
+            let Some(entry) = entries.next() else { break };
             let mut entry = entry.map_err(|e| match &self.last {
                 Some(m) => self.damaged(format!("{e}, after member {m} (truncated?)")),
                 None => self.damaged(e.to_string()),
             })?;
+            let raw_pax = seen.borrow_mut().pax_data();
             self.last = Some(String::from_utf8_lossy(&entry.path_bytes()).into_owned());
-            self.entry(&mut entry)?;
+            self.entry(&mut entry, raw_pax.as_deref())?;
+            // What the member has left is read here, so that what the tar
+            // reader reads for the next one starts at its headers.
+            io::copy(&mut entry, &mut io::sink()).map_err(|e| {
+                self.damaged(format!("{}: {e}", self.last.as_deref().unwrap_or_default()))
+            })?;
         }
+        drop(entries);
         self.dir_index.clear();
-        for (dir, mode, mtime) in self.dirs.drain(..).rev() {
+        let dirs = std::mem::take(&mut self.dirs);
+        for (dir, mode, mtime, extra) in dirs.into_iter().rev() {
+            self.owner(&dir, &extra)?;
             set_mode(&dir, mode).map_err(|e| DriverError::Sandbox {
                 path: dir.clone(),
                 source: e,
             })?;
+            self.acl_and_xattrs(&dir, &extra, true)?;
             let _ = filetime::set_file_mtime(&dir, mtime);
         }
-        Ok(archive.into_inner().into_inner().1)
+        Ok(archive.into_inner().inner.into_inner().1)
     }
 
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<(), DriverError> {
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        raw_pax: Option<&[u8]>,
+    ) -> Result<(), DriverError> {
         // Pax global headers (`git archive`'s commit id, GNU tar's
         // `/tmp/GlobalHead.N`) and volume labels (`tar -V`) describe the
         // archive, not a member.
         if matches!(entry.header().entry_type().as_byte(), b'g' | b'V') {
             return Ok(());
         }
-        let pax = pax::read(entry).map_err(|why| {
+        let pax = pax::read(entry, raw_pax).map_err(|why| {
             let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             self.damaged(format!("{name}: {why}"))
         })?;
         let mtime = pax::member_mtime(entry.header(), &pax);
+        let extra = self.extra(entry.header(), &pax);
         let name = match pax.sparse.as_ref().and_then(|s| s.name.clone()) {
             Some(n) => n,
             None => entry
@@ -322,10 +341,10 @@ impl<'a> Extract<'a> {
                     Err(_) => std::fs::create_dir(&dest).map_err(sandbox_err)?,
                 }
                 match self.dir_index.get(&dest) {
-                    Some(&i) => self.dirs[i] = (dest, mode, mtime),
+                    Some(&i) => self.dirs[i] = (dest, mode, mtime, extra),
                     None => {
                         self.dir_index.insert(dest.clone(), self.dirs.len());
-                        self.dirs.push((dest, mode, mtime));
+                        self.dirs.push((dest, mode, mtime, extra));
                     }
                 }
             }
@@ -339,10 +358,12 @@ impl<'a> Extract<'a> {
                     }
                 }
                 drop(f);
+                self.owner(&dest, &extra)?;
                 set_mode(&dest, mode).map_err(|e| DriverError::Sandbox {
                     path: dest.clone(),
                     source: e,
                 })?;
+                self.acl_and_xattrs(&dest, &extra, true)?;
                 let _ = filetime::set_file_mtime(&dest, mtime);
                 self.stats.files += 1;
             }
@@ -362,6 +383,7 @@ impl<'a> Extract<'a> {
                     path: dest.clone(),
                     source: e,
                 })?;
+                self.owner(&dest, &extra)?;
                 let _ = filetime::set_symlink_file_times(&dest, mtime, mtime);
                 self.stats.files += 1;
             }
@@ -422,7 +444,9 @@ impl<'a> Extract<'a> {
                     0,
                 )
                 .map_err(|e| sandbox_err(e.into()))?;
+                self.owner(&dest, &extra)?;
                 set_mode(&dest, mode).map_err(sandbox_err)?;
+                self.acl_and_xattrs(&dest, &extra, false)?;
                 // (set_file_mtime would open it, and wait for a writer.)
                 let _ = filetime::set_symlink_file_times(&dest, mtime, mtime);
                 self.stats.files += 1;
@@ -444,6 +468,73 @@ impl<'a> Extract<'a> {
                     entry_type_name(other.as_byte())
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// What a member carries beyond mode and time, in the form it is put
+    /// back in. Ownership only when the agent may give it (root).
+    fn extra(&mut self, header: &tar::Header, pax: &pax::Pax) -> Extra {
+        let acl = |text: &Option<String>| {
+            text.as_deref()
+                .and_then(|t| crate::metadata::acl_from_text(t, crate::metadata::lookup_id).ok())
+        };
+        let extra = Extra {
+            owner: (rustix::process::geteuid().is_root())
+                .then(|| Some((header.uid().ok()? as u32, header.gid().ok()? as u32)))
+                .flatten(),
+            acl_access: acl(&pax.acl_access),
+            acl_default: acl(&pax.acl_default),
+            xattrs: pax.xattrs.clone(),
+        };
+        self.stats.held.owner = true;
+        self.stats.held.acl |= pax.acl_access.is_some() || pax.acl_default.is_some();
+        self.stats.held.xattr |= !pax.xattrs.is_empty();
+        extra
+    }
+
+    fn owner(&self, path: &Path, extra: &Extra) -> Result<(), DriverError> {
+        let Some((uid, gid)) = extra.owner else {
+            return Ok(());
+        };
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| DriverError::Sandbox {
+            path: path.to_path_buf(),
+            source: e,
+        })
+    }
+
+    /// ACLs after the mode (an ACL's mask is the mode's group bits), then the
+    /// other attributes. A filesystem without them is noted, not an error.
+    fn acl_and_xattrs(
+        &mut self,
+        path: &Path,
+        extra: &Extra,
+        xattrs: bool,
+    ) -> Result<(), DriverError> {
+        use crate::metadata::{ACL_ACCESS, ACL_DEFAULT};
+        let acls = [
+            (ACL_ACCESS, &extra.acl_access),
+            (ACL_DEFAULT, &extra.acl_default),
+        ];
+        let mut all: Vec<(&std::ffi::OsStr, &[u8])> = acls
+            .iter()
+            .filter_map(|(n, v)| v.as_deref().map(|v| (std::ffi::OsStr::new(n), v)))
+            .collect();
+        if xattrs {
+            all.extend(
+                extra
+                    .xattrs
+                    .iter()
+                    .map(|(n, v)| (n.as_os_str(), v.as_slice())),
+            );
+        }
+        for (name, value) in all {
+            crate::metadata::put(path, name, value, &mut self.stats.metadata_notes).map_err(
+                |e| DriverError::Sandbox {
+                    path: path.to_path_buf(),
+                    source: e,
+                },
+            )?;
         }
         Ok(())
     }
@@ -554,6 +645,114 @@ impl<'a> Extract<'a> {
         }
         self.finish_file(f, dest, sparse.real_size)
     }
+}
+
+/// Keeps what the tar reader reads while it finds the next member (its pax
+/// header among it), up to a bound.
+struct Tap<R> {
+    inner: R,
+    seen: std::rc::Rc<std::cell::RefCell<Seen>>,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// Bytes read so far, and where the current recording began.
+    pos: u64,
+    start: u64,
+    bytes: Vec<u8>,
+    overflow: bool,
+}
+
+/// More than this between two members is not headers: not kept.
+const SEEN_MAX: usize = 4 << 20;
+
+impl<R> Tap<R> {
+    fn new(inner: R) -> Tap<R> {
+        Tap {
+            inner,
+            seen: Default::default(),
+        }
+    }
+}
+
+impl<R: Read> Read for Tap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut s = self.seen.borrow_mut();
+        s.pos += n as u64;
+        if !s.overflow {
+            if s.bytes.len() + n > SEEN_MAX {
+                s.overflow = true;
+                s.bytes = Vec::new();
+            } else {
+                s.bytes.extend_from_slice(&buf[..n]);
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Seen {
+    fn start(&mut self) {
+        self.start = self.pos;
+        self.bytes.clear();
+        self.overflow = false;
+    }
+
+    /// The data of the last pax (`x`) header among the headers read since
+    /// `start`, when they can be read as headers with good checksums.
+    fn pax_data(&mut self) -> Option<Vec<u8>> {
+        if self.overflow {
+            return None;
+        }
+        // Headers start at the next 512-byte boundary of the stream.
+        let skip = ((512 - self.start % 512) % 512) as usize;
+        let mut at = skip;
+        let mut found = None;
+        while at + 512 <= self.bytes.len() {
+            let block = &self.bytes[at..at + 512];
+            let header = tar::Header::from_byte_slice(block);
+            if header.cksum().ok()? != checksum(block) {
+                return None;
+            }
+            let flag = block[156];
+            let size = header.entry_size().ok()? as usize;
+            let data = at + 512;
+            match flag {
+                b'x' | b'X' => {
+                    found = Some(self.bytes.get(data..data + size)?.to_vec());
+                }
+                b'L' | b'K' | b'g' => {}
+                _ => return found,
+            }
+            at = data + size.div_ceil(512) * 512;
+        }
+        None
+    }
+}
+
+/// A tar header's checksum: its bytes summed with the checksum field as spaces.
+fn checksum(block: &[u8]) -> u32 {
+    block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum()
+}
+
+/// A member's owner, ACLs and attributes, ready to put back.
+#[derive(Debug, Clone, Default)]
+struct Extra {
+    owner: Option<(u32, u32)>,
+    acl_access: Option<Vec<u8>>,
+    acl_default: Option<Vec<u8>>,
+    xattrs: Vec<(std::ffi::OsString, Vec<u8>)>,
 }
 
 /// What the tar type flags no restore here reads are.
