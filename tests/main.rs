@@ -1088,3 +1088,32 @@ fn a_torn_ledger_line_is_kept_aside_and_evidence_verify_explains_it() {
 fn text_of(out: &Output) -> String {
     format!("{}{}", text(&out.stdout), text(&out.stderr))
 }
+
+// `[job.backup] root` is a path inside the backup, and `[job.verify]
+// metadata` names what is compared; both are checked with their position.
+#[test]
+fn config_check_refuses_a_root_outside_the_backup_and_unknown_metadata() {
+    let site = Site::new("");
+    let cfg = format!(
+        "{AGENT}{}  [job.verify]\n  metadata = [\"mode\", \"perms\"]\n",
+        job("good", "backups/good/share-*.tar").replace("  path =", "  root = \"../up\"\n  path =")
+    );
+    std::fs::write(&site.config, &cfg).unwrap();
+    let out = site.run(&["config", "check"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("job[0].backup.root: `root` is a path inside the backup"),
+        "{err}"
+    );
+    assert!(
+        err.contains("job[0].verify.metadata: unknown metadata \"perms\"; expected any of mode, owner, acl, xattr"),
+        "{err}"
+    );
+    let good = cfg
+        .replace("root = \"../up\"", "root = \"srv/share\"")
+        .replace("\"perms\"", "\"acl\"");
+    std::fs::write(&site.config, &good).unwrap();
+    let out = site.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
