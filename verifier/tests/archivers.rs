@@ -1025,3 +1025,28 @@ fn acls_attributes_and_owners_damaged_in_a_copy_fail() {
         );
     }
 }
+
+// The other archivers of the corpus: their tar output passes as GNU tar's does.
+#[rstest]
+#[case::busybox("busybox", "busybox tar -cf ../share.tar .")]
+#[case::cpio_ustar(
+    "cpio",
+    "find . -mindepth 1 | sort | cpio --quiet -o -H ustar > ../share.tar"
+)]
+#[case::pax_ustar("pax", "pax -w -x ustar -f ../share.tar .")]
+#[case::python_gnu(
+    "python3",
+    "python3 -c \"import tarfile; t = tarfile.open('../share.tar', 'w', format=tarfile.GNU_FORMAT); t.add('.', arcname='.'); t.close()\""
+)]
+fn other_archivers_pass(#[case] tool: &str, #[case] script: &str) {
+    need(tool);
+    let site = Site::new();
+    let share = site.path("share");
+    share_tree(&share);
+    sh(script, &share);
+    std::fs::create_dir_all(site.path("gnu")).unwrap();
+    sh("tar -C gnu -xpf share.tar", site.tmp.path());
+    let rec = site.drill_tar(&site.path("share.tar"), &share);
+    assert_pass(&rec);
+    assert_eq!(rec.verify.files_compared, 4, "{rec:#?}");
+}
