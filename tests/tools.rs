@@ -151,15 +151,43 @@ fn restic(site: &Site, repo: &str, args: &[&str]) -> String {
         .current_dir(site.tmp.path()))
 }
 
-#[test]
-fn restic_good_and_broken() {
+/// A restic job of `repo` (restore of its latest snapshot) with `pw`.
+fn restic_job(name: &str, repo: &str, pw: &str) -> String {
+    format!(
+        "\n[[job]]\nname = \"{name}\"\nsource = \"source\"\n[job.backup]\ntype = \"restic\"\nrepository = \"{repo}\"\npassword_file = \"{pw}\"\n"
+    )
+}
+
+/// A site whose restic repository `repo` (password file `pw`) holds one
+/// snapshot of the source.
+fn restic_site() -> Site {
     need("restic");
     let site = tool_site();
     std::fs::write(site.path("pw"), format!("{SECRET}\n")).unwrap();
-    std::fs::write(site.path("wrong-pw"), "not the password\n").unwrap();
     let source = site.path("source").display().to_string();
     restic(&site, "repo", &["init"]);
     restic(&site, "repo", &["backup", &source]);
+    site
+}
+
+/// The output tail the record keeps of the step `step` (e.g. "restore").
+fn step_tail(rec: &Value, step: &str) -> String {
+    rec["restore"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|s| s["argv"].as_array().unwrap().iter().any(|a| a == step))
+        .unwrap_or_else(|| panic!("no {step} step: {}", rec["restore"]))["output_tail"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn restic_good_and_broken() {
+    let site = restic_site();
+    std::fs::write(site.path("wrong-pw"), "not the password\n").unwrap();
+    let source = site.path("source").display().to_string();
     // A second repository whose snapshot lacks a file the source has.
     let lacking = site.path("lacking-src");
     copy_tree(&site.path("source"), &lacking);
@@ -171,11 +199,7 @@ fn restic_good_and_broken() {
         &lacking.join("finance/ledger.csv"),
         &site.path("source/finance/ledger.csv"),
     );
-    let job = |name: &str, repo: &str, pw: &str| {
-        format!(
-            "\n[[job]]\nname = \"{name}\"\nsource = \"source\"\n[job.backup]\ntype = \"restic\"\nrepository = \"{repo}\"\npassword_file = \"{pw}\"\n"
-        )
-    };
+    let job = restic_job;
 
     set_jobs(&site, &job("good", "repo", "pw"));
     let rec = run_watching(&site, SECRET);
@@ -229,10 +253,67 @@ fn restic_good_and_broken() {
     set_jobs(&site, &job("damaged", "repo", "pw"));
     let rec = run_watching(&site, SECRET);
     assert_eq!(rec["result"], "fail", "{rec}");
+    // The blob that failed verification, not restic's complaints about the
+    // files it could then not finish.
+    let why = reasons(&rec);
     assert!(
-        reasons(&rec).contains("restic restore failed"),
-        "{}",
-        reasons(&rec)
+        why.contains("restic restore failed (exit code 1): the repository is damaged: ")
+            && why.contains(": ciphertext verification failed"),
+        "{why}"
+    );
+    assert!(
+        !why.contains("UtimesNano") && !why.contains("There were"),
+        "{why}"
+    );
+    // The record keeps the whole tail.
+    let tail = step_tail(&rec, "restore");
+    assert!(
+        tail.contains("ciphertext verification failed")
+            && tail.contains("UtimesNano")
+            && tail.contains("Fatal: There were 2 errors"),
+        "{tail}"
+    );
+    assert!(is_empty_dir(&site.path("sandbox")));
+}
+
+/// A pack file deleted from the repository: the reason names it. restic 0.14
+/// retries loading it for about 45 s before it gives up.
+#[test]
+fn restic_missing_pack_is_named() {
+    let site = restic_site();
+    let pack = walkdir::WalkDir::new(site.path("repo/data"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap()
+        .into_path();
+    std::fs::remove_file(&pack).unwrap();
+    let name = pack
+        .strip_prefix(site.path("repo"))
+        .unwrap()
+        .display()
+        .to_string();
+    set_jobs(&site, &restic_job("missing-pack", "repo", "pw"));
+    let rec = records(&site.run(&["run", "--json"])).remove(0);
+    assert_eq!(rec["result"], "fail", "{rec}");
+    let why = reasons(&rec);
+    assert!(
+        why.contains(&format!(
+            "restic restore failed (exit code 1): the repository is damaged: pack file {name} is missing"
+        )),
+        "{why}"
+    );
+    assert!(
+        !why.contains("UtimesNano") && !why.contains("There were"),
+        "{why}"
+    );
+    let tail = step_tail(&rec, "restore");
+    assert!(
+        tail.contains("no such file or directory")
+            && tail.contains("UtimesNano")
+            && tail.contains("Fatal: There were"),
+        "{tail}"
     );
     assert!(is_empty_dir(&site.path("sandbox")));
 }
@@ -362,11 +443,50 @@ fn borg_good_and_broken() {
     set_jobs(&site, &job("damaged", "repo", "pp", "latest"));
     let rec = run_watching(&site, BORG_SECRET);
     assert_eq!(rec["result"], "fail", "{rec}");
-    assert!(reasons(&rec).contains("borg"), "{}", reasons(&rec));
+    // The traceback's exception line, not its first line.
+    let why = reasons(&rec);
+    assert!(
+        why.contains("borg extract failed (exit code 2): the repository is damaged: IntegrityError: Data integrity error: Segment entry checksum mismatch [segment "),
+        "{why}"
+    );
+    assert!(
+        !why.contains("Traceback") && !why.contains("borg.helpers"),
+        "{why}"
+    );
+    // The record keeps the whole tail.
+    let tail = step_tail(&rec, "extract");
+    assert!(
+        tail.contains("borg.helpers.errors.IntegrityError: Data integrity error: Segment entry checksum mismatch")
+            && tail.contains("sys.argv: "),
+        "{tail}"
+    );
     assert!(
         !site.path("repo/lock.exclusive").exists() && !site.path("repo/lock.roster").exists(),
         "the drill took a lock in the repository"
     );
+    assert!(is_empty_dir(&site.path("sandbox")));
+
+    // A segment file deleted: the exception borg ended with names it.
+    let segment = walkdir::WalkDir::new(site.path("repo-lacking/data"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap()
+        .into_path();
+    std::fs::remove_file(&segment).unwrap();
+    set_jobs(&site, &job("no-segment", "repo-lacking", "pp", "latest"));
+    let rec = run_watching(&site, BORG_SECRET);
+    assert_eq!(rec["result"], "fail", "{rec}");
+    let why = reasons(&rec);
+    assert!(
+        why.contains(&format!(
+            "the repository is damaged: FileNotFoundError: [Errno 2] No such file or directory: '{}'",
+            segment.display()
+        )),
+        "{why}"
+    );
+    assert!(!why.contains("KeyError"), "{why}");
     assert!(is_empty_dir(&site.path("sandbox")));
 }
 
@@ -1028,8 +1148,9 @@ fn postgres_dump_restores_into_a_throwaway_cluster() {
     set_jobs(&site, &job("damaged", "dumps/broken.dump", false));
     let rec = records(&site.run(&["run", "--json"])).remove(0);
     assert_eq!(rec["result"], "fail", "{rec}");
+    // The reason starts from pg_restore's own error line.
     assert!(
-        reasons(&rec).contains("pg_restore failed"),
+        reasons(&rec).contains("pg_restore failed (exit code 1): pg_restore: error: "),
         "{}",
         reasons(&rec)
     );

@@ -98,12 +98,16 @@ impl StepOutcome {
             &self.stderr_tail
         };
         let lines: Vec<&str> = src.lines().filter(|l| !l.trim().is_empty()).collect();
-        // A crashed Go or Python tool ends with a stack trace; its first line says more.
-        if let Some(p) = lines
+        // A Python tool's traceback: its exception line says what happened.
+        if let Some(e) = python_exception(src) {
+            return e;
+        }
+        // A crashed Go tool (or a traceback cut before its exception line)
+        // ends with a stack trace; its first line says more.
+        if let Some(i) = lines
             .iter()
-            .find(|l| l.starts_with("panic:") || l.starts_with("Traceback"))
+            .position(|l| l.starts_with("panic:") || l.starts_with("Traceback"))
         {
-            let i = lines.iter().position(|l| l == p).unwrap_or(0);
             return lines[i..(i + 2).min(lines.len())].join(" | ");
         }
         lines[lines.len().saturating_sub(3)..].join(" | ")
@@ -115,6 +119,56 @@ impl StepOutcome {
             (None, Some(s)) => format!("killed by signal {s}"),
             _ => "unknown exit status".into(),
         }
+    }
+}
+
+/// The exception line of the last Python traceback in `text` (the first
+/// line at the margin after its indented frames), without the exception's
+/// module: `borg.helpers.errors.IntegrityError: Data integrity error: …`
+/// → `IntegrityError: Data integrity error: …`. Of chained exceptions, the
+/// one that ended the program (`KeyError: 2` handled, then `FileNotFoundError:
+/// … data/0/2` raised). Found even when the tail starts inside the frames.
+/// `None` when there is no traceback, or it is cut before its exception line.
+pub(crate) fn python_exception(text: &str) -> Option<String> {
+    let mut in_frames = false;
+    let mut last = None;
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with("Traceback (most recent call last)") || line.starts_with("  File \"") {
+            in_frames = true;
+        } else if line.starts_with([' ', '\t']) {
+            // A frame's source line, or the `^^^^` under it.
+        } else if in_frames {
+            in_frames = false;
+            last = Some(line);
+        }
+    }
+    last.map(without_module)
+}
+
+/// `a.b.Error: message` → `Error: message`; any other line as it is.
+fn without_module(line: &str) -> String {
+    let (name, rest) = match line.split_once(": ") {
+        Some((n, r)) => (n, Some(r)),
+        None => (line, None),
+    };
+    let is_name = !name.is_empty()
+        && name.split('.').all(|p| {
+            p.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && p.chars().all(|c| c.is_alphanumeric() || c == '_')
+        });
+    if !is_name {
+        return line.to_string();
+    }
+    let short = name.rsplit('.').next().unwrap_or(name);
+    match rest {
+        Some(r) => format!("{short}: {r}"),
+        None => short.to_string(),
     }
 }
 

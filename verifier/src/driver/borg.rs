@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use chrono::{NaiveDateTime, TimeZone};
 use serde::Deserialize;
 
+use super::tool::cause::{self, Tool};
 use super::{BackupInfo, Driver, DriverError, RestoreStats, tool};
 use crate::deadline::Deadline;
 use crate::process::{StepOptions, StepOutcome};
@@ -38,6 +39,8 @@ struct Archive {
     start: String,
 }
 
+/// borg's messages, turned into reasons; damage is told by the line that
+/// names it (a traceback's exception line), not the traceback's first line.
 fn explain(out: &StepOutcome) -> Option<String> {
     let e = format!("{}\n{}", out.stderr_tail, out.stdout_tail);
     let said = |s: &str| e.contains(s);
@@ -47,11 +50,8 @@ fn explain(out: &StepOutcome) -> Option<String> {
         "repository not found: check `repository`".into()
     } else if said("Failed to create/acquire the lock") {
         "the repository is locked by another borg process".into()
-    } else if said("Data integrity error")
-        || said("IntegrityError")
-        || said("Segment entry checksum mismatch")
-    {
-        format!("the repository is damaged: {}", out.last_words())
+    } else if let Some(c) = cause::root_cause(Tool::Borg, &e).filter(|c| c.damage) {
+        format!("the repository is damaged: {}", c.text)
     } else {
         return None;
     })

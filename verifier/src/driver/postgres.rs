@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::tool::cause::{self, Tool};
 use super::{BackupInfo, Driver, DriverError, RestoreStats, newest_match, tool};
 use crate::compare::CompareReport;
 use crate::deadline::Deadline;
@@ -506,18 +507,23 @@ impl Driver for PostgresDriver {
             }
         }
         if !errors.is_empty() || (name == "pg_restore" && !out.success()) {
+            // pg_restore's own error line first: what it could not read or
+            // run names the cause; the server's messages follow it.
+            if name == "pg_restore"
+                && let Some(c) = cause::root_cause(Tool::PgRestore, &errors.join("\n"))
+                && let Some(i) = errors.iter().position(|e| *e == c.text)
+            {
+                let first = errors.remove(i);
+                errors.insert(0, first);
+            }
             return Err(DriverError::Tool {
                 step: name.into(),
                 status: out.status_text(),
                 reason: if errors.is_empty() {
-                    out.last_words()
+                    cause::reason(Tool::PgRestore, &out.stderr_tail)
+                        .unwrap_or_else(|| out.last_words())
                 } else {
-                    errors
-                        .iter()
-                        .take(3)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(" | ")
+                    errors.join(" | ")
                 },
             });
         }

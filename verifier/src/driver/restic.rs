@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::DateTime;
 use serde::Deserialize;
 
+use super::tool::cause::{self, Tool};
 use super::{BackupInfo, Driver, DriverError, RestoreStats, tool};
 use crate::deadline::Deadline;
 use crate::process::{StepOptions, StepOutcome};
@@ -34,12 +35,18 @@ struct Snapshot {
     paths: Vec<String>,
 }
 
-/// restic's messages, turned into reasons an operator can act on.
+/// restic's messages, turned into reasons an operator can act on; damage is
+/// told by the line that names it (the missing pack, the blob that failed
+/// verification), not by restic's complaints about every file it could not
+/// finish.
 fn explain(out: &StepOutcome) -> Option<String> {
     let e = format!("{}\n{}", out.stderr_tail, out.stdout_tail);
     let said = |s: &str| e.contains(s);
+    let cause = cause::root_cause(Tool::Restic, &e);
     Some(if said("wrong password") {
         "wrong password: restic could not open the repository with password_file".into()
+    } else if let Some(c) = cause.filter(|c| c.damage) {
+        format!("the repository is damaged: {}", c.text)
     } else if said("unable to open config file")
         || said("Is there a repository")
         || said("does not exist")
@@ -47,12 +54,6 @@ fn explain(out: &StepOutcome) -> Option<String> {
         "repository not found: check `repository` (restic found no repository there)".into()
     } else if said("unable to create lock") || said("repository is already locked") {
         "the repository is locked by another restic process".into()
-    } else if said("ciphertext verification failed")
-        || said("decrypting blob")
-        || said("checksum")
-        || said("invalid data returned")
-    {
-        format!("the repository is damaged: {}", out.last_words())
     } else {
         return None;
     })

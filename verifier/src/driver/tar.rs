@@ -265,7 +265,6 @@ impl<'a> Extract<'a> {
                 self.damaged(format!("{}: {e}", self.last.as_deref().unwrap_or_default()))
             })?;
         }
-        drop(entries);
         self.dir_index.clear();
         let dirs = std::mem::take(&mut self.dirs);
         for (dir, mode, mtime, extra) in dirs.into_iter().rev() {

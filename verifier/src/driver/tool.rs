@@ -1,5 +1,8 @@
 //! Running restore tools as steps: the record keeps each invocation, failures
-//! become `DriverError::Tool` with the tool's own last words.
+//! become `DriverError::Tool` with the line of the tool's output that names
+//! the cause (or its last words).
+
+pub mod cause;
 
 use std::path::Path;
 
@@ -8,12 +11,17 @@ use crate::deadline::Deadline;
 use crate::process::{StepError, StepOptions, StepOutcome, run_step};
 use crate::record::StepRecord;
 
-pub fn record(argv: &[String], out: &StepOutcome) -> StepRecord {
-    let tail = if out.stderr_tail.trim().is_empty() {
+/// What the tool said: its stderr, or its stdout when stderr is empty.
+fn said(out: &StepOutcome) -> &str {
+    if out.stderr_tail.trim().is_empty() {
         &out.stdout_tail
     } else {
         &out.stderr_tail
-    };
+    }
+}
+
+pub fn record(argv: &[String], out: &StepOutcome) -> StepRecord {
+    let tail = said(out);
     StepRecord {
         argv: argv.to_vec(),
         exit_code: out.exit_code,
@@ -30,7 +38,10 @@ pub fn record(argv: &[String], out: &StepOutcome) -> StepRecord {
 }
 
 /// Runs one step; appends it to `steps`; a non-zero exit is `Tool` with the
-/// reason `explain` gives for the tool's output (or its last words).
+/// reason `explain` gives for the tool's output, else what the tool's known
+/// patterns find ([`cause::reason`]; the tool is known by its program's name:
+/// restic, borg, pg_restore, or GNU tar as a runbook step), else its last
+/// words.
 pub fn step(
     name: &str,
     argv: Vec<String>,
@@ -48,7 +59,11 @@ pub fn step(
                 Err(DriverError::Tool {
                     step: name.to_string(),
                     status: out.status_text(),
-                    reason: explain(&out).unwrap_or_else(|| out.last_words()),
+                    reason: explain(&out)
+                        .or_else(|| {
+                            cause::Tool::of(&argv).and_then(|t| cause::reason(t, said(&out)))
+                        })
+                        .unwrap_or_else(|| out.last_words()),
                 })
             }
         }
