@@ -83,11 +83,24 @@ pub struct StepOutcome {
     pub stdout: Vec<u8>,
     pub stdout_tail: String,
     pub stderr_tail: String,
+    /// The first bytes of stderr, when there was more than its tail holds: a
+    /// tool often names the cause early and then complains of every file.
+    pub stderr_head: String,
 }
 
 impl StepOutcome {
     pub fn success(&self) -> bool {
         self.exit_code == Some(0)
+    }
+
+    /// What was kept of stderr: its head (when it is not also the tail) and
+    /// its tail, for finding a cause.
+    pub fn stderr_seen(&self) -> String {
+        if self.stderr_head.is_empty() {
+            self.stderr_tail.clone()
+        } else {
+            format!("{}\n{}", self.stderr_head, self.stderr_tail)
+        }
     }
 
     /// The last lines of stderr (or stdout), for a reason.
@@ -187,6 +200,7 @@ pub enum StepError {
 struct Capture {
     head: Vec<u8>,
     tail: VecDeque<u8>,
+    total: usize,
 }
 
 fn capture(
@@ -199,12 +213,14 @@ fn capture(
         let mut c = Capture {
             head: Vec::new(),
             tail: VecDeque::with_capacity(TAIL),
+            total: 0,
         };
         let mut buf = [0u8; 8192];
         loop {
             match r.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    c.total += n;
                     let room = keep.saturating_sub(c.head.len());
                     c.head.extend_from_slice(&buf[..n.min(room)]);
                     for b in &buf[..n] {
@@ -481,7 +497,7 @@ pub fn run_step(
     );
     let mut streams = 1;
     if let Some(err) = child.stderr.take() {
-        capture(err, 0, tx, false);
+        capture(err, TAIL, tx, false);
         streams += 1;
     }
     let mut stopped = None;
@@ -517,6 +533,7 @@ pub fn run_step(
         stdout: Vec::new(),
         stdout_tail: String::new(),
         stderr_tail: String::new(),
+        stderr_head: String::new(),
     };
     // A grandchild that left the group may hold the pipes open: do not wait forever.
     for _ in 0..streams {
@@ -527,6 +544,9 @@ pub fn run_step(
                     String::from_utf8_lossy(&c.tail.into_iter().collect::<Vec<u8>>()).into_owned();
             }
             Ok((false, c)) => {
+                if c.total > TAIL {
+                    outcome.stderr_head = String::from_utf8_lossy(&c.head).into_owned();
+                }
                 outcome.stderr_tail =
                     String::from_utf8_lossy(&c.tail.into_iter().collect::<Vec<u8>>()).into_owned();
             }
@@ -538,6 +558,11 @@ pub fn run_step(
     {
         let from = bytes.len().saturating_sub(TAIL);
         outcome.stderr_tail = String::from_utf8_lossy(&bytes[from..]).into_owned();
+        outcome.stderr_head = if from > 0 {
+            String::from_utf8_lossy(&bytes[..TAIL.min(from)]).into_owned()
+        } else {
+            String::new()
+        };
     }
     match stopped {
         Some(stop) => Err(StepError::Stopped { stop, outcome }),

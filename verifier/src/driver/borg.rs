@@ -42,7 +42,7 @@ struct Archive {
 /// borg's messages, turned into reasons; damage is told by the line that
 /// names it (a traceback's exception line), not the traceback's first line.
 fn explain(out: &StepOutcome) -> Option<String> {
-    let e = format!("{}\n{}", out.stderr_tail, out.stdout_tail);
+    let e = format!("{}\n{}", out.stderr_seen(), out.stdout_tail);
     let said = |s: &str| e.contains(s);
     Some(if said("passphrase supplied") && said("is incorrect") {
         "wrong passphrase: borg could not open the repository with passphrase_file".into()

@@ -520,7 +520,7 @@ impl Driver for PostgresDriver {
                 step: name.into(),
                 status: out.status_text(),
                 reason: if errors.is_empty() {
-                    cause::reason(Tool::PgRestore, &out.stderr_tail)
+                    cause::reason(Tool::PgRestore, &out.stderr_seen())
                         .unwrap_or_else(|| out.last_words())
                 } else {
                     errors.join(" | ")

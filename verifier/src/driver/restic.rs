@@ -40,7 +40,7 @@ struct Snapshot {
 /// verification), not by restic's complaints about every file it could not
 /// finish.
 fn explain(out: &StepOutcome) -> Option<String> {
-    let e = format!("{}\n{}", out.stderr_tail, out.stdout_tail);
+    let e = format!("{}\n{}", out.stderr_seen(), out.stdout_tail);
     let said = |s: &str| e.contains(s);
     let cause = cause::root_cause(Tool::Restic, &e);
     Some(if said("wrong password") {

@@ -61,7 +61,14 @@ pub fn step(
                     status: out.status_text(),
                     reason: explain(&out)
                         .or_else(|| {
-                            cause::Tool::of(&argv).and_then(|t| cause::reason(t, said(&out)))
+                            cause::Tool::of(&argv).and_then(|t| {
+                                let text = if out.stderr_tail.trim().is_empty() {
+                                    out.stdout_tail.clone()
+                                } else {
+                                    out.stderr_seen()
+                                };
+                                cause::reason(t, &text)
+                            })
                         })
                         .unwrap_or_else(|| out.last_words()),
                 })

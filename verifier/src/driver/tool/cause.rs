@@ -522,6 +522,7 @@ SSH_ORIGINAL_COMMAND: None
             stdout: Vec::new(),
             stdout_tail: String::new(),
             stderr_tail: stderr.to_string(),
+            stderr_head: String::new(),
         };
         assert_eq!(out.last_words(), want);
     }
