@@ -194,7 +194,10 @@ pub enum StepError {
     },
     /// Stopped by the deadline or cancel; the group was killed.
     #[error("{stop}")]
-    Stopped { stop: Stop, outcome: StepOutcome },
+    Stopped {
+        stop: Stop,
+        outcome: Box<StepOutcome>,
+    },
 }
 
 struct Capture {
@@ -565,7 +568,10 @@ pub fn run_step(
         };
     }
     match stopped {
-        Some(stop) => Err(StepError::Stopped { stop, outcome }),
+        Some(stop) => Err(StepError::Stopped {
+            stop,
+            outcome: Box::new(outcome),
+        }),
         None => Ok(outcome),
     }
 }
