@@ -525,14 +525,14 @@ impl Comparer<'_> {
             }
             _ => {}
         }
+        // A metadata difference is reported and the content is still checked:
+        // a chmod after the backup must not hide rot in the file.
         if self.opts.metadata.mode && x.kind != Kind::Symlink && x.mode != y.mode {
             // chmod changes ctime, not mtime: judge mode drift by ctime.
             let what = format!("mode: {:04o} in source, {:04o} restored", x.mode, y.mode);
             let j = inode_change(self.opts.drift, x.ctime);
             self.differ_at(&x.rel, what, j);
-            return Ok(());
-        }
-        if let Reference::Tree(source_root) = self.reference {
+        } else if let Reference::Tree(source_root) = self.reference {
             self.other_metadata(source_root, x, y);
         }
         if x.kind == Kind::File {

@@ -101,6 +101,12 @@ pub fn metadata_to_compare(
             "owner: the backup holds no owners that were restored".into(),
         );
     }
+    if asked.is_none() && !held.owners_kept {
+        drop(
+            &mut m.owner,
+            "owner: every entry of the copy has one owner, so its owners may not be the source's (ask for \"owner\" in metadata to compare them)".into(),
+        );
+    }
     if !held.acl {
         drop(&mut m.acl, "acl: the backup holds no ACLs".into());
     }

@@ -82,6 +82,10 @@ pub struct Held {
     pub owner: bool,
     pub acl: bool,
     pub xattr: bool,
+    /// The owners look kept, not flattened to one account (a copy pulled by
+    /// one user, or through root_squash): owners are compared by default
+    /// only then; asked for, always.
+    pub owners_kept: bool,
 }
 
 pub fn is_acl(name: &OsStr) -> bool {
@@ -115,13 +119,25 @@ pub fn xattrs(path: &Path) -> io::Result<Vec<(OsString, Vec<u8>)>> {
     attrs(path, false)
 }
 
-/// Puts `value` on `path`; a filesystem that keeps no such attribute is noted
-/// in `notes` (once), not an error.
+/// Puts `value` on `path`. A filesystem that keeps no such attribute, or a
+/// namespace the agent may not write (`trusted.*`, `security.*` unless root),
+/// is noted in `notes` (once), not an error: that metadata is then not
+/// compared.
 pub fn put(path: &Path, name: &OsStr, value: &[u8], notes: &mut Vec<String>) -> io::Result<()> {
+    use rustix::io::Errno;
     match set(path, name, value) {
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {
+        Err(e)
+            if [Errno::NOTSUP, Errno::PERM, Errno::ACCESS]
+                .iter()
+                .any(|n| e.raw_os_error() == Some(n.raw_os_error())) =>
+        {
+            let why = if e.raw_os_error() == Some(Errno::NOTSUP.raw_os_error()) {
+                "the sandbox's filesystem does not keep"
+            } else {
+                "the agent may not set"
+            };
             let note = format!(
-                "{}: the sandbox's filesystem does not keep {}",
+                "{}: {why} {}",
                 if is_acl(name) { "acl" } else { "xattr" },
                 name.to_string_lossy()
             );
@@ -134,13 +150,23 @@ pub fn put(path: &Path, name: &OsStr, value: &[u8], notes: &mut Vec<String>) -> 
     }
 }
 
-/// Copies every attribute, ACLs included, from `from` to `to`. `Err(true, e)`
-/// when `from` could not be read, `Err(false, e)` when `to` not written.
-pub fn copy_all(from: &Path, to: &Path, notes: &mut Vec<String>) -> Result<(), (bool, io::Error)> {
-    for (name, value) in attrs(from, true).map_err(|e| (true, e))? {
-        put(to, &name, &value, notes).map_err(|e| (false, e))?;
+/// Copies the attributes (`acls` false) or the ACLs (`acls` true) from
+/// `from` to `to`; returns whether there were any. `Err(true, e)` when `from`
+/// could not be read, `Err(false, e)` when `to` not written.
+pub fn copy(
+    from: &Path,
+    to: &Path,
+    acls: bool,
+    notes: &mut Vec<String>,
+) -> Result<bool, (bool, io::Error)> {
+    let mut any = false;
+    for (name, value) in attrs(from, acls).map_err(|e| (true, e))? {
+        if is_acl(&name) == acls {
+            put(to, &name, &value, notes).map_err(|e| (false, e))?;
+            any = true;
+        }
     }
-    Ok(())
+    Ok(any)
 }
 
 fn attrs(path: &Path, with_acls: bool) -> io::Result<Vec<(OsString, Vec<u8>)>> {

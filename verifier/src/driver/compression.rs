@@ -174,7 +174,9 @@ impl<R: BufRead> Read for GzMembers<R> {
                 return Ok(n);
             }
             let mut raw = self.current.take().expect("held").into_inner();
-            if raw.fill_buf()?.starts_with(&[0x1f, 0x8b]) {
+            // (The buffer may hold just the first byte of the next member:
+            // the decoder checks the second.)
+            if raw.fill_buf()?.first() == Some(&0x1f) {
                 self.current = Some(flate2::bufread::GzDecoder::new(raw));
                 continue;
             }

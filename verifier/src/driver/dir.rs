@@ -72,6 +72,8 @@ impl Driver for DirDriver {
         stats: &mut RestoreStats,
     ) -> Result<(), DriverError> {
         let as_root = rustix::process::geteuid().is_root();
+        let mut any_acl = false;
+        let mut owners = std::collections::BTreeSet::new();
         let mut newest_mtime: Option<SystemTime> = None;
         let mut newest_ctime: Option<SystemTime> = None;
         let mut dirs = Vec::new();
@@ -112,6 +114,9 @@ impl Driver for DirDriver {
             };
             let mtime = filetime::FileTime::from_last_modification_time(&meta);
             let ft = meta.file_type();
+            if owners.len() < 2 {
+                owners.insert((meta.uid(), meta.gid()));
+            }
             // Owner (as root), then mode, then ACLs and attributes: a chown
             // clears setuid bits, and an ACL's mask is the mode's group bits.
             let owner = |to: &Path| -> Result<(), DriverError> {
@@ -151,8 +156,9 @@ impl Driver for DirDriver {
                 })?;
                 drop(to);
                 owner(&dest)?;
+                copy_attrs(e.path(), &dest, false, &mut stats.metadata_notes)?;
                 std::fs::set_permissions(&dest, meta.permissions()).map_err(sandbox_err)?;
-                copy_attrs(e.path(), &dest, &mut stats.metadata_notes)?;
+                any_acl |= copy_attrs(e.path(), &dest, true, &mut stats.metadata_notes)?;
                 let _ = filetime::set_file_mtime(&dest, mtime);
                 stats.files += 1;
                 stats.bytes += n;
@@ -168,7 +174,7 @@ impl Driver for DirDriver {
                 .map_err(|e| sandbox_err(e.into()))?;
                 owner(&dest)?;
                 std::fs::set_permissions(&dest, meta.permissions()).map_err(sandbox_err)?;
-                copy_attrs(e.path(), &dest, &mut stats.metadata_notes)?;
+                any_acl |= copy_attrs(e.path(), &dest, true, &mut stats.metadata_notes)?;
                 // (set_file_mtime would open it, and wait for a writer.)
                 let _ = filetime::set_symlink_file_times(&dest, mtime, mtime);
                 stats.files += 1;
@@ -190,15 +196,20 @@ impl Driver for DirDriver {
             if as_root {
                 std::os::unix::fs::lchown(&dir, Some(uid), Some(gid)).map_err(sandbox_err)?;
             }
+            copy_attrs(&from, &dir, false, &mut stats.metadata_notes)?;
             std::fs::set_permissions(&dir, perms).map_err(sandbox_err)?;
-            copy_attrs(&from, &dir, &mut stats.metadata_notes)?;
+            any_acl |= copy_attrs(&from, &dir, true, &mut stats.metadata_notes)?;
             let _ = filetime::set_file_mtime(&dir, mtime);
         }
-        // A copy keeps whatever the filesystem keeps; ownership only as root.
+        // A copy holds ACLs when it has any (an `rsync -a` without `-A` has
+        // none), and owners when more than one (a copy pulled by one account,
+        // or through root_squash, is all that account's); ownership is put
+        // back only as root.
         stats.held = crate::metadata::Held {
             owner: as_root,
-            acl: true,
+            acl: any_acl,
             xattr: true,
+            owners_kept: owners.len() > 1,
         };
         if backup.created_at.is_none() {
             backup.created_at = newest_mtime;
@@ -209,9 +220,14 @@ impl Driver for DirDriver {
     }
 }
 
-/// The copy's ACLs and attributes onto the restored entry.
-fn copy_attrs(from: &Path, to: &Path, notes: &mut Vec<String>) -> Result<(), DriverError> {
-    crate::metadata::copy_all(from, to, notes).map_err(|(reading, e)| {
+/// The copy's attributes (or ACLs) onto the restored entry; whether it had any.
+fn copy_attrs(
+    from: &Path,
+    to: &Path,
+    acls: bool,
+    notes: &mut Vec<String>,
+) -> Result<bool, DriverError> {
+    crate::metadata::copy(from, to, acls, notes).map_err(|(reading, e)| {
         if reading {
             DriverError::Read {
                 path: from.to_path_buf(),

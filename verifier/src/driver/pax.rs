@@ -165,7 +165,8 @@ pub fn records(data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// Reads a version 1.0 map from the start of the data, and the padding to
 /// the next 512-byte block after it.
-pub fn read_data_map(r: &mut impl Read) -> io::Result<Vec<(u64, u64)>> {
+/// `limit`: the member's stored size.
+pub fn read_data_map(r: &mut impl Read, limit: u64) -> io::Result<Vec<(u64, u64)>> {
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, format!("sparse map: {m}"));
     let mut consumed = 0usize;
     let mut line = |r: &mut dyn Read| -> io::Result<u64> {
@@ -186,6 +187,11 @@ pub fn read_data_map(r: &mut impl Read) -> io::Result<Vec<(u64, u64)>> {
             .ok_or_else(|| bad("not a decimal number"))
     };
     let count = line(r)?;
+    // Each region takes at least 4 bytes of the map ("0\n0\n"); a count the
+    // member cannot hold is damage, not a reason to fill memory.
+    if count > limit / 4 {
+        return Err(bad("more regions than the member holds"));
+    }
     let mut map = Vec::new();
     for _ in 0..count {
         let off = line(r)?;
@@ -281,9 +287,12 @@ mod tests {
         padded.resize(512, 0);
         padded.extend(b"DATA");
         let mut r: &[u8] = &padded;
-        assert_eq!(read_data_map(&mut r).unwrap(), vec![(0, 4096), (8192, 10)]);
+        assert_eq!(
+            read_data_map(&mut r, 1 << 20).unwrap(),
+            vec![(0, 4096), (8192, 10)]
+        );
         assert_eq!(r, b"DATA");
-        assert!(read_data_map(&mut data).is_err(), "cut short");
+        assert!(read_data_map(&mut data, 1 << 20).is_err(), "cut short");
         assert!(check_map(&[(0, 10), (5, 10)], 100).is_err());
         assert!(check_map(&[(0, 10), (90, 11)], 100).is_err());
         assert!(check_map(&[(0, 10), (90, 10)], 100).is_ok());

@@ -242,7 +242,9 @@ impl<'a> Extract<'a> {
         let mut first = [0u8; 512];
         let got = crate::content::fill(&mut r, &mut first, 512)
             .map_err(|e| self.damaged(e.to_string()))?;
-        let skip = got == 512 && first[156] == b'V';
+        let skip = got == 512
+            && first[156] == b'V'
+            && tar::Header::from_byte_slice(&first).cksum().ok() == Some(checksum(&first));
         let head = if skip { &first[..0] } else { &first[..got] };
         let tap = Tap::new(io::Cursor::new(head).chain(r));
         let seen = tap.seen.clone();
@@ -256,7 +258,11 @@ impl<'a> Extract<'a> {
                 Some(m) => self.damaged(format!("{e}, after member {m} (truncated?)")),
                 None => self.damaged(e.to_string()),
             })?;
-            let raw_pax = seen.borrow_mut().pax_data();
+            let raw_pax = {
+                let mut s = seen.borrow_mut();
+                s.recording = false;
+                s.pax_data()
+            };
             self.last = Some(String::from_utf8_lossy(&entry.path_bytes()).into_owned());
             self.entry(&mut entry, raw_pax.as_deref())?;
             // What the member has left is read here, so that what the tar
@@ -269,11 +275,12 @@ impl<'a> Extract<'a> {
         let dirs = std::mem::take(&mut self.dirs);
         for (dir, mode, mtime, extra) in dirs.into_iter().rev() {
             self.owner(&dir, &extra)?;
+            self.put_xattrs(&dir, &extra)?;
             set_mode(&dir, mode).map_err(|e| DriverError::Sandbox {
                 path: dir.clone(),
                 source: e,
             })?;
-            self.acl_and_xattrs(&dir, &extra, true)?;
+            self.put_acls(&dir, &extra)?;
             let _ = filetime::set_file_mtime(&dir, mtime);
         }
         Ok(archive.into_inner().inner.into_inner().1)
@@ -358,11 +365,12 @@ impl<'a> Extract<'a> {
                 }
                 drop(f);
                 self.owner(&dest, &extra)?;
+                self.put_xattrs(&dest, &extra)?;
                 set_mode(&dest, mode).map_err(|e| DriverError::Sandbox {
                     path: dest.clone(),
                     source: e,
                 })?;
-                self.acl_and_xattrs(&dest, &extra, true)?;
+                self.put_acls(&dest, &extra)?;
                 let _ = filetime::set_file_mtime(&dest, mtime);
                 self.stats.files += 1;
             }
@@ -406,11 +414,27 @@ impl<'a> Extract<'a> {
                         ));
                     }
                 };
+                // `tar cf x d d/f` stores d/f twice, the second time as a
+                // link to itself: GNU tar leaves the file as it is.
+                if target_rel == rel {
+                    return Ok(());
+                }
+                // A second name of a device node that was not made.
+                let target_key = crate::compare::display(&target_rel);
+                if self.stats.skipped_special.contains(&target_key) {
+                    self.stats
+                        .skipped_special
+                        .push(crate::compare::display(&rel), "device node".into());
+                    return Ok(());
+                }
                 let src = self.root.join(&target_rel);
                 safe::ensure_parent(self.root, &target_rel).map_err(|r| self.refused(&name, r))?;
                 match std::fs::symlink_metadata(&src) {
-                    // A hard link to a symlink is one more name of that link.
-                    Ok(m) if m.is_file() || m.file_type().is_symlink() => {}
+                    // A hard link to a symlink or a FIFO is one more name of it.
+                    Ok(m)
+                        if m.is_file()
+                            || m.file_type().is_symlink()
+                            || std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()) => {}
                     _ => {
                         return Err(self.refused(
                             &name,
@@ -445,7 +469,7 @@ impl<'a> Extract<'a> {
                 .map_err(|e| sandbox_err(e.into()))?;
                 self.owner(&dest, &extra)?;
                 set_mode(&dest, mode).map_err(sandbox_err)?;
-                self.acl_and_xattrs(&dest, &extra, false)?;
+                self.put_acls(&dest, &extra)?;
                 // (set_file_mtime would open it, and wait for a writer.)
                 let _ = filetime::set_symlink_file_times(&dest, mtime, mtime);
                 self.stats.files += 1;
@@ -474,21 +498,45 @@ impl<'a> Extract<'a> {
     /// What a member carries beyond mode and time, in the form it is put
     /// back in. Ownership only when the agent may give it (root).
     fn extra(&mut self, header: &tar::Header, pax: &pax::Pax) -> Extra {
-        let acl = |text: &Option<String>| {
-            text.as_deref()
-                .and_then(|t| crate::metadata::acl_from_text(t, crate::metadata::lookup_id).ok())
+        use crate::metadata::{ACL_ACCESS, ACL_DEFAULT, acl_from_text, lookup_id};
+        let mut notes = Vec::new();
+        let mut acl = |text: &Option<String>| {
+            let text = text.as_deref()?;
+            acl_from_text(text, lookup_id)
+                .map_err(|why| notes.push(format!("acl: {why}")))
+                .ok()
         };
-        let extra = Extra {
+        let mut extra = Extra {
             owner: (rustix::process::geteuid().is_root())
                 .then(|| Some((header.uid().ok()? as u32, header.gid().ok()? as u32)))
                 .flatten(),
             acl_access: acl(&pax.acl_access),
             acl_default: acl(&pax.acl_default),
-            xattrs: pax.xattrs.clone(),
+            xattrs: Vec::new(),
         };
+        // bsdtar writes each attribute twice (SCHILY and LIBARCHIVE); GNU tar
+        // `--xattrs` without `--acls` carries the ACLs as attributes.
+        for (name, value) in &pax.xattrs {
+            if name == ACL_ACCESS {
+                extra.acl_access.get_or_insert_with(|| value.clone());
+            } else if name == ACL_DEFAULT {
+                extra.acl_default.get_or_insert_with(|| value.clone());
+            } else if !extra.xattrs.iter().any(|(n, _)| n == name) {
+                extra.xattrs.push((name.clone(), value.clone()));
+            }
+        }
+        for n in notes {
+            if !self.stats.metadata_notes.contains(&n) {
+                self.stats.metadata_notes.push(n);
+            }
+        }
         self.stats.held.owner = true;
-        self.stats.held.acl |= pax.acl_access.is_some() || pax.acl_default.is_some();
-        self.stats.held.xattr |= !pax.xattrs.is_empty();
+        self.stats.held.owners_kept = true;
+        self.stats.held.acl |= pax.acl_access.is_some()
+            || pax.acl_default.is_some()
+            || extra.acl_access.is_some()
+            || extra.acl_default.is_some();
+        self.stats.held.xattr |= !extra.xattrs.is_empty();
         extra
     }
 
@@ -502,40 +550,41 @@ impl<'a> Extract<'a> {
         })
     }
 
-    /// ACLs after the mode (an ACL's mask is the mode's group bits), then the
-    /// other attributes. A filesystem without them is noted, not an error.
-    fn acl_and_xattrs(
-        &mut self,
-        path: &Path,
-        extra: &Extra,
-        xattrs: bool,
-    ) -> Result<(), DriverError> {
-        use crate::metadata::{ACL_ACCESS, ACL_DEFAULT};
-        let acls = [
-            (ACL_ACCESS, &extra.acl_access),
-            (ACL_DEFAULT, &extra.acl_default),
-        ];
-        let mut all: Vec<(&std::ffi::OsStr, &[u8])> = acls
-            .iter()
-            .filter_map(|(n, v)| v.as_deref().map(|v| (std::ffi::OsStr::new(n), v)))
-            .collect();
-        if xattrs {
-            all.extend(
-                extra
-                    .xattrs
-                    .iter()
-                    .map(|(n, v)| (n.as_os_str(), v.as_slice())),
-            );
-        }
-        for (name, value) in all {
-            crate::metadata::put(path, name, value, &mut self.stats.metadata_notes).map_err(
-                |e| DriverError::Sandbox {
-                    path: path.to_path_buf(),
-                    source: e,
-                },
-            )?;
+    /// Extended attributes, before the mode (a file made read-only could
+    /// not take them after, unless as root).
+    fn put_xattrs(&mut self, path: &Path, extra: &Extra) -> Result<(), DriverError> {
+        for (name, value) in &extra.xattrs {
+            self.put(path, name, value)?;
         }
         Ok(())
+    }
+
+    /// ACLs, after the mode: an ACL's mask is the mode's group bits.
+    fn put_acls(&mut self, path: &Path, extra: &Extra) -> Result<(), DriverError> {
+        use crate::metadata::{ACL_ACCESS, ACL_DEFAULT};
+        for (name, value) in [
+            (ACL_ACCESS, &extra.acl_access),
+            (ACL_DEFAULT, &extra.acl_default),
+        ] {
+            if let Some(v) = value {
+                self.put(path, std::ffi::OsStr::new(name), v)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn put(
+        &mut self,
+        path: &Path,
+        name: &std::ffi::OsStr,
+        value: &[u8],
+    ) -> Result<(), DriverError> {
+        crate::metadata::put(path, name, value, &mut self.stats.metadata_notes).map_err(|e| {
+            DriverError::Sandbox {
+                path: path.to_path_buf(),
+                source: e,
+            }
+        })
     }
 
     fn rel<'p>(&self, dest: &'p Path) -> std::path::Display<'p> {
@@ -634,7 +683,7 @@ impl<'a> Extract<'a> {
     ) -> Result<(), DriverError> {
         let map = match &sparse.map {
             pax::SparseMap::Known(m) => m.clone(),
-            pax::SparseMap::InData => pax::read_data_map(entry)
+            pax::SparseMap::InData => pax::read_data_map(entry, entry.size())
                 .map_err(|e| self.damaged(format!("{}: {e}", self.rel(dest))))?,
         };
         pax::check_map(&map, sparse.real_size)
@@ -660,6 +709,8 @@ struct Seen {
     start: u64,
     bytes: Vec<u8>,
     overflow: bool,
+    /// Only between `start` and the member's arrival: not its data.
+    recording: bool,
 }
 
 /// More than this between two members is not headers: not kept.
@@ -679,7 +730,7 @@ impl<R: Read> Read for Tap<R> {
         let n = self.inner.read(buf)?;
         let mut s = self.seen.borrow_mut();
         s.pos += n as u64;
-        if !s.overflow {
+        if s.recording && !s.overflow {
             if s.bytes.len() + n > SEEN_MAX {
                 s.overflow = true;
                 s.bytes = Vec::new();
@@ -696,6 +747,7 @@ impl Seen {
         self.start = self.pos;
         self.bytes.clear();
         self.overflow = false;
+        self.recording = true;
     }
 
     /// The data of the last pax (`x`) header among the headers read since
@@ -715,16 +767,16 @@ impl Seen {
                 return None;
             }
             let flag = block[156];
-            let size = header.entry_size().ok()? as usize;
+            let size = usize::try_from(header.entry_size().ok()?).ok()?;
             let data = at + 512;
             match flag {
-                b'x' | b'X' => {
-                    found = Some(self.bytes.get(data..data + size)?.to_vec());
+                b'x' => {
+                    found = Some(self.bytes.get(data..data.checked_add(size)?)?.to_vec());
                 }
                 b'L' | b'K' | b'g' => {}
                 _ => return found,
             }
-            at = data + size.div_ceil(512) * 512;
+            at = data.checked_add(size.div_ceil(512).checked_mul(512)?)?;
         }
         None
     }
