@@ -483,6 +483,13 @@ impl Comparer<'_> {
                 self.report.mismatched.push(display(rel), what);
                 self.set_expect(rel, ExpectStatus::Mismatched);
             }
+            Judgement::OlderThanBackup => {
+                let what = format!(
+                    "{what}; the source's version is older than the backup's start, so the backup should hold it"
+                );
+                self.report.mismatched.push(display(rel), what);
+                self.set_expect(rel, ExpectStatus::Mismatched);
+            }
             Judgement::NewerInBackup => {
                 let what =
                     format!("{what}; the backup's modification time is later than the source's");

@@ -30,6 +30,10 @@ pub struct Drift {
     pub backup_time: SystemTime,
     /// The restored files carry the mtime the backup recorded for each.
     pub per_file_mtime: bool,
+    /// The earliest the backup could have read a file, where the tool records
+    /// it (a restic or borg snapshot's start): a source version older than
+    /// this must be in the backup, so a difference is not drift.
+    pub not_before: Option<SystemTime>,
 }
 
 /// What a difference means.
@@ -42,6 +46,9 @@ pub enum Judgement {
     /// The backup holds a version newer than the source's, which nothing but
     /// damage (or a source rolled back) explains.
     NewerInBackup,
+    /// The source's version is older than the backup's start, yet the backup
+    /// holds another: it should have held this one.
+    OlderThanBackup,
 }
 
 /// Whether `t` is after `since`, at full precision.
@@ -83,7 +90,10 @@ pub fn content_change(
     let source = at_precision_of(source_mtime, recorded_mtime);
     match source.cmp(&recorded_mtime) {
         std::cmp::Ordering::Equal => Judgement::Corrupt,
-        std::cmp::Ordering::Greater => Judgement::Drift,
+        std::cmp::Ordering::Greater => match d.not_before {
+            Some(start) if source_mtime <= start => Judgement::OlderThanBackup,
+            _ => Judgement::Drift,
+        },
         std::cmp::Ordering::Less if after(source_ctime, d.backup_time) => Judgement::Drift,
         std::cmp::Ordering::Less => Judgement::NewerInBackup,
     }
@@ -114,8 +124,24 @@ mod tests {
         Some(Drift {
             backup_time: t(1000, 0),
             per_file_mtime,
+            not_before: None,
         })
     }
+
+    // A snapshot that began at t(900): a source version from before then must
+    // be in it; one from after is drift.
+    #[rstest]
+    #[case::changed_before_the_snapshot_began(t(850, 0), OLDER)]
+    #[case::changed_while_it_ran(t(950, 0), DRIFT)]
+    fn snapshot_start(#[case] src_mtime: SystemTime, #[case] want: Judgement) {
+        let d = Some(Drift {
+            backup_time: t(900, 0),
+            per_file_mtime: true,
+            not_before: Some(t(900, 0)),
+        });
+        assert_eq!(content_change(d, src_mtime, src_mtime, t(100, 0)), want);
+    }
+    const OLDER: Judgement = Judgement::OlderThanBackup;
     const PER_FILE: bool = true;
     const ONE_TIME: bool = false;
     const EXACT: Option<bool> = None;

@@ -388,7 +388,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
             && stats.verified.is_none()
             && let Some(src) = &spec.source
         {
-            stats.root = crate::root::find_root(sb.path(), src);
+            stats.root = crate::root::root_for_source(sb.path(), src);
         }
         let root = stats.root.clone().unwrap_or_default();
         if fine && let Err(why) = crate::root::check_root(sb.path(), &root) {
@@ -418,6 +418,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                     backup.read_by.or(backup.created_at).map(|t| Drift {
                         backup_time: t,
                         per_file_mtime: spec.driver.records_mtimes(),
+                        not_before: backup.started_at,
                     })
                 },
                 expect: spec.verify.expect.clone(),

@@ -45,6 +45,33 @@ pub fn find_root(sandbox: &Path, path: &Path) -> Option<PathBuf> {
     None
 }
 
+/// Where the source's data is in `sandbox`, for a job whose source is
+/// `source`: [`find_root`] of its path (and of the path it resolves to, when
+/// that is a link); when the sandbox's top could be the source itself too (a
+/// source whose only entry is a directory of its own name), the one whose
+/// names are the source's wins.
+pub fn root_for_source(sandbox: &Path, source: &Path) -> Option<PathBuf> {
+    let found = find_root(sandbox, source).or_else(|| {
+        let real = std::fs::canonicalize(source).ok()?;
+        (real != source)
+            .then(|| find_root(sandbox, &real))
+            .flatten()
+    })?;
+    let names = |p: &Path| -> Option<Vec<OsString>> {
+        let mut v: Vec<OsString> = std::fs::read_dir(p)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        v.sort();
+        Some(v)
+    };
+    let src = names(source);
+    if src.is_some() && names(&sandbox.join(&found)) != src && names(sandbox) == src {
+        return None;
+    }
+    Some(found)
+}
+
 /// The restored root must be reached without a symlink: a link to the live
 /// source would compare the source with itself.
 pub fn check_root(sandbox: &Path, root: &Path) -> Result<(), String> {
@@ -112,6 +139,19 @@ mod tests {
             find_root(t.path(), Path::new(source)),
             want.map(PathBuf::from)
         );
+    }
+
+    #[test]
+    fn a_source_holding_a_directory_of_its_own_name() {
+        // /srv/share holds only share/ (with a.txt in it).
+        let src = tree(&["share/share/a.txt"]);
+        let source = src.path().join("share");
+        // `cd /srv/share && tar c .`: the sandbox is the source.
+        let dot = tree(&["share/a.txt"]);
+        assert_eq!(root_for_source(dot.path(), &source), None);
+        // `cd /srv && tar c share`: the sandbox holds the source under share/.
+        let named = tree(&["share/share/a.txt"]);
+        assert_eq!(root_for_source(named.path(), &source), Some("share".into()));
     }
 
     #[test]

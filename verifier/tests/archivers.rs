@@ -1050,3 +1050,50 @@ fn other_archivers_pass(#[case] tool: &str, #[case] script: &str) {
     assert_pass(&rec);
     assert_eq!(rec.verify.files_compared, 4, "{rec:#?}");
 }
+
+// Pins (review): a source version from before the snapshot began must be in
+// the snapshot; only a later one is drift.
+#[test]
+fn a_restic_snapshot_must_hold_what_the_source_had_when_it_began() {
+    need("restic");
+    let site = Site::new();
+    let share = site.path("share");
+    share_tree(&share);
+    let report = share.join("docs/report.txt");
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    filetime::set_file_mtime(&report, filetime::FileTime::from_system_time(hour_ago)).unwrap();
+    std::fs::write(site.path("restic-pw"), "pw\n").unwrap();
+    restic_in(&site, site.tmp.path(), "init");
+    restic_in(&site, site.tmp.path(), "backup share");
+    let spec = site.spec(
+        Box::new(verifier::driver::ResticDriver {
+            repository: site.path("restic-repo").display().to_string(),
+            password_file: site.path("restic-pw"),
+            snapshot: "latest".into(),
+            host: None,
+            tags: Vec::new(),
+            path: None,
+        }),
+        &share,
+    );
+    // Other bytes, dated before the snapshot began (and after the version it holds).
+    std::fs::write(&report, "another version\n").unwrap();
+    let before = hour_ago + Duration::from_secs(60);
+    filetime::set_file_mtime(&report, filetime::FileTime::from_system_time(before)).unwrap();
+    let rec = site.drill(&spec);
+    assert_eq!(rec.result, Verdict::Fail, "{rec:#?}");
+    assert!(
+        reasons(&rec).contains("docs/report.txt")
+            && reasons(&rec).contains("older than the backup's start"),
+        "{}",
+        reasons(&rec)
+    );
+    // Written after the snapshot: drift.
+    std::fs::write(&report, "written after the backup\n").unwrap();
+    let rec = site.drill(&spec);
+    assert_pass(&rec);
+    assert!(
+        rec.verify.changed_since_backup.contains("docs/report.txt"),
+        "{rec:#?}"
+    );
+}

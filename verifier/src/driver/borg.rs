@@ -198,6 +198,7 @@ impl Driver for BorgDriver {
             location: Some(PathBuf::from(format!("{}::{}", self.repository, a.name))),
             created_at: created,
             read_by: None,
+            started_at: created,
             sha256: None,
             size_estimate,
         })

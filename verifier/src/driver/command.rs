@@ -68,6 +68,7 @@ impl Driver for CommandDriver {
             created_at: self.backup_time.or(mtime),
             location,
             read_by: None,
+            started_at: None,
             sha256: None,
             size_estimate: None,
         })

@@ -47,6 +47,7 @@ impl Driver for DirDriver {
                 location: Some(self.path.clone()),
                 created_at: self.backup_time,
                 read_by: None,
+                started_at: None,
                 sha256: None,
                 size_estimate: Some(tree_bytes(&self.path)),
             }),

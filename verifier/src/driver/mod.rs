@@ -43,6 +43,9 @@ pub struct BackupInfo {
     /// By when the backup had read every file, where that is later than
     /// `created_at` (a copy's newest change); the drift rules' backup time.
     pub read_by: Option<SystemTime>,
+    /// The earliest the backup could have read a file, where the tool records
+    /// it (a snapshot's start).
+    pub started_at: Option<SystemTime>,
     /// SHA-256 of the backup file as read during the restore, when it is one file.
     pub sha256: Option<String>,
     /// About how many bytes the restore will write, when the driver can tell
@@ -175,6 +178,7 @@ pub(crate) fn file_backup(
         created_at: backup_time.or(meta.modified().ok()),
         location: Some(path),
         read_by: None,
+        started_at: None,
         sha256: None,
         size_estimate: meta.is_file().then_some(meta.len()),
     })

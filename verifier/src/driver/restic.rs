@@ -197,6 +197,7 @@ impl Driver for ResticDriver {
             ))),
             created_at: created,
             read_by: None,
+            started_at: created,
             sha256: None,
             size_estimate,
         })
