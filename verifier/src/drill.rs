@@ -95,6 +95,16 @@ pub fn metadata_to_compare(
             "owner: the agent is not root, so restored files are its own".into(),
         );
     }
+    // The restore's own word first: it says why more precisely.
+    for n in restore_notes {
+        if n.starts_with("acl:") {
+            drop(&mut m.acl, n.clone());
+        } else if n.starts_with("xattr:") {
+            drop(&mut m.xattr, n.clone());
+        } else if n.starts_with("owner:") {
+            drop(&mut m.owner, n.clone());
+        }
+    }
     if !held.owner {
         drop(
             &mut m.owner,
@@ -115,13 +125,6 @@ pub fn metadata_to_compare(
             &mut m.xattr,
             "xattr: the backup holds no extended attributes".into(),
         );
-    }
-    for n in restore_notes {
-        if n.starts_with("acl:") {
-            drop(&mut m.acl, n.clone());
-        } else if n.starts_with("xattr:") {
-            drop(&mut m.xattr, n.clone());
-        }
     }
     (m, notes)
 }
@@ -458,10 +461,16 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                 Ok(())
             } else {
                 crate::driver::check_all_links(sb.path()).map_err(|(rel, why)| {
-                    format!(
-                        "the restored symlink {} leads out of the sandbox ({why}), and a check could follow it to live data; remove the [[job.check]] entries or keep such links out of what the job restores",
-                        crate::compare::display(&rel)
-                    )
+                    let rel = crate::compare::display(&rel);
+                    if why.starts_with("cannot be checked") {
+                        format!(
+                            "the restored {rel} {why}, and a check could follow a link in it to live data"
+                        )
+                    } else {
+                        format!(
+                            "the restored symlink {rel} leads out of the sandbox ({why}), and a check could follow it to live data; remove the [[job.check]] entries or keep such links out of what the job restores"
+                        )
+                    }
                 })
             };
             let handed = links.and_then(|()| {

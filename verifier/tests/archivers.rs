@@ -643,6 +643,14 @@ fn restic_snapshots_are_found_however_restic_was_run(#[case] cwd: &str, #[case] 
     let rec = site.drill(&site.spec(Box::new(driver), &share));
     assert_pass(&rec);
     assert_eq!(rec.verify.files_compared, 4, "{rec:#?}");
+    // What is not compared yet is said, not implied.
+    assert!(
+        rec.verify
+            .metadata_not_compared
+            .iter()
+            .any(|n| n == "acl: not compared for restic backups yet"),
+        "{rec:#?}"
+    );
 }
 
 // Pins: the same for `borg create` run with absolute or relative paths.

@@ -104,7 +104,15 @@ pub fn resolve_inside(root: &Path, rel: &Path) -> Result<(), String> {
 /// offending link and why.
 pub fn check_all_links(root: &Path) -> Result<(), (PathBuf, String)> {
     for e in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {
-        let Ok(e) = e else { continue };
+        // A directory that cannot be listed may hide a link: fail closed.
+        let e = e.map_err(|err| {
+            let rel = err
+                .path()
+                .and_then(|p| p.strip_prefix(root).ok())
+                .unwrap_or(Path::new(""))
+                .to_path_buf();
+            (rel, format!("cannot be checked for links: {err}"))
+        })?;
         if e.file_type().is_symlink() {
             let rel = e
                 .path()
