@@ -627,29 +627,40 @@ impl<'a> Extract<'a> {
                     return Err(self.damaged(format!("{}: {e}", self.rel(dest))));
                 }
             };
-            for (i, block) in buf[..n].chunks(BLOCK).enumerate() {
-                let hole = block.iter().all(|&b| b == 0);
-                if !(hole && holes_are_free) {
-                    self.stats.bytes += block.len() as u64;
+            // Runs of blocks with data are written in one call each; blocks
+            // of zeros between them are left as holes.
+            let mut run: Option<usize> = None;
+            let blocks = n.div_ceil(BLOCK);
+            for i in 0..=blocks {
+                let block = (i < blocks).then(|| &buf[i * BLOCK..((i + 1) * BLOCK).min(n)]);
+                let hole = block.is_none_or(|b| b.iter().all(|&x| x == 0));
+                if let Some(block) = block {
+                    if !(hole && holes_are_free) {
+                        self.stats.bytes += block.len() as u64;
+                    }
+                    if let Some(max) = self.stats.max_bytes
+                        && self.stats.bytes > max
+                    {
+                        return Err(DriverError::Space(format!(
+                            "the restore passed max_restore_bytes ({}) while writing {}; stopped",
+                            crate::deadline::human_bytes(max),
+                            self.rel(dest)
+                        )));
+                    }
                 }
-                if let Some(max) = self.stats.max_bytes
-                    && self.stats.bytes > max
-                {
-                    return Err(DriverError::Space(format!(
-                        "the restore passed max_restore_bytes ({}) while writing {}; stopped",
-                        crate::deadline::human_bytes(max),
-                        self.rel(dest)
-                    )));
+                match (hole, run) {
+                    (false, None) => run = Some(i),
+                    (true, Some(start)) => {
+                        let data = &buf[start * BLOCK..(i * BLOCK).min(n)];
+                        let at = offset + total + (start * BLOCK) as u64;
+                        f.write_all_at(data, at).map_err(|e| DriverError::Sandbox {
+                            path: dest.to_path_buf(),
+                            source: e,
+                        })?;
+                        run = None;
+                    }
+                    _ => {}
                 }
-                if hole {
-                    continue;
-                }
-                let at = offset + total + (i * BLOCK) as u64;
-                f.write_all_at(block, at)
-                    .map_err(|e| DriverError::Sandbox {
-                        path: dest.to_path_buf(),
-                        source: e,
-                    })?;
             }
             total += n as u64;
         }
