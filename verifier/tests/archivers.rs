@@ -95,15 +95,20 @@ impl Site {
         ))
     }
 
-    fn drill_tar(&self, archive: &Path, source: &Path) -> Record {
-        self.drill(&self.spec(
+    /// A drill of the tar archive at `archive`, its root found.
+    fn tar_spec(&self, archive: &Path, source: &Path) -> DrillSpec {
+        self.spec(
             Box::new(TarDriver {
                 path: archive.display().to_string(),
                 backup_time: None,
                 root: None,
             }),
             source,
-        ))
+        )
+    }
+
+    fn drill_tar(&self, archive: &Path, source: &Path) -> Record {
+        self.drill(&self.tar_spec(archive, source))
     }
 }
 
@@ -356,14 +361,7 @@ fn pax_global_headers_are_not_members(#[case] tool: &str, #[case] script: &str) 
 
 impl Site {
     fn spec_excluding_git(&self, tar: &Path, share: &Path) -> DrillSpec {
-        let mut spec = self.spec(
-            Box::new(TarDriver {
-                path: tar.display().to_string(),
-                backup_time: None,
-                root: None,
-            }),
-            share,
-        );
+        let mut spec = self.tar_spec(tar, share);
         spec.verify.exclude = vec![".git".into()];
         spec
     }
@@ -729,14 +727,7 @@ fn compressions_are_read_by_content(#[case] tool: &str, #[case] script: &str, #[
         site.tmp.path(),
     );
     assert!(site.path("gnu/docs/sub/data.bin").is_file());
-    let spec = site.spec(
-        Box::new(TarDriver {
-            path: site.path(name).display().to_string(),
-            backup_time: None,
-            root: None,
-        }),
-        &share,
-    );
+    let spec = site.tar_spec(&site.path(name), &share);
     let rec = site.drill(&spec);
     assert_pass(&rec);
 }
@@ -800,14 +791,7 @@ fn sparse_files_are_restored_sparse(#[case] script: &str) {
         std::fs::metadata(site.path("gnu/disk.img")).unwrap().len(),
         256 << 20
     );
-    let mut spec = site.spec(
-        Box::new(TarDriver {
-            path: site.path("share.tar").display().to_string(),
-            backup_time: None,
-            root: None,
-        }),
-        &share,
-    );
+    let mut spec = site.tar_spec(&site.path("share.tar"), &share);
     // Far less than the file's logical size: the holes must stay holes.
     spec.max_restore_bytes = Some(1 << 20);
     let rec = site.drill(&spec);
@@ -923,14 +907,7 @@ fn acls_and_attributes_are_restored_and_compared(#[case] script: &str) {
     let share = site.path("share");
     acl_tree(&share);
     sh(script, site.tmp.path());
-    let mut spec = site.spec(
-        Box::new(TarDriver {
-            path: site.path("share.tar").display().to_string(),
-            backup_time: None,
-            root: None,
-        }),
-        &share,
-    );
+    let mut spec = site.tar_spec(&site.path("share.tar"), &share);
     spec.verify.metadata = Some(
         verifier::metadata::MetadataSet::parse(&["mode".into(), "acl".into(), "xattr".into()])
             .unwrap(),

@@ -165,14 +165,7 @@ impl Driver for DirDriver {
                 stats.bytes += n;
             } else if ft.is_fifo() {
                 // Made, never opened; the compare checks its type and mode.
-                rustix::fs::mknodat(
-                    rustix::fs::CWD,
-                    &dest,
-                    rustix::fs::FileType::Fifo,
-                    rustix::fs::Mode::from_raw_mode(0o600),
-                    0,
-                )
-                .map_err(|e| sandbox_err(e.into()))?;
+                safe::make_fifo(&dest).map_err(sandbox_err)?;
                 owner(&dest)?;
                 std::fs::set_permissions(&dest, meta.permissions()).map_err(sandbox_err)?;
                 any_acl |= copy_attrs(e.path(), &dest, true, &mut stats.metadata_notes)?;

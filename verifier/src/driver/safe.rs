@@ -167,6 +167,19 @@ pub fn clear_dest(dest: &Path) -> Result<(), Refusal> {
     }
 }
 
+/// Makes a FIFO at `dest` (owner-only until its mode is set); it is never
+/// opened, so nothing waits for a writer.
+pub fn make_fifo(dest: &Path) -> io::Result<()> {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        dest,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .map_err(Into::into)
+}
+
 /// Creates a new file; `O_EXCL` never follows a symlink.
 pub fn create_new(dest: &Path) -> Result<File, Refusal> {
     clear_dest(dest)?;

@@ -459,14 +459,7 @@ impl<'a> Extract<'a> {
                     path: dest.clone(),
                     source: e,
                 };
-                rustix::fs::mknodat(
-                    rustix::fs::CWD,
-                    &dest,
-                    rustix::fs::FileType::Fifo,
-                    rustix::fs::Mode::from_raw_mode(0o600),
-                    0,
-                )
-                .map_err(|e| sandbox_err(e.into()))?;
+                safe::make_fifo(&dest).map_err(sandbox_err)?;
                 self.owner(&dest, &extra)?;
                 set_mode(&dest, mode).map_err(sandbox_err)?;
                 self.put_acls(&dest, &extra)?;
