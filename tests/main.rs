@@ -1117,3 +1117,37 @@ fn config_check_refuses_a_root_outside_the_backup_and_unknown_metadata() {
     let out = site.run(&["config", "check"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+// What an operator reads: where in the archive the compared data was, and (in
+// `evidence show`) which metadata was compared and which not, with why.
+#[test]
+fn the_summary_names_the_root_and_evidence_show_the_metadata() {
+    let site = Site::new("");
+    let source = site.path("source");
+    let ok = Command::new("tar")
+        .arg("-czf")
+        .arg(site.path("backups/abs.tgz"))
+        .arg(&source)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::write(
+        &site.config,
+        format!("{AGENT}{}", job("abs", "backups/abs.tgz")),
+    )
+    .unwrap();
+    let out = site.run(&["run"]);
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let root = source.strip_prefix("/").unwrap().display().to_string();
+    assert!(said.contains(&format!(", compared from {root}")), "{said}");
+    let rec = records(&site.run(&["evidence", "list", "--json"])).remove(0);
+    let id = rec["id"].as_str().unwrap();
+    let shown = text(&site.run(&["evidence", "show", id]).stdout);
+    assert!(shown.contains("metadata compared: mode"), "{shown}");
+    assert!(
+        shown.contains("metadata not compared: acl: the backup holds no ACLs"),
+        "{shown}"
+    );
+}

@@ -140,9 +140,16 @@ pub fn summary(r: &Record) -> String {
         );
     }
     let _ = writeln!(s, "{line}");
+    // Where in the restore the compared data was, when not at its top.
+    let root = r
+        .restore
+        .root
+        .as_deref()
+        .map(|p| format!(", compared from {}", escape(p)))
+        .unwrap_or_default();
     let _ = writeln!(
         s,
-        "  restore  {} files, {} in {}",
+        "  restore  {} files, {} in {}{root}",
         r.restore.files,
         bytes(r.restore.bytes),
         seconds(r.restore.duration_seconds)
@@ -254,6 +261,13 @@ pub fn details(r: &Record) -> String {
     findings(&mut s, "extra", &v.extra);
     findings(&mut s, "changed since backup", &v.changed_since_backup);
     findings(&mut s, "new since backup", &v.new_since_backup);
+    findings(&mut s, "skipped special files", &v.skipped_special);
+    if !v.metadata.is_empty() {
+        let _ = writeln!(s, "metadata compared: {}", v.metadata.join(", "));
+    }
+    for n in &v.metadata_not_compared {
+        let _ = writeln!(s, "metadata not compared: {}", escape(n));
+    }
     for e in &v.expect {
         let _ = writeln!(s, "canary {}: {:?}", escape(&e.path), e.status);
     }
