@@ -1312,3 +1312,37 @@ fn a_plain_dump_cannot_run_programs_as_the_agent() {
         "what the dump started ended with the restore"
     );
 }
+
+// Pins: borg prints archive times in local time without an offset, and they
+// were read in the agent's zone: an agent with TZ=Asia/Tokyo on a UTC host
+// dated the backup 9 hours early.
+#[test]
+fn borg_archive_times_do_not_depend_on_the_agents_zone() {
+    need("borg");
+    let site = tool_site();
+    std::fs::write(site.path("pp"), format!("{BORG_SECRET}\n")).unwrap();
+    let source = site.path("source").display().to_string();
+    borg(&site, &["init", "-e", "repokey", "repo"]);
+    borg(&site, &["create", "repo::now", &source]);
+    let inner = source.trim_start_matches('/');
+    set_jobs(
+        &site,
+        &format!(
+            "\n[[job]]\nname = \"zone\"\nsource = \"source\"\nrpo = \"1h\"\n[job.backup]\ntype = \"borg\"\nrepository = \"repo\"\npassphrase_file = \"pp\"\npath = \"{inner}\"\n"
+        ),
+    );
+    for tz in ["Asia/Tokyo", "America/New_York", "UTC"] {
+        let out = crate::bin()
+            .arg("-c")
+            .arg(&site.config)
+            .args(["run", "--json", "--quiet"])
+            .env("TZ", tz)
+            .current_dir(site.tmp.path())
+            .output()
+            .unwrap();
+        let rec = records(&out).remove(0);
+        let age = rec["backup"]["age_seconds"].as_i64().unwrap();
+        assert!((0..600).contains(&age), "TZ={tz}: age {age} s: {rec}");
+        assert_eq!(rec["result"], "pass", "TZ={tz}: {rec}");
+    }
+}

@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use chrono::{NaiveDateTime, TimeZone};
+use chrono::NaiveDateTime;
 use serde::Deserialize;
 
 use super::tool::cause::{self, Tool};
@@ -73,6 +73,9 @@ impl BorgDriver {
             ),
             ("BORG_RELOCATED_REPO_ACCESS_IS_OK".into(), "yes".into()),
             ("BORG_DISPLAY_PASSPHRASE".into(), "no".into()),
+            // borg prints archive times in local time without an offset:
+            // UTC, so they are read the same whatever the agent's zone.
+            ("TZ".into(), "UTC".into()),
         ];
         match &self.passphrase_file {
             Some(f) => env.push((
@@ -186,11 +189,10 @@ impl Driver for BorgDriver {
                 self.archive, self.repository
             ))
         })?;
-        // borg writes local time without an offset.
+        // borg writes local time without an offset; it runs with TZ=UTC.
         let created = NaiveDateTime::parse_from_str(&a.start, "%Y-%m-%dT%H:%M:%S%.f")
             .ok()
-            .and_then(|t| chrono::Local.from_local_datetime(&t).earliest())
-            .map(std::time::SystemTime::from);
+            .map(|t| std::time::SystemTime::from(t.and_utc()));
         let size_estimate = self.original_size(&a.name, deadline);
         Ok(BackupInfo {
             kind: "borg".into(),

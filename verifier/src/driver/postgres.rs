@@ -494,18 +494,10 @@ impl Driver for PostgresDriver {
         // not data; every other error is.
         // All of the tool's messages, not a tail: one early failed COPY among
         // many harmless ownership errors must still be seen.
-        let mut errors: Vec<String> = Vec::new();
-        if let Ok(f) = File::open(&log) {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
-                let is_error =
-                    line.contains("ERROR:") || line.contains("error:") || line.contains("FATAL:");
-                let harmless = line.contains("role \"") && line.contains("does not exist");
-                if is_error && !harmless && errors.len() < 3 {
-                    errors.push(line.trim().to_string());
-                }
-            }
-        }
+        let mut errors: Vec<String> = match File::open(&log) {
+            Ok(f) => restore_errors(std::io::BufReader::new(f)),
+            Err(_) => Vec::new(),
+        };
         if !errors.is_empty() || (name == "pg_restore" && !out.success()) {
             // pg_restore's own error line first: what it could not read or
             // run names the cause; the server's messages follow it.
@@ -652,4 +644,38 @@ impl Drop for PostgresDriver {
 fn is_tar(p: &Path) -> bool {
     let mut b = [0u8; 262];
     File::open(p).and_then(|mut f| f.read_exact(&mut b)).is_ok() && &b[257..262] == b"ustar"
+}
+
+/// The errors (up to three) in a restore tool's log, read as bytes to the
+/// end: a line that is not UTF-8 (a server message in the database's
+/// EUC_JP) neither stops the reading nor hides a later failed COPY. Owner and
+/// grant statements for roles this cluster does not have are not data.
+fn restore_errors(log: impl std::io::BufRead) -> Vec<String> {
+    let mut errors = Vec::new();
+    for line in log.split(b'\n').map_while(Result::ok) {
+        let line = String::from_utf8_lossy(&line);
+        let is_error =
+            line.contains("ERROR:") || line.contains("error:") || line.contains("FATAL:");
+        let harmless = line.contains("role \"") && line.contains("does not exist");
+        if is_error && !harmless && errors.len() < 3 {
+            errors.push(line.trim().to_string());
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod restore_log_tests {
+    // Pins: the log was read line by line as UTF-8 and the reading stopped
+    // at the first line that was not, so a later failed COPY was missed.
+    #[test]
+    fn errors_after_a_line_that_is_not_utf8_are_seen() {
+        let mut log =
+            b"psql:dump.sql:20: ERROR:  role \"\xb7\xd0\xcd\xfd\" does not exist\n".to_vec();
+        log.extend(b"psql:dump.sql:31: ERROR:  invalid byte sequence \xb7\xd0\n");
+        log.extend(b"CONTEXT:  COPY ledger, line 7\n");
+        let errors = super::restore_errors(&log[..]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("invalid byte sequence"), "{errors:?}");
+    }
 }
