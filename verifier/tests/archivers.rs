@@ -1082,3 +1082,42 @@ fn a_restic_snapshot_must_hold_what_the_source_had_when_it_began() {
         "{rec:#?}"
     );
 }
+
+// Pins (issue 15, item 2): a runbook over an `rsync -a` mirror took the
+// mirror directory's mtime (the source's, copied) as the backup time, so rot
+// in a file edited after that passed as "changed since backup".
+#[test]
+fn a_runbook_over_a_mirror_without_backup_time_excuses_nothing() {
+    need("rsync");
+    let site = Site::new();
+    let share = site.path("share");
+    share_tree(&share);
+    // Edited in place later: its mtime is after its directory's.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(share.join("docs/report.txt"), "quarterly report, revised\n").unwrap();
+    sh("rsync -a share/ mirror/", site.tmp.path());
+    let spec = site.spec(
+        Box::new(verifier::driver::CommandDriver {
+            steps: vec![vec![
+                "cp".into(),
+                "-a".into(),
+                "{backup}/.".into(),
+                "{sandbox}".into(),
+            ]],
+            backup: Some(site.path("mirror").display().to_string()),
+            backup_time: None,
+            isolation: Default::default(),
+        }),
+        &share,
+    );
+    assert_pass(&site.drill(&spec));
+    rot(&site.path("mirror/docs/report.txt"), 3);
+    let rec = site.drill(&spec);
+    assert_eq!(rec.result, Verdict::Fail, "{rec:#?}");
+    assert!(
+        reasons(&rec).contains("content mismatch: docs/report.txt"),
+        "{}",
+        reasons(&rec)
+    );
+    assert!(rec.backup.created_at.is_none(), "{rec:#?}");
+}

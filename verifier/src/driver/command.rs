@@ -15,7 +15,8 @@ pub struct CommandDriver {
     pub steps: Vec<Vec<String>>,
     /// Optional backup file or directory (a glob; newest wins), for `{backup}`.
     pub backup: Option<String>,
-    /// When the backup was taken; else the `{backup}` file's mtime, else unknown.
+    /// When the backup was taken; else the `{backup}` file's mtime (not a
+    /// directory's), else unknown.
     pub backup_time: Option<SystemTime>,
     /// Who runs the steps, and with what network.
     pub isolation: Isolation,
@@ -56,9 +57,14 @@ impl Driver for CommandDriver {
             }),
             None => None,
         };
-        let mtime = location
-            .as_ref()
-            .and_then(|p| std::fs::metadata(p).ok()?.modified().ok());
+        // A file's mtime is when it was written. A directory's says nothing
+        // of when the backup ran (`rsync -a` copies the source's old one), so
+        // a mirror without `backup_time` has no known time: then nothing is
+        // excused as drift, and an RPO cannot be shown to be met.
+        let mtime = location.as_ref().and_then(|p| {
+            let m = std::fs::metadata(p).ok()?;
+            m.is_file().then(|| m.modified().ok()).flatten()
+        });
         Ok(BackupInfo {
             kind: "command".into(),
             id: location
