@@ -575,18 +575,9 @@ impl Comparer<'_> {
         if m.acl {
             for name in [ACL_ACCESS, ACL_DEFAULT] {
                 let name = std::ffi::OsStr::new(name);
-                let (a, b) = match (get(&src, name), get(&dst, name)) {
-                    (Ok(a), Ok(b)) => (a, b),
-                    (Err(e), _) => {
-                        let what = format!("cannot read its ACL: {e}");
-                        self.report.source_unreadable.push(display(&x.rel), what);
-                        return;
-                    }
-                    (_, Err(e)) => {
-                        let what = format!("cannot read its ACL: {e}");
-                        self.report.unreadable.push(display(&y.rel), what);
-                        return;
-                    }
+                let Some((a, b)) = self.read_both(x, get(&src, name), get(&dst, name), "ACL")
+                else {
+                    return;
                 };
                 if a != b {
                     let kind = if name == ACL_ACCESS {
@@ -606,18 +597,8 @@ impl Comparer<'_> {
             }
         }
         if m.xattr {
-            let (a, b) = match (xattrs(&src), xattrs(&dst)) {
-                (Ok(a), Ok(b)) => (a, b),
-                (Err(e), _) => {
-                    let what = format!("cannot read its attributes: {e}");
-                    self.report.source_unreadable.push(display(&x.rel), what);
-                    return;
-                }
-                (_, Err(e)) => {
-                    let what = format!("cannot read its attributes: {e}");
-                    self.report.unreadable.push(display(&y.rel), what);
-                    return;
-                }
+            let Some((a, b)) = self.read_both(x, xattrs(&src), xattrs(&dst), "attributes") else {
+                return;
             };
             if a != b {
                 let names = |v: &[(std::ffi::OsString, Vec<u8>)]| {
@@ -632,6 +613,30 @@ impl Comparer<'_> {
                     format!("xattr: [{}] in source, [{}] restored", names(&a), names(&b))
                 };
                 self.differ_at(&x.rel, what, j);
+            }
+        }
+    }
+
+    /// Both sides' reading of one piece of metadata, or `None` with the side
+    /// that could not be read reported as unreadable.
+    fn read_both<T>(
+        &mut self,
+        x: &Entry,
+        source: io::Result<T>,
+        restored: io::Result<T>,
+        what: &str,
+    ) -> Option<(T, T)> {
+        match (source, restored) {
+            (Ok(a), Ok(b)) => Some((a, b)),
+            (Err(e), _) => {
+                let why = format!("cannot read its {what}: {e}");
+                self.report.source_unreadable.push(display(&x.rel), why);
+                None
+            }
+            (_, Err(e)) => {
+                let why = format!("cannot read its {what}: {e}");
+                self.report.unreadable.push(display(&x.rel), why);
+                None
             }
         }
     }

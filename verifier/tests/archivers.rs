@@ -603,6 +603,18 @@ fn an_explicit_root_picks_the_subtree_of_a_wider_archive() {
     );
 }
 
+/// The newest snapshot of the site's restic repository, its path found.
+fn restic_latest(site: &Site) -> Box<dyn Driver> {
+    Box::new(verifier::driver::ResticDriver {
+        repository: site.path("restic-repo").display().to_string(),
+        password_file: site.path("restic-pw"),
+        snapshot: "latest".into(),
+        host: None,
+        tags: Vec::new(),
+        path: None,
+    })
+}
+
 fn restic_in(site: &Site, cwd: &Path, args: &str) {
     let repo = site.path("restic-repo");
     sh(
@@ -630,15 +642,7 @@ fn restic_snapshots_are_found_however_restic_was_run(#[case] cwd: &str, #[case] 
     std::fs::write(site.path("restic-pw"), "pw\n").unwrap();
     restic_in(&site, site.tmp.path(), "init");
     restic_in(&site, &site.tmp.path().join(cwd), args);
-    let driver = verifier::driver::ResticDriver {
-        repository: site.path("restic-repo").display().to_string(),
-        password_file: site.path("restic-pw"),
-        snapshot: "latest".into(),
-        host: None,
-        tags: Vec::new(),
-        path: None,
-    };
-    let rec = site.drill(&site.spec(Box::new(driver), &share));
+    let rec = site.drill(&site.spec(restic_latest(&site), &share));
     assert_pass(&rec);
     assert_eq!(rec.verify.files_compared, 4, "{rec:#?}");
     // What is not compared yet is said, not implied.
@@ -1050,17 +1054,7 @@ fn a_restic_snapshot_must_hold_what_the_source_had_when_it_began() {
     std::fs::write(site.path("restic-pw"), "pw\n").unwrap();
     restic_in(&site, site.tmp.path(), "init");
     restic_in(&site, site.tmp.path(), "backup share");
-    let spec = site.spec(
-        Box::new(verifier::driver::ResticDriver {
-            repository: site.path("restic-repo").display().to_string(),
-            password_file: site.path("restic-pw"),
-            snapshot: "latest".into(),
-            host: None,
-            tags: Vec::new(),
-            path: None,
-        }),
-        &share,
-    );
+    let spec = site.spec(restic_latest(&site), &share);
     // Other bytes, dated before the snapshot began (and after the version it holds).
     std::fs::write(&report, "another version\n").unwrap();
     let before = hour_ago + Duration::from_secs(60);
