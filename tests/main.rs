@@ -8,6 +8,8 @@ mod faults;
 mod fuzz;
 mod guides;
 mod isolation;
+mod pg_dumps;
+mod pg_server;
 mod store;
 mod tools;
 
@@ -238,6 +240,30 @@ fn config_check_accepts_a_good_config() {
     let so = text(&out.stdout);
     assert!(so.contains("OK, 2 job(s)"), "{so}");
     assert!(so.contains("job good: tar "), "{so}");
+}
+
+// Pins (issue 15, item 19): a job without `timeout` ran for up to a day,
+// and `config check` printed "timeout 1d" as if it had been set.
+#[test]
+fn config_check_shows_the_default_timeout() {
+    let site = Site::new(&format!(
+        "{}{}",
+        job("good", "backups/good/share-*.tar"),
+        job("set", "backups/good/share-*.tar")
+            .replace("  [job.backup]", "timeout = \"90m\"\n  [job.backup]")
+    ));
+    let out = site.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let so = text(&out.stdout);
+    let line = |name: &str| {
+        so.lines()
+            .find(|l| l.contains(&format!("job {name}: ")))
+            .unwrap_or_else(|| panic!("no job {name} in {so}"))
+            .to_string()
+    };
+    assert!(line("good").contains("timeout 6h (default)"), "{so}");
+    assert!(line("set").contains("timeout 1h 30m,"), "{so}");
+    assert!(!line("set").contains("(default)"), "{so}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-fn need(tool: &str) {
+pub(crate) fn need(tool: &str) {
     let ok = Command::new(tool)
         .arg("--version")
         .stdout(Stdio::null())
@@ -33,11 +33,11 @@ fn sh(cmd: &mut Command) -> String {
 }
 
 /// A site with the fixture source and a config of AGENT + `job_toml`.
-fn tool_site() -> Site {
+pub(crate) fn tool_site() -> Site {
     Site::new("")
 }
 
-fn set_jobs(site: &Site, jobs: &str) {
+pub(crate) fn set_jobs(site: &Site, jobs: &str) {
     std::fs::write(&site.config, format!("{AGENT}{jobs}")).unwrap();
 }
 
@@ -111,6 +111,36 @@ fn run_watching(site: &Site, secret: &str) -> Value {
     recs.remove(0)
 }
 
+/// `run_watching`, and the drill left the repository `repo` (a directory of
+/// the site) byte-identical: the same names, modes, mtimes and contents.
+fn drill_leaving(site: &Site, secret: &str, repo: &str) -> Value {
+    let before = fingerprint(&site.path(repo));
+    let rec = run_watching(site, secret);
+    assert_unchanged(&before, &fingerprint(&site.path(repo)), repo, &rec);
+    rec
+}
+
+fn assert_unchanged(
+    before: &std::collections::BTreeMap<PathBuf, (u32, std::time::SystemTime, String)>,
+    after: &std::collections::BTreeMap<PathBuf, (u32, std::time::SystemTime, String)>,
+    repo: &str,
+    rec: &Value,
+) {
+    let changed: Vec<String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|p| before.get(*p) != after.get(*p))
+        .map(|p| p.display().to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "the drill wrote to the repository {repo}: {changed:?}\n{}",
+        reasons(rec)
+    );
+}
+
 /// The conformance rule for a good backup: a pass with no finding at all.
 fn assert_clean_pass(r: &Value) {
     assert_eq!(r["result"], "pass", "{}", reasons(r));
@@ -132,7 +162,7 @@ fn assert_clean_pass(r: &Value) {
     assert!(r["verify"]["files_compared"].as_u64().unwrap() > 0);
 }
 
-fn reasons(r: &Value) -> String {
+pub(crate) fn reasons(r: &Value) -> String {
     r["reasons"]
         .as_array()
         .unwrap()
@@ -212,7 +242,7 @@ fn restic_good_and_broken() {
     let job = restic_job;
 
     set_jobs(&site, &job("good", "repo", "pw"));
-    let rec = run_watching(&site, SECRET);
+    let rec = drill_leaving(&site, SECRET, "repo");
     assert_clean_pass(&rec);
     assert_eq!(rec["verify"]["files_compared"], 9);
     assert!(
@@ -230,10 +260,11 @@ fn restic_good_and_broken() {
         &job("capped", "repo", "pw"),
         "restic restore",
         SECRET,
+        "repo",
     );
 
     set_jobs(&site, &job("wrong-password", "repo", "wrong-pw"));
-    let rec = run_watching(&site, SECRET);
+    let rec = drill_leaving(&site, SECRET, "repo");
     assert_eq!(rec["result"], "fail");
     assert!(
         reasons(&rec).contains("wrong password"),
@@ -242,7 +273,7 @@ fn restic_good_and_broken() {
     );
 
     set_jobs(&site, &job("lacking", "repo-lacking", "pw"));
-    let rec = run_watching(&site, SECRET);
+    let rec = drill_leaving(&site, SECRET, "repo-lacking");
     assert_eq!(rec["result"], "fail");
     assert!(
         reasons(&rec).contains("missing from the restore: finance/ledger.csv"),
@@ -251,7 +282,8 @@ fn restic_good_and_broken() {
     );
 
     set_jobs(&site, &job("no-repo", "no-such-repo", "pw"));
-    let rec = run_watching(&site, SECRET);
+    let rec = drill_leaving(&site, SECRET, "no-such-repo");
+    assert!(!site.path("no-such-repo").exists());
     assert_eq!(rec["result"], "fail");
     assert!(
         reasons(&rec).contains("repository not found"),
@@ -261,7 +293,7 @@ fn restic_good_and_broken() {
 
     corrupt_largest(&site.path("repo/data"));
     set_jobs(&site, &job("damaged", "repo", "pw"));
-    let rec = run_watching(&site, SECRET);
+    let rec = drill_leaving(&site, SECRET, "repo");
     assert_eq!(rec["result"], "fail", "{rec}");
     // The blob that failed verification, not restic's complaints about the
     // files it could then not finish.
@@ -331,7 +363,13 @@ fn restic_missing_pack_is_named() {
 
 /// With `max_restore_bytes` one byte under the source's size, the drill is
 /// refused on the repository's own size figure before `restore_step` runs.
-fn refused_by_the_repository_estimate(site: &Site, job: &str, restore_step: &str, secret: &str) {
+fn refused_by_the_repository_estimate(
+    site: &Site,
+    job: &str,
+    restore_step: &str,
+    secret: &str,
+    repo: &str,
+) {
     let size: u64 = walkdir::WalkDir::new(site.path("source"))
         .into_iter()
         .map(|e| e.unwrap())
@@ -346,7 +384,7 @@ fn refused_by_the_repository_estimate(site: &Site, job: &str, restore_step: &str
         ),
     );
     set_jobs(site, &capped);
-    let rec = run_watching(site, secret);
+    let rec = drill_leaving(site, secret, repo);
     assert_eq!(rec["result"], "error", "{rec}");
     assert!(
         reasons(&rec).contains(&format!(
@@ -372,8 +410,14 @@ fn copy_tree_file(from: &Path, to: &Path) {
 }
 
 fn borg(site: &Site, args: &[&str]) -> String {
+    borg_with(site, &[], args)
+}
+
+/// `borg` with more environment (BORG_KEY_FILE).
+fn borg_with(site: &Site, env: &[(&str, &Path)], args: &[&str]) -> String {
     sh(Command::new("borg")
         .args(args)
+        .envs(env.iter().copied())
         .env(
             "BORG_PASSCOMMAND",
             format!("cat {}", site.path("pp").display()),
@@ -390,7 +434,10 @@ fn borg_good_and_broken() {
     std::fs::write(site.path("wrong-pp"), "nope\n").unwrap();
     let source = site.path("source").display().to_string();
     borg(&site, &["init", "-e", "repokey", "repo"]);
-    borg(&site, &["create", "repo::first", &source]);
+    borg(&site, &["create", "-C", "lz4", "repo::first", &source]);
+    // A repository whose index borg would rebuild on opening it.
+    borg(&site, &["init", "-e", "repokey", "repo-index"]);
+    borg(&site, &["create", "repo-index::first", &source]);
     let keep = site.path("keep.csv");
     std::fs::copy(site.path("source/finance/ledger.csv"), &keep).unwrap();
     std::fs::remove_file(site.path("source/finance/ledger.csv")).unwrap();
@@ -405,8 +452,15 @@ fn borg_good_and_broken() {
     };
 
     set_jobs(&site, &job("good", "repo", "pp", "latest"));
-    let rec = run_watching(&site, BORG_SECRET);
+    let rec = drill_leaving(&site, BORG_SECRET, "repo");
     assert_clean_pass(&rec);
+    assert!(
+        rec["restore"]["notes"]
+            .to_string()
+            .contains("mounted read-only"),
+        "{}",
+        rec["restore"]
+    );
     assert_eq!(rec["verify"]["files_compared"], 9);
     assert!(
         rec["restore"]["tool"]
@@ -420,16 +474,17 @@ fn borg_good_and_broken() {
         &job("capped", "repo", "pp", "latest"),
         "borg extract",
         BORG_SECRET,
+        "repo",
     );
 
     set_jobs(&site, &job("by-glob", "repo", "pp", "fir*"));
-    assert_eq!(run_watching(&site, BORG_SECRET)["result"], "pass");
+    assert_eq!(drill_leaving(&site, BORG_SECRET, "repo")["result"], "pass");
 
     set_jobs(
         &site,
         &job("wrong-passphrase", "repo", "wrong-pp", "latest"),
     );
-    let rec = run_watching(&site, BORG_SECRET);
+    let rec = drill_leaving(&site, BORG_SECRET, "repo");
     assert_eq!(rec["result"], "fail");
     assert!(
         reasons(&rec).contains("wrong passphrase"),
@@ -438,7 +493,7 @@ fn borg_good_and_broken() {
     );
 
     set_jobs(&site, &job("lacking", "repo-lacking", "pp", "latest"));
-    let rec = run_watching(&site, BORG_SECRET);
+    let rec = drill_leaving(&site, BORG_SECRET, "repo-lacking");
     assert!(
         reasons(&rec).contains("missing from the restore: finance/ledger.csv"),
         "{}",
@@ -446,13 +501,43 @@ fn borg_good_and_broken() {
     );
 
     set_jobs(&site, &job("no-repo", "no-such-repo", "pp", "latest"));
-    let rec = run_watching(&site, BORG_SECRET);
+    let rec = drill_leaving(&site, BORG_SECRET, "no-such-repo");
     assert_eq!(rec["result"], "fail");
     assert!(reasons(&rec).contains("not found"), "{}", reasons(&rec));
+    assert!(!site.path("no-such-repo").exists());
+
+    // Pins: borg rebuilt a truncated index on opening the repository (new
+    // index, hints and integrity files, one more segment): a drill wrote to
+    // the backup. Now borg cannot write, and the drill says why it stopped.
+    let index = std::fs::read_dir(site.path("repo-index"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("index.")
+        })
+        .unwrap();
+    let cut = std::fs::read(&index).unwrap();
+    std::fs::write(&index, &cut[..10]).unwrap();
+    set_jobs(&site, &job("cut-index", "repo-index", "pp", "latest"));
+    let rec = drill_leaving(&site, BORG_SECRET, "repo-index");
+    assert_eq!(rec["result"], "error", "{rec}");
+    let why = reasons(&rec);
+    assert!(
+        why.contains("borg list cannot read the repository without writing to it: its index is missing or damaged")
+            && why.contains("A drill never writes to a backup, so nothing was changed")
+            && why.contains("borg check --repository-only"),
+        "{why}"
+    );
+    assert!(!why.contains("Traceback"), "{why}");
+    assert!(is_empty_dir(&site.path("sandbox")));
 
     corrupt_largest(&site.path("repo/data"));
     set_jobs(&site, &job("damaged", "repo", "pp", "latest"));
-    let rec = run_watching(&site, BORG_SECRET);
+    let rec = drill_leaving(&site, BORG_SECRET, "repo");
     assert_eq!(rec["result"], "fail", "{rec}");
     // The traceback's exception line, not its first line.
     let why = reasons(&rec);
@@ -487,7 +572,7 @@ fn borg_good_and_broken() {
         .into_path();
     std::fs::remove_file(&segment).unwrap();
     set_jobs(&site, &job("no-segment", "repo-lacking", "pp", "latest"));
-    let rec = run_watching(&site, BORG_SECRET);
+    let rec = drill_leaving(&site, BORG_SECRET, "repo-lacking");
     assert_eq!(rec["result"], "fail", "{rec}");
     let why = reasons(&rec);
     assert!(
@@ -499,6 +584,166 @@ fn borg_good_and_broken() {
     );
     assert!(!why.contains("KeyError"), "{why}");
     assert!(is_empty_dir(&site.path("sandbox")));
+}
+
+// Pins: borg ran with a minimal environment and no key for a keyfile
+// repository (BORG_KEY_FILE was dropped), so such a repository could not be
+// drilled at all. Also: every encryption mode (repokey in
+// borg_good_and_broken, keyfile and none here) and both of borg's usual
+// compressions (lz4 there, zstd here) restore in a passing drill.
+#[test]
+fn borg_keyfile_and_unencrypted_repositories() {
+    need("borg");
+    let site = tool_site();
+    std::fs::write(site.path("pp"), format!("{BORG_SECRET}\n")).unwrap();
+    let source = site.path("source").display().to_string();
+    // The key lives in the site, not in any borg keys directory.
+    std::fs::create_dir(site.path("keys")).unwrap();
+    let key = site.path("keys/share.key");
+    let with_key = [("BORG_KEY_FILE", key.as_path())];
+    borg_with(&site, &with_key, &["init", "-e", "keyfile", "repo-key"]);
+    borg_with(
+        &site,
+        &with_key,
+        &["create", "-C", "zstd", "repo-key::zstd", &source],
+    );
+    assert!(key.is_file());
+    assert!(
+        !site.path("borg-home/.config/borg/keys").exists()
+            || is_empty_dir(&site.path("borg-home/.config/borg/keys"))
+    );
+    borg(&site, &["init", "-e", "none", "repo-none"]);
+    borg(
+        &site,
+        &["create", "-C", "zstd,9", "repo-none::plain", &source],
+    );
+    let inner = source.trim_start_matches('/').to_string();
+    let job = |name: &str, repo: &str, extra: &str| {
+        format!(
+            "\n[[job]]\nname = \"{name}\"\nsource = \"source\"\n[job.backup]\ntype = \"borg\"\nrepository = \"{repo}\"\npath = \"{inner}\"\n{extra}"
+        )
+    };
+
+    let keyed = job(
+        "keyfile",
+        "repo-key",
+        "passphrase_file = \"pp\"\nkey_file = \"keys/share.key\"\n",
+    );
+    set_jobs(&site, &keyed);
+    let out = site.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rec = drill_leaving(&site, BORG_SECRET, "repo-key");
+    assert_clean_pass(&rec);
+    assert!(rec["backup"]["id"].as_str().unwrap().starts_with("zstd"));
+    assert!(is_empty_dir(&site.path("sandbox")));
+
+    // Without key_file: borg finds no key, and the reason says what to set.
+    set_jobs(
+        &site,
+        &job("no-key", "repo-key", "passphrase_file = \"pp\"\n"),
+    );
+    let rec = drill_leaving(&site, BORG_SECRET, "repo-key");
+    assert_eq!(rec["result"], "fail", "{rec}");
+    let why = reasons(&rec);
+    assert!(
+        why.contains("no key file for this repository") && why.contains("set `key_file`"),
+        "{why}"
+    );
+    assert!(!why.contains("Traceback"), "{why}");
+
+    // A key file that is not there: refused before borg runs, and by
+    // config check.
+    let gone = keyed.replace("keys/share.key", "keys/gone.key");
+    set_jobs(&site, &gone);
+    let out = site.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("key_file") && text(&out.stderr).contains("gone.key"),
+        "{}",
+        text(&out.stderr)
+    );
+    let rec = drill_leaving(&site, BORG_SECRET, "repo-key");
+    assert_eq!(rec["result"], "error", "{rec}");
+    assert!(
+        reasons(&rec).contains("key_file") && reasons(&rec).contains("not readable"),
+        "{}",
+        reasons(&rec)
+    );
+
+    // key_file is borg's: another backup type refuses it.
+    set_jobs(
+        &site,
+        &format!(
+            "{}key_file = \"keys/share.key\"\n",
+            restic_job("restic-key", "repo-key", "pp")
+        ),
+    );
+    let out = site.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("`key_file` does not apply to backup type \"restic\""),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Unencrypted: no passphrase, no key.
+    set_jobs(&site, &job("none", "repo-none", ""));
+    let rec = drill_leaving(&site, BORG_SECRET, "repo-none");
+    assert_clean_pass(&rec);
+    assert!(rec["backup"]["id"].as_str().unwrap().starts_with("plain"));
+}
+
+/// The short id of the newest snapshot in `repo` whose only path ends in `dir`.
+fn snapshot_of(site: &Site, repo: &str, dir: &str) -> String {
+    let list: Value = serde_json::from_str(&restic(site, repo, &["snapshots", "--json"])).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .rfind(|s| {
+            s["paths"][0]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/{dir}"))
+        })
+        .unwrap()["short_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+// Pins: `snapshot = "latest"` was the host's newest snapshot whatever `path`
+// named: with srcB backed up after srcA, a job of srcA restored nothing.
+#[test]
+fn restic_latest_is_the_newest_snapshot_of_its_path() {
+    need("restic");
+    let site = tool_site();
+    std::fs::write(site.path("pw"), format!("{SECRET}\n")).unwrap();
+    copy_tree(&site.path("source"), &site.path("srcA"));
+    copy_tree(&site.path("source/docs"), &site.path("srcB"));
+    let abs = |d: &str| site.path(d).display().to_string();
+    // Run from the site with relative paths (the snapshots' paths are
+    // absolute, their trees hold srcA/…), and with absolute ones.
+    restic(&site, "repo", &["init"]);
+    restic(&site, "repo", &["backup", "srcA"]);
+    restic(&site, "repo", &["backup", "srcB"]);
+    restic(&site, "repo-abs", &["init"]);
+    restic(&site, "repo-abs", &["backup", &abs("srcA")]);
+    restic(&site, "repo-abs", &["backup", &abs("srcB")]);
+    for (repo, path) in [("repo", "srcA".to_string()), ("repo-abs", abs("srcA"))] {
+        let want = snapshot_of(&site, repo, "srcA");
+        assert_ne!(want, snapshot_of(&site, repo, "srcB"));
+        set_jobs(
+            &site,
+            &format!(
+                "{}path = \"{path}\"\n",
+                restic_job("of-a", repo, "pw").replace("source = \"source\"", "source = \"srcA\"")
+            ),
+        );
+        let rec = drill_leaving(&site, SECRET, repo);
+        assert_clean_pass(&rec);
+        assert_eq!(rec["backup"]["id"], want.as_str(), "{repo}: {rec}");
+        assert_eq!(rec["verify"]["files_compared"], 9, "{repo}");
+    }
 }
 
 #[test]
@@ -779,7 +1024,10 @@ pub fn postgres_ids() -> (u32, u32) {
         .expect("no postgres user: install Debian's postgresql package (scripts/test.sh does)")
 }
 
-fn pg_bin(name: &str) -> PathBuf {
+/// The line pg_dump ends a plain dump with, for dumps a test writes by hand.
+const PG_DUMP_COMPLETE: &str = "\n--\n-- PostgreSQL database dump complete\n--\n\n";
+
+pub(crate) fn pg_bin(name: &str) -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .expect("PostgreSQL server is missing: install Debian's postgresql package (scripts/test.sh does)")
         .flatten()
@@ -915,14 +1163,31 @@ impl LivePg {
     }
 
     fn dump(&self, db: &str, format: &str, out: &Path) {
+        self.dump_with(db, &["-F", format], out)
+    }
+
+    /// `pg_dump` of `db` with `args` into `out`.
+    pub fn dump_with(&self, db: &str, args: &[&str], out: &Path) {
         let o = Command::new("pg_dump")
-            .args(["-F", format, "-f"])
+            .args(args)
+            .arg("-f")
             .arg(out)
             .arg("-d")
             .arg(self.conninfo(db))
             .output()
             .unwrap();
-        assert!(o.status.success(), "pg_dump: {}", text(&o.stderr));
+        assert!(o.status.success(), "pg_dump {args:?}: {}", text(&o.stderr));
+    }
+
+    /// `manifest create --postgres` of `db` into `out`; returns the manifest.
+    pub fn manifest(&self, db: &str, out: &Path) -> String {
+        let o = bin()
+            .args(["manifest", "create", "--postgres", &self.conninfo(db), "-o"])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        std::fs::read_to_string(out).unwrap()
     }
 }
 
@@ -970,8 +1235,8 @@ fn tcp_listeners_of(needle: &str) -> (usize, bool) {
     (listening, alive)
 }
 
-#[test]
-fn postgres_dump_restores_into_a_throwaway_cluster() {
+/// A site with a live database `app`: 2,000 `orders`, 300 `billing.invoices`.
+pub(crate) fn orders_site() -> (Site, LivePg) {
     need("pg_dump");
     let site = tool_site();
     let live = LivePg::start(&site.path("live"));
@@ -984,22 +1249,16 @@ fn postgres_dump_restores_into_a_throwaway_cluster() {
          INSERT INTO billing.invoices SELECT i, i * 1.5 FROM generate_series(1, 300) i;",
     )
     .unwrap();
+    (site, live)
+}
+
+#[test]
+fn postgres_dump_restores_into_a_throwaway_cluster() {
+    let (site, live) = orders_site();
     std::fs::create_dir_all(site.path("dumps")).unwrap();
     live.dump("app", "c", &site.path("dumps/app-1.dump"));
     live.dump("app", "p", &site.path("dumps/app-1.sql"));
-    let out = bin()
-        .args([
-            "manifest",
-            "create",
-            "--postgres",
-            &live.conninfo("app"),
-            "-o",
-        ])
-        .arg(site.path("app.pgmanifest"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let m = std::fs::read_to_string(site.path("app.pgmanifest")).unwrap();
+    let m = live.manifest("app", &site.path("app.pgmanifest"));
     assert!(
         m.contains("\"path\":\"public.orders\",\"type\":\"table\",\"size\":2000"),
         "{m}"
@@ -1043,8 +1302,8 @@ fn postgres_dump_restores_into_a_throwaway_cluster() {
     assert_clean_pass(&rec);
     assert_eq!(rec["verify"]["against"], "manifest");
     assert_eq!(
-        rec["verify"]["files_compared"], 2,
-        "both tables' row counts compared"
+        rec["verify"]["files_compared"], 3,
+        "both tables' row counts, and the number of large objects, compared"
     );
     assert_eq!(rec["checks"][0]["passed"], true, "{}", rec["checks"]);
     assert!(
@@ -1131,6 +1390,7 @@ fn postgres_dump_restores_into_a_throwaway_cluster() {
     for _ in 0..200 {
         sql.push_str("ALTER TABLE public.orders OWNER TO ghost_owner_role_with_a_long_name;\n");
     }
+    sql.push_str(PG_DUMP_COMPLETE);
     std::fs::write(site.path("dumps/noisy.sql"), sql).unwrap();
     // The job without its row-count check (this dump has no rows).
     let noisy = job("noisy", "dumps/noisy.sql", false);
@@ -1199,7 +1459,11 @@ fn hanging_tools_are_killed_at_the_timeout() {
     std::fs::create_dir_all(site.path("hang-borg")).unwrap();
     sh(Command::new("mkfifo").arg(site.path("hang-borg/config")));
     std::fs::create_dir_all(site.path("dumps")).unwrap();
-    std::fs::write(site.path("dumps/hang.sql"), "SELECT pg_sleep(600);\n").unwrap();
+    std::fs::write(
+        site.path("dumps/hang.sql"),
+        format!("SELECT pg_sleep(600);\n{PG_DUMP_COMPLETE}"),
+    )
+    .unwrap();
     let jobs = r#"
 [[job]]
 name = "restic"
@@ -1244,6 +1508,12 @@ path = "dumps/hang.sql"
             reasons(rec)
         );
         assert!(reasons(rec).contains("its processes were killed"));
+        // Which limit it was: the job's `timeout`.
+        assert!(
+            reasons(rec).contains("(the job's timeout)"),
+            "{}",
+            reasons(rec)
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
     for needle in [
@@ -1278,7 +1548,7 @@ fn a_plain_dump_cannot_run_programs_as_the_agent() {
             "CREATE TABLE orders(id int);\nINSERT INTO orders VALUES (1), (2);\n\
              \\! id -u > {p}\n\
              \\! bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' 2>/dev/null && echo reached >> {p}\n\
-             \\! setsid sleep 3220 >/dev/null 2>&1 &\n",
+             \\! setsid sleep 3220 >/dev/null 2>&1 &\n{PG_DUMP_COMPLETE}",
             p = probe.display()
         ),
     )

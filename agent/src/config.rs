@@ -21,7 +21,11 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 pub const DEFAULT_CONFIG: &str = "/etc/restore-verifier/config.toml";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/restore-verifier";
 pub const DEFAULT_SANDBOX_DIR: &str = "/var/tmp/restore-verifier";
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// A drill's `timeout` when the job sets none: room for a restore and a full
+/// compare of a few hundred GiB at disk speed, and short enough that a hung
+/// tool (pg_restore spinning on a cut dump, a repository that never answers)
+/// is killed and reported the same night, before a daily job's next run.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 /// One problem in a config file, with its position and key.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +112,8 @@ pub enum Backup {
     Borg {
         repository: String,
         passphrase_file: Option<PathBuf>,
+        /// The key of a keyfile repository, handed to borg as BORG_KEY_FILE.
+        key_file: Option<PathBuf>,
         archive: String,
         path: Option<String>,
     },
@@ -119,6 +125,8 @@ pub enum Backup {
         tables: Vec<String>,
         /// libpq connection string of the live database (read-only compare).
         live: Option<String>,
+        /// Percent of a table's live rows the restore may lack as drift.
+        live_tolerance: f64,
     },
     Command {
         steps: Vec<Vec<String>>,
@@ -384,6 +392,7 @@ struct RawBackup {
     repository: Option<Spanned<String>>,
     password_file: Option<Spanned<String>>,
     passphrase_file: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
     snapshot: Option<Spanned<String>>,
     host: Option<Spanned<String>>,
     tags: Option<Spanned<Vec<String>>>,
@@ -391,6 +400,7 @@ struct RawBackup {
     restore: Option<Spanned<Steps>>,
     tables: Option<Spanned<Vec<String>>>,
     live: Option<Spanned<String>>,
+    live_tolerance: Option<Spanned<String>>,
     root: Option<Spanned<String>>,
 }
 
@@ -873,6 +883,23 @@ fn duration(cx: &mut Ctx, v: Option<Spanned<String>>, key: String) -> Option<Dur
     }
 }
 
+/// A share such as `10%` (0 to 100).
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let bad = || format!("{s:?} is not a percentage; write it like \"10%\" (0% to 100%)");
+    let n: f64 = s
+        .trim()
+        .strip_suffix('%')
+        .ok_or_else(bad)?
+        .trim()
+        .parse()
+        .map_err(|_| bad())?;
+    if (0.0..=100.0).contains(&n) {
+        Ok(n)
+    } else {
+        Err(bad())
+    }
+}
+
 /// A size such as `500MiB`, `20GB` or `1048576` (bytes).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -991,7 +1018,17 @@ fn job(
         p
     });
 
+    let backup_span = j.backup.span();
     let backup = backup_config(cx, i, j.backup.into_inner(), base, check, agent);
+    // The throw-away PostgreSQL server: what no drill of this job could get
+    // past (its account cannot reach sandbox_dir; no room for its socket).
+    if check == Check::Paths && matches!(backup, Some(Backup::Postgres { .. })) {
+        let sandbox =
+            verifier::sandbox_path(&agent.sandbox_dir, j.name.get_ref(), &verifier::new_id());
+        for why in verifier::driver::postgres_setup_problems(&agent.sandbox_dir, &sandbox) {
+            cx.at(backup_span.clone(), k("backup"), why);
+        }
+    }
 
     let rv = j.verify.unwrap_or_default();
     let mut verify = Verify::default();
@@ -1187,9 +1224,14 @@ pub fn describe(cfg: &Config, now: chrono::DateTime<chrono::Utc>) -> String {
         };
         let _ = writeln!(
             s,
-            "  job {}: {what}; {when}; timeout {}, rto {}, rpo {}, max_interval {}, jitter {}, catch_up {}",
+            "  job {}: {what}; {when}; timeout {}{}, rto {}, rpo {}, max_interval {}, jitter {}, catch_up {}",
             j.name,
             verifier::humanize(j.timeout),
+            if j.timeout == DEFAULT_TIMEOUT {
+                " (default)"
+            } else {
+                ""
+            },
             h(j.rto),
             h(j.rpo),
             h(j.max_interval),
@@ -1240,9 +1282,15 @@ fn backup_config(
             "tags",
             "path",
         ],
-        "borg" => &["repository", "passphrase_file", "archive", "path"],
+        "borg" => &[
+            "repository",
+            "passphrase_file",
+            "key_file",
+            "archive",
+            "path",
+        ],
         "command" => &["restore", "path", "backup_time"],
-        "postgres" => &["path", "backup_time", "tables", "live"],
+        "postgres" => &["path", "backup_time", "tables", "live", "live_tolerance"],
         other => {
             cx.at(
                 b.kind.span(),
@@ -1254,8 +1302,12 @@ fn backup_config(
             return None;
         }
     };
-    let present: [(&str, Option<std::ops::Range<usize>>); 13] = [
+    let present: [(&str, Option<std::ops::Range<usize>>); 15] = [
         ("live", b.live.as_ref().map(|v| v.span())),
+        (
+            "live_tolerance",
+            b.live_tolerance.as_ref().map(|v| v.span()),
+        ),
         ("root", b.root.as_ref().map(|v| v.span())),
         ("tables", b.tables.as_ref().map(|v| v.span())),
         ("path", b.path.as_ref().map(|v| v.span())),
@@ -1266,6 +1318,7 @@ fn backup_config(
             "passphrase_file",
             b.passphrase_file.as_ref().map(|v| v.span()),
         ),
+        ("key_file", b.key_file.as_ref().map(|v| v.span())),
         ("snapshot", b.snapshot.as_ref().map(|v| v.span())),
         ("host", b.host.as_ref().map(|v| v.span())),
         ("tags", b.tags.as_ref().map(|v| v.span())),
@@ -1427,11 +1480,31 @@ fn backup_config(
                     Some(l.into_inner())
                 }
             });
+            let live_tolerance = match b.live_tolerance {
+                None => verifier::drift::LIVE_TOLERANCE_PERCENT,
+                Some(t) => {
+                    if live.is_none() {
+                        cx.at(
+                            t.span(),
+                            k("live_tolerance"),
+                            "only means something with `live` (a manifest's counts are exact)",
+                        );
+                    }
+                    match parse_percent(t.get_ref()) {
+                        Ok(p) => p,
+                        Err(m) => {
+                            cx.at(t.span(), k("live_tolerance"), m);
+                            verifier::drift::LIVE_TOLERANCE_PERCENT
+                        }
+                    }
+                }
+            };
             Backup::Postgres {
                 path: pattern,
                 backup_time,
                 tables: b.tables.map(Spanned::into_inner).unwrap_or_default(),
                 live,
+                live_tolerance,
             }
         }
         "borg" => {
@@ -1439,6 +1512,7 @@ fn backup_config(
             Backup::Borg {
                 repository: repository(base, repo.get_ref()),
                 passphrase_file: b.passphrase_file.map(|f| file(cx, f, "passphrase_file")),
+                key_file: b.key_file.map(|f| file(cx, f, "key_file")),
                 archive: b
                     .archive
                     .map(Spanned::into_inner)
@@ -1753,6 +1827,16 @@ mod tests {
         assert!(has_password("postgresql://db/erp?password=secret"));
         assert!(!has_password("postgresql://erp@db/erp"));
         assert!(!has_password("host=/run/postgresql dbname=erp"));
+    }
+
+    #[test]
+    fn percentages() {
+        assert_eq!(parse_percent("10%"), Ok(10.0));
+        assert_eq!(parse_percent(" 2.5 % "), Ok(2.5));
+        assert_eq!(parse_percent("0%"), Ok(0.0));
+        for bad in ["10", "101%", "-1%", "ten%", ""] {
+            assert!(parse_percent(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -165,11 +165,13 @@ pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpe
         Backup::Borg {
             repository,
             passphrase_file,
+            key_file,
             archive,
             path,
         } => Box::new(BorgDriver {
             repository: repository.clone(),
             passphrase_file: passphrase_file.clone(),
+            key_file: key_file.clone(),
             archive: archive.clone(),
             path: path.clone(),
             base_dir: state_dir.join("tools").join("borg"),
@@ -179,6 +181,7 @@ pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpe
             backup_time,
             tables,
             live,
+            live_tolerance,
         } => {
             let mut d = PostgresDriver::new(
                 path.clone(),
@@ -187,6 +190,7 @@ pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpe
                 job.verify.manifest.clone(),
             );
             d.live = live.clone();
+            d.live_tolerance = *live_tolerance;
             Box::new(d)
         }
         Backup::Command {

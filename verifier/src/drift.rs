@@ -108,6 +108,39 @@ pub fn inode_change(drift: Option<Drift>, source_ctime: SystemTime) -> Judgement
     }
 }
 
+/// The default `live_tolerance`: the share of a table's live rows a restore
+/// may lack and still count as drift (rows written after the dump).
+pub const LIVE_TOLERANCE_PERCENT: f64 = 10.0;
+
+/// A table's restored row count against the live database's count now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    Same,
+    /// Rows written or deleted after the dump, within the tolerance: reported.
+    Drift,
+    /// Fewer rows restored than live beyond the tolerance (or none at all):
+    /// the dump lacks data, a failure.
+    Short,
+}
+
+/// The rule for `live` row counts: more rows restored than live now is
+/// drift (rows deleted since the dump); fewer is drift only within
+/// `tolerance_percent` of the live count, and none restored of a table that
+/// has rows is never drift.
+pub fn live_rows(live: u64, restored: u64, tolerance_percent: f64) -> Rows {
+    if restored == live {
+        Rows::Same
+    } else if restored > live {
+        Rows::Drift
+    } else if restored == 0 {
+        Rows::Short
+    } else if ((live - restored) as f64) <= live as f64 * tolerance_percent / 100.0 {
+        Rows::Drift
+    } else {
+        Rows::Short
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +252,32 @@ mod tests {
         #[case] want: Judgement,
     ) {
         assert_eq!(inode_change(per_file.and_then(evidence), ctime), want);
+    }
+
+    #[test]
+    fn live_row_counts() {
+        use super::{Rows, live_rows};
+        let table = [
+            // (live, restored, tolerance %, judgement)
+            (2000, 2000, 10.0, Rows::Same),
+            (0, 0, 10.0, Rows::Same),
+            (1990, 2000, 10.0, Rows::Drift),
+            (2000, 1990, 10.0, Rows::Drift),
+            (2000, 1800, 10.0, Rows::Drift),
+            (2000, 1799, 10.0, Rows::Short),
+            (2000, 1000, 10.0, Rows::Short),
+            (2000, 1000, 50.0, Rows::Drift),
+            (2000, 0, 100.0, Rows::Short),
+            (1, 0, 10.0, Rows::Short),
+            (100, 99, 0.0, Rows::Short),
+            (0, 5, 0.0, Rows::Drift),
+        ];
+        for (live, restored, tol, want) in table {
+            assert_eq!(
+                live_rows(live, restored, tol),
+                want,
+                "{live} {restored} {tol}"
+            );
+        }
     }
 }

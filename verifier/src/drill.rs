@@ -627,6 +627,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                 .as_deref()
                 .filter(|r| !r.as_os_str().is_empty())
                 .map(crate::compare::display),
+            notes: stats.notes.clone(),
         },
         verify: VerifySection {
             duration_seconds: secs(verify_time),

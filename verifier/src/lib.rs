@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod metadata;
 pub mod process;
 pub mod progress;
+pub mod reach;
 mod record;
 pub mod root;
 mod running;

@@ -80,6 +80,10 @@ pub struct RestoreSection {
     /// at its top (`srv/share` of an archive of `/srv/share`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// How the restore kept the backup from being written (a repository
+    /// mounted read-only for the tool), or why it could not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One command a drill ran.

@@ -681,6 +681,7 @@ fn borg_archives_are_found_however_borg_was_run(#[case] cwd: &str, #[case] what:
     let driver = verifier::driver::BorgDriver {
         repository: repo,
         passphrase_file: None,
+        key_file: None,
         archive: "latest".into(),
         path: None,
         base_dir: site.path("state/borg"),

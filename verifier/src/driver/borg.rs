@@ -1,7 +1,10 @@
 //! `borg`: extracts an archive with the real `borg`, in the sandbox. The
 //! passphrase reaches borg through BORG_PASSCOMMAND reading `passphrase_file`
-//! (never argv or a variable holding it); borg's cache and config live in the
-//! state directory; the repository is read without taking its lock.
+//! (never argv or a variable holding it), the key of a keyfile repository as
+//! BORG_KEY_FILE (`key_file`); borg's cache and config live in the state
+//! directory; the repository is read without taking its lock, and a local
+//! one is mounted read-only for every borg command, so that borg cannot
+//! write to it (it would rebuild a damaged index, for one).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -18,6 +21,9 @@ use crate::process::{StepOptions, StepOutcome};
 pub struct BorgDriver {
     pub repository: String,
     pub passphrase_file: Option<PathBuf>,
+    /// The key of a keyfile repository (`borg init -e keyfile`), handed to
+    /// borg as BORG_KEY_FILE.
+    pub key_file: Option<PathBuf>,
     /// "latest", an archive name, or a glob (newest match wins).
     pub archive: String,
     /// The directory in the archive (as stored, without a leading `/`) that
@@ -39,13 +45,45 @@ struct Archive {
     start: String,
 }
 
+/// How a reason starts when borg stopped because it would have had to write
+/// to the (read-only) repository: the drill errs, it does not fail.
+const NEEDS_WRITE: &str = "cannot read the repository without writing to it";
+
 /// borg's messages, turned into reasons; damage is told by the line that
 /// names it (a traceback's exception line), not the traceback's first line.
-fn explain(out: &StepOutcome) -> Option<String> {
+/// `repository` is the repository as borg was given it (a local one's path).
+fn explain(out: &StepOutcome, repository: &str) -> Option<String> {
     let e = format!("{}\n{}", out.stderr_seen(), out.stdout_tail);
     let said = |s: &str| e.contains(s);
+    let exception = || crate::process::python_exception(&e).unwrap_or_default();
     Some(if said("passphrase supplied") && said("is incorrect") {
         "wrong passphrase: borg could not open the repository with passphrase_file".into()
+    } else if said("No key file for repository") {
+        "no key file for this repository: it is encrypted with a key kept outside it (`borg init -e keyfile`), and borg found none in the agent's own keys directory; set `key_file` in [job.backup] to the key's path (`borg key export` on the backup host makes a copy)".into()
+    } else if said("Mismatch between repository") {
+        "key_file is the key of another repository: set `key_file` to this repository's key".into()
+    } else if said("Invalid key file for repository") {
+        "key_file is not a borg key file: set `key_file` to this repository's key (`borg key export`)".into()
+    } else if said("Read-only file system") && exception().contains(repository) {
+        // borg tried to change the repository, which is mounted read-only.
+        let rebuild = e
+            .lines()
+            .find_map(|l| l.split_once("Repository index missing or corrupted"))
+            .map(|(_, why)| {
+                why.trim_start_matches(|c: char| c == ',' || c.is_whitespace())
+                    .trim_start_matches("trying to recover from: ")
+                    .trim()
+                    .to_string()
+            });
+        match rebuild {
+            Some(why) => format!(
+                "{NEEDS_WRITE}: its index is missing or damaged ({why}) and borg would rebuild it, writing index, hints and a new segment into the repository. A drill never writes to a backup, so nothing was changed. Rebuild the index with `borg check --repository-only {repository}` (it rewrites the index from the segments; run it while no backup runs), then drill again"
+            ),
+            None => format!(
+                "{NEEDS_WRITE} ({}). A drill never writes to a backup, so nothing was changed; look into it with `borg check --repository-only {repository}`",
+                exception()
+            ),
+        }
     } else if said("is not a valid repository") || said("does not exist") {
         "repository not found: check `repository`".into()
     } else if said("Failed to create/acquire the lock") {
@@ -62,6 +100,60 @@ fn quote(p: &Path) -> String {
 }
 
 impl BorgDriver {
+    /// The repository's directory, when it is local: `ssh://…` and scp-like
+    /// `user@host:path` are remote (served by `borg serve` over ssh).
+    fn local_dir(&self) -> Option<PathBuf> {
+        let r = self.repository.as_str();
+        let r = r.strip_prefix("file://").unwrap_or(r);
+        let remote = r.starts_with("ssh://")
+            || r.find(':')
+                .is_some_and(|c| r.find('/').is_none_or(|s| c < s));
+        (!remote).then(|| PathBuf::from(r))
+    }
+
+    /// What every borg command is kept from writing to: the local
+    /// repository's directory (none when it is remote or not there; borg
+    /// then finds no repository and writes nothing).
+    fn read_only(&self) -> Vec<PathBuf> {
+        self.local_dir()
+            .and_then(|d| std::fs::canonicalize(d).ok())
+            .filter(|d| d.is_dir())
+            .into_iter()
+            .collect()
+    }
+
+    /// Runs one borg command where it cannot write to the repository. A
+    /// command that stopped because it would have had to is an error of the
+    /// drill (the backup may be fine), not a finding.
+    fn step(
+        &self,
+        name: &str,
+        argv: Vec<String>,
+        cwd: &Path,
+        deadline: &Deadline,
+        steps: &mut Vec<crate::record::StepRecord>,
+    ) -> Result<StepOutcome, DriverError> {
+        let repository = self
+            .local_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|| self.repository.clone());
+        tool::step_on(
+            name,
+            argv,
+            &self.opts(cwd),
+            &self.read_only(),
+            deadline,
+            steps,
+            |o| explain(o, &repository),
+        )
+        .map_err(|e| match e {
+            DriverError::Tool { step, reason, .. } if reason.starts_with(NEEDS_WRITE) => {
+                DriverError::Setup(format!("{step} {reason}"))
+            }
+            other => other,
+        })
+    }
+
     fn opts(&self, cwd: &Path) -> StepOptions {
         let mut o = StepOptions::in_dir(cwd);
         o.keep_stdout = 64 << 20;
@@ -84,6 +176,9 @@ impl BorgDriver {
             )),
             // An unencrypted repository; never prompt.
             None => env.push(("BORG_PASSPHRASE".into(), "".into())),
+        }
+        if let Some(k) = &self.key_file {
+            env.push(("BORG_KEY_FILE".into(), k.clone().into()));
         }
         o.env = env;
         o
@@ -114,16 +209,10 @@ impl BorgDriver {
             "--bypass-lock".into(),
             format!("{}::{archive}", self.repository),
         ];
-        let out = tool::step(
-            "borg info",
-            argv,
-            &self.opts(&self.base_dir),
-            deadline,
-            &mut Vec::new(),
-            explain,
-        )
-        .inspect_err(|e| tracing::warn!("no restore size estimate: {e}"))
-        .ok()?;
+        let out = self
+            .step("borg info", argv, &self.base_dir, deadline, &mut Vec::new())
+            .inspect_err(|e| tracing::warn!("no restore size estimate: {e}"))
+            .ok()?;
         let info: Info = serde_json::from_slice(&out.stdout).ok()?;
         info.archives.first().map(|a| a.stats.original_size)
     }
@@ -143,6 +232,14 @@ impl Driver for BorgDriver {
                 f.display()
             )));
         }
+        if let Some(f) = &self.key_file
+            && let Err(e) = std::fs::File::open(f)
+        {
+            return Err(DriverError::NoTool(format!(
+                "key_file {} is not readable: {e}; fix its path or mode",
+                f.display()
+            )));
+        }
         std::fs::create_dir_all(&self.base_dir).map_err(|e| DriverError::Sandbox {
             path: self.base_dir.clone(),
             source: e,
@@ -155,20 +252,14 @@ impl Driver for BorgDriver {
             self.repository.clone(),
         ];
         let mut steps = Vec::new();
-        let out = tool::step(
-            "borg list",
-            argv,
-            &self.opts(&self.base_dir),
-            deadline,
-            &mut steps,
-            explain,
-        )
-        .map_err(|e| match e {
-            DriverError::Tool { reason, .. } if reason.starts_with("repository not found") => {
-                DriverError::NotFound(format!("{}: {reason}", self.repository))
-            }
-            other => other,
-        })?;
+        let out = self
+            .step("borg list", argv, &self.base_dir, deadline, &mut steps)
+            .map_err(|e| match e {
+                DriverError::Tool { reason, .. } if reason.starts_with("repository not found") => {
+                    DriverError::NotFound(format!("{}: {reason}", self.repository))
+                }
+                other => other,
+            })?;
         let list: List = serde_json::from_slice(&out.stdout).map_err(|e| DriverError::Damaged {
             path: PathBuf::from(&self.repository),
             detail: format!("borg list --json gave unreadable output: {e}"),
@@ -232,14 +323,15 @@ impl Driver for BorgDriver {
         if let Some(r) = &rel {
             argv.push(r.display().to_string());
         }
-        let out = tool::step(
-            "borg extract",
-            argv,
-            &self.opts(sandbox),
-            deadline,
-            &mut stats.steps,
-            explain,
-        )?;
+        stats.notes.push(match (self.local_dir(), self.read_only().first()) {
+            (_, Some(d)) => format!(
+                "the repository {} was mounted read-only for every borg command (a bind mount in the drill's own mount namespace): borg could not write to it",
+                d.display()
+            ),
+            (Some(d), None) => format!("the repository {} is not there", d.display()),
+            (None, None) => "the repository is remote and was not mounted read-only here: that borg did not write to it rests on its server (serve the drill's ssh key from a read-only copy or mount of the repository)".into(),
+        });
+        let out = self.step("borg extract", argv, sandbox, deadline, &mut stats.steps)?;
         stats.exit_code = out.exit_code;
         // The tool puts owners, ACLs and attributes back; the drill does not
         // yet read what the borg repository holds of them.

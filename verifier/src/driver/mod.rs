@@ -9,6 +9,7 @@ mod command;
 mod compression;
 mod dir;
 mod pax;
+mod pgdump;
 mod postgres;
 mod restic;
 mod safe;
@@ -22,7 +23,9 @@ use std::time::SystemTime;
 pub use borg::BorgDriver;
 pub use command::CommandDriver;
 pub use dir::DirDriver;
-pub use postgres::{PostgresDriver, table_counts_manifest};
+pub use postgres::{
+    PostgresDriver, setup_problems as postgres_setup_problems, table_counts_manifest,
+};
 pub use restic::ResticDriver;
 pub use safe::check_all_links;
 pub use tar::{TarDriver, newest_match};
@@ -84,6 +87,9 @@ pub struct RestoreStats {
     /// Why some metadata could not be put back (the sandbox's filesystem has
     /// no ACLs, say): not compared, and said so in the record.
     pub metadata_notes: Vec<String>,
+    /// What the record should say of how the restore treated the backup
+    /// (mounted read-only, or why not): `restore.notes`.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +104,7 @@ pub enum DriverError {
         entry: String,
         why: String,
     },
-    #[error("restore {0}")]
+    #[error("restore {}", of_the_job(.0))]
     Stopped(#[from] Stop),
     /// A restore tool or runbook step failed: the backup did not restore.
     #[error("{step} failed ({status}): {reason}")]
@@ -108,7 +114,7 @@ pub enum DriverError {
         reason: String,
     },
     /// A step ran out of time or was cancelled; its process group was killed.
-    #[error("{step} {stop}; its processes were killed")]
+    #[error("{step} {}; its processes were killed", of_the_job(stop))]
     StepStopped { step: String, stop: Stop },
     /// A restore tool is missing or cannot start.
     #[error("{0}")]
@@ -127,6 +133,15 @@ pub enum DriverError {
     /// known about the backup, so the drill errs (it is not "damaged").
     #[error("{0}")]
     Unsupported(String),
+}
+
+/// A drill's stop in words: a time-out is the job's `timeout` (a drill's
+/// steps run under it).
+fn of_the_job(stop: &Stop) -> String {
+    match stop {
+        Stop::TimedOut(_) => format!("{stop} (the job's timeout)"),
+        Stop::Cancelled => stop.to_string(),
+    }
 }
 
 impl DriverError {

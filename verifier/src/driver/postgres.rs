@@ -1,7 +1,9 @@
 //! `postgres`: restores a `pg_dump` file (custom, directory, tar or plain
 //! format; `path` may be a glob, newest wins) into a throw-away PostgreSQL
 //! cluster made inside the sandbox. The cluster listens only on a unix socket
-//! in the sandbox, never on TCP, and is stopped when the drill ends.
+//! (in the sandbox, or in a short private directory beside it when the path there
+//! would be too long for a socket), never on TCP, and is stopped when the
+//! drill ends.
 //!
 //! Verification: the restore's own errors; `tables` that must exist; and, with
 //! a table manifest taken at dump time (`manifest create --postgres`), exact
@@ -18,7 +20,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::tool::cause::{self, Tool};
-use super::{BackupInfo, Driver, DriverError, RestoreStats, newest_match, tool};
+use super::{BackupInfo, Driver, DriverError, RestoreStats, newest_match, pgdump, tool};
 use crate::compare::CompareReport;
 use crate::deadline::Deadline;
 use crate::manifest::{ManifestError, ManifestReader};
@@ -28,12 +30,20 @@ use crate::walk::{Entry, Handle, Kind};
 const PORT: &str = "5432";
 const DB: &str = "restored";
 
-/// Exact row counts of every user table, one query.
+/// Exact row counts of every user table, and the number of large objects
+/// (as the rows of `pg_catalog.pg_largeobject_metadata`), one query.
 const COUNT_SQL: &str = "SELECT n.nspname || '.' || c.relname, \
  (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text \
  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
- ORDER BY 1";
+ UNION ALL SELECT 'pg_catalog.pg_largeobject_metadata', count(*)::text FROM pg_catalog.pg_largeobject_metadata";
+
+/// The row of [`COUNT_SQL`] that counts large objects, not a table's rows.
+pub const LARGE_OBJECTS: &str = "pg_catalog.pg_largeobject_metadata";
+
+/// Names come back in UTF-8 whatever the database's encoding (an EUC_JP
+/// database's table names are stored exactly, not mangled).
+const CLIENT_ENCODING: (&str, &str) = ("PGCLIENTENCODING", "UTF8");
 
 #[derive(Debug)]
 pub struct PostgresDriver {
@@ -46,7 +56,13 @@ pub struct PostgresDriver {
     /// Or: a libpq connection string of the live database, queried read-only
     /// at drill time (row differences are drift: the dump is older).
     pub live: Option<String>,
+    /// How many percent of a table's live rows the restore may lack and
+    /// still count as drift (`live_tolerance`).
+    pub live_tolerance: f64,
     server: Mutex<Option<Child>>,
+    /// The server's socket directory outside the sandbox (when the one in
+    /// the sandbox would make too long a socket path), removed by `finish`.
+    socket_dir: Mutex<Option<SocketDir>>,
 }
 
 impl PostgresDriver {
@@ -62,7 +78,9 @@ impl PostgresDriver {
             tables,
             manifest,
             live: None,
+            live_tolerance: crate::drift::LIVE_TOLERANCE_PERCENT,
             server: Mutex::new(None),
+            socket_dir: Mutex::new(None),
         }
     }
 }
@@ -124,36 +142,191 @@ fn mkdir(p: &Path, ids: Option<(u32, u32)>) -> Result<(), DriverError> {
     chown(p, ids)
 }
 
-/// Runs `psql -tA` with `sql` and returns (name, count) rows.
-fn counts(
-    bin: &Path,
-    env: &[(OsString, OsString)],
-    cwd: &Path,
-    deadline: &Deadline,
-    steps: &mut Vec<crate::record::StepRecord>,
-) -> Result<Vec<(String, u64)>, DriverError> {
-    let mut opts = StepOptions::in_dir(cwd);
-    opts.keep_stdout = 64 << 20;
-    opts.env = env.to_vec();
-    let argv = vec![
-        tool_path(bin, "psql"),
-        "-X".into(),
-        "-tA".into(),
-        "-F".into(),
-        "\t".into(),
-        "-v".into(),
-        "ON_ERROR_STOP=1".into(),
-        "-c".into(),
-        COUNT_SQL.into(),
+/// The longest path a Unix socket may have (`sun_path` less its NUL).
+const SOCKET_PATH_MAX: usize = 107;
+/// The socket's path for a socket directory `dir`.
+fn socket_path_len(dir: &Path) -> usize {
+    dir.as_os_str().len() + "/.s.PGSQL.".len() + PORT.len()
+}
+
+/// The server's socket directory in `sandbox`, when the socket's path there
+/// fits in a Unix socket address; else `None`: a short directory beside the
+/// sandbox is used instead ([`short_socket_dir`]).
+fn socket_dir_in_sandbox(sandbox: &Path) -> Option<PathBuf> {
+    let dir = sandbox.join("pg").join("sock");
+    (socket_path_len(&dir) <= SOCKET_PATH_MAX).then_some(dir)
+}
+
+/// The short socket directory of the drill whose sandbox is `sandbox`:
+/// `sandbox_dir/rv-s-<drill id>`, whatever the job's name. It ends with the
+/// drill's id, so crash recovery removes it with the sandbox it belongs to.
+fn short_socket_path(sandbox: &Path) -> PathBuf {
+    let name = sandbox
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let id = name.get(name.len().saturating_sub(36)..).unwrap_or(&name);
+    sandbox
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join(format!("{}s-{id}", crate::sandbox::PREFIX))
+}
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+struct SocketDir(PathBuf);
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Makes the short socket directory ([`short_socket_path`]): new (never an
+/// existing one), owner-only (0700) and owned by the server's account, since
+/// trust authentication is safe only because nobody else can reach the
+/// socket. Removed when the drill ends (`finish`, or its drop).
+fn short_socket_dir(sandbox: &Path, ids: Option<(u32, u32)>) -> Result<SocketDir, DriverError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = short_socket_path(sandbox);
+    let too_long = socket_path_len(&dir) > SOCKET_PATH_MAX;
+    let why = |e: String| {
+        DriverError::Setup(format!(
+            "no room for the throw-away PostgreSQL server's socket: in the sandbox its path would be {} bytes, over the {SOCKET_PATH_MAX} a Unix socket allows, and {} {e}; shorten sandbox_dir (to {} bytes or fewer)",
+            socket_path_len(&sandbox.join("pg").join("sock")),
+            dir.display(),
+            SOCKET_PATH_MAX - socket_path_len(Path::new("")) - "/rv-s-".len() - 36,
+        ))
+    };
+    if too_long {
+        return Err(why(format!(
+            "would make it {} bytes too",
+            socket_path_len(&dir)
+        )));
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| why(format!("cannot be made ({e})")))?;
+    let guard = SocketDir(dir.clone());
+    // Whatever the umask made of it.
+    std::fs::set_permissions(&guard.0, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| why(format!("cannot be made private ({e})")))?;
+    if let Some((u, g)) = ids {
+        std::os::unix::fs::chown(&guard.0, Some(u), Some(g))
+            .map_err(|e| why(format!("cannot be given to the server's account ({e})")))?;
+    }
+    Ok(guard)
+}
+
+/// Why the server's account cannot reach `sandbox_dir` (its directories
+/// from `/` down must let it search), with what would let it; `None` when
+/// it can.
+fn unreachable(sandbox_dir: &Path, (uid, gid): (u32, u32)) -> Option<String> {
+    let b = crate::reach::first_blocking(sandbox_dir, uid, gid)?;
+    Some(format!(
+        "the `postgres` account (uid {uid}), which runs the throw-away PostgreSQL server, cannot reach sandbox_dir {}: {} does not let it search; run `{}`, or set [agent] sandbox_dir to a directory it can reach",
+        sandbox_dir.display(),
+        b.describe(),
+        b.fix(uid, gid)
+    ))
+}
+
+/// What cannot work for a `postgres` job with sandboxes under `sandbox_dir`
+/// (the `config check` view): the server's account cannot reach
+/// `sandbox_dir`; or the socket's path in `sandbox` (a drill's sandbox of
+/// the job) is too long, and so is the short one beside it.
+/// Only a root agent runs the server as `postgres`; others, as themselves.
+pub fn setup_problems(sandbox_dir: &Path, sandbox: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    match server_user() {
+        Ok(Some(ids)) => problems.extend(unreachable(sandbox_dir, ids)),
+        Ok(None) => {}
+        Err(e) => problems.push(e.to_string()),
+    }
+    if socket_dir_in_sandbox(sandbox).is_none()
+        && socket_path_len(&short_socket_path(sandbox)) > SOCKET_PATH_MAX
+    {
+        // (Too long: nothing is made.)
+        problems.extend(short_socket_dir(sandbox, None).err().map(|e| e.to_string()));
+    }
+    problems
+}
+
+/// The reason a server that did not start gives, from its log: the FATAL
+/// (or PANIC) lines first, then what led to them (the log's other warnings
+/// and messages, in file order, without the routine ones), at most five.
+fn server_log_reason(log: &str) -> String {
+    let routine = [
+        "starting PostgreSQL",
+        "database system is shut down",
+        "database system was shut down at",
+        "listening on ",
     ];
-    let out = tool::step("psql (row counts)", argv, &opts, deadline, steps, |_| None)?;
-    Ok(String::from_utf8_lossy(&out.stdout)
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !routine.iter().any(|r| l.contains(r)))
+        .collect();
+    let fatal = |l: &&str| l.starts_with("FATAL:") || l.starts_with("PANIC:");
+    let mut picked: Vec<&str> = lines.iter().copied().filter(fatal).collect();
+    picked.extend(lines.iter().copied().filter(|l| !fatal(l)));
+    if picked.is_empty() {
+        // Nothing but routine lines: the last ones, in file order.
+        let all: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+        picked = all[all.len().saturating_sub(3)..].to_vec();
+    }
+    picked.truncate(5);
+    if picked.is_empty() {
+        "its log is empty".into()
+    } else {
+        picked.join(" | ")
+    }
+}
+
+/// The rows of `psql -tA -F '\t'` output, as (name, count).
+fn count_rows(stdout: &[u8]) -> Vec<(String, u64)> {
+    let mut rows: Vec<(String, u64)> = String::from_utf8_lossy(stdout)
         .lines()
         .filter_map(|l| {
             let (name, n) = l.split_once('\t')?;
             Some((name.to_string(), n.trim().parse().ok()?))
         })
-        .collect())
+        .collect();
+    // In the manifest's order, whatever the database's collation.
+    rows.sort_by(|a, b| Path::new(&a.0).cmp(Path::new(&b.0)));
+    rows
+}
+
+/// Runs `psql -X -tA` with `args` against the throw-away server (`env`)
+/// as the step `name`; returns what it printed.
+fn query(
+    name: &str,
+    args: &[&str],
+    server: (&Path, &[(OsString, OsString)], &Path),
+    deadline: &Deadline,
+    steps: &mut Vec<crate::record::StepRecord>,
+) -> Result<Vec<u8>, DriverError> {
+    let (bin, env, cwd) = server;
+    let mut opts = StepOptions::in_dir(cwd);
+    opts.keep_stdout = 64 << 20;
+    opts.env = env.to_vec();
+    opts.env
+        .push((CLIENT_ENCODING.0.into(), CLIENT_ENCODING.1.into()));
+    let mut argv = vec![tool_path(bin, "psql"), "-X".into(), "-tA".into()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    Ok(tool::step(name, argv, &opts, deadline, steps, |_| None)?.stdout)
+}
+
+/// The exact row counts in the throw-away server's database (`PGDATABASE`).
+fn counts(
+    server: (&Path, &[(OsString, OsString)], &Path),
+    deadline: &Deadline,
+    steps: &mut Vec<crate::record::StepRecord>,
+) -> Result<Vec<(String, u64)>, DriverError> {
+    let args = ["-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", COUNT_SQL];
+    let out = query("psql (row counts)", &args, server, deadline, steps)?;
+    Ok(count_rows(&out))
 }
 
 /// Exact row counts of a live database, queried read-only.
@@ -167,6 +340,7 @@ fn live_counts(conninfo: &str, deadline: &Deadline) -> Result<Vec<(String, u64)>
             "-c default_transaction_read_only=on".into(),
         ),
         ("PGCONNECT_TIMEOUT".into(), "10".into()),
+        (CLIENT_ENCODING.0.into(), CLIENT_ENCODING.1.into()),
     ];
     if let Some(f) = std::env::var_os("PGPASSFILE") {
         opts.env.push(("PGPASSFILE".into(), f));
@@ -192,15 +366,7 @@ fn live_counts(conninfo: &str, deadline: &Deadline) -> Result<Vec<(String, u64)>
             out.last_words()
         ));
     }
-    let mut rows: Vec<(String, u64)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (n, c) = l.split_once('\t')?;
-            Some((n.to_string(), c.trim().parse().ok()?))
-        })
-        .collect();
-    rows.sort();
-    Ok(rows)
+    Ok(count_rows(&out.stdout))
 }
 
 /// Writes a table manifest (exact row counts) of a live database, read-only.
@@ -218,6 +384,7 @@ pub fn table_counts_manifest(
             }
         })?;
     let entries = rows.into_iter().map(|(name, n)| {
+        let objects = name == LARGE_OBJECTS;
         Ok((
             Entry {
                 rel: PathBuf::from(name),
@@ -231,7 +398,7 @@ pub fn table_counts_manifest(
                 btime: None,
                 target: None,
                 sha256: None,
-                kind_label: Some("table".into()),
+                kind_label: Some(if objects { "large objects" } else { "table" }.into()),
                 handle: Handle::Path,
             },
             None,
@@ -267,6 +434,11 @@ impl Driver for PostgresDriver {
             .location
             .clone()
             .ok_or_else(|| DriverError::NotFound(self.path.clone()))?;
+        // A tar-format dump cut short makes pg_restore spin until the job's
+        // timeout: its tar headers tell at once, before any server starts.
+        if let Some(detail) = tar_dump_cut(&dump) {
+            return Err(DriverError::Damaged { path: dump, detail });
+        }
         let bin = bindir();
         let ids = server_user()?;
         stats.tool = tool::version(
@@ -274,8 +446,15 @@ impl Driver for PostgresDriver {
             sandbox,
             deadline,
         );
+        // The server's account must reach the sandbox; initdb would only
+        // say "Permission denied".
+        if let Some(ids) = ids
+            && let Some(why) = sandbox.parent().and_then(|dir| unreachable(dir, ids))
+        {
+            return Err(DriverError::Setup(why));
+        }
         let pg = sandbox.join("pg");
-        let (data, sock) = (pg.join("data"), pg.join("sock"));
+        let data = pg.join("data");
         if ids.is_some() {
             // The server's account must reach its directories; nobody else may
             // list the sandbox (search permission only).
@@ -288,16 +467,27 @@ impl Driver for PostgresDriver {
             )?;
         }
         mkdir(&pg, ids)?;
-        mkdir(&sock, ids)?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o700)).map_err(
-                |e| DriverError::Sandbox {
-                    path: sock.clone(),
-                    source: e,
-                },
-            )?;
-        }
+        // The socket's directory: owner-only, in the sandbox when the
+        // socket's path fits there (107 bytes), else a short one beside it.
+        let sock = match socket_dir_in_sandbox(sandbox) {
+            Some(sock) => {
+                use std::os::unix::fs::PermissionsExt;
+                mkdir(&sock, ids)?;
+                std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o700)).map_err(
+                    |e| DriverError::Sandbox {
+                        path: sock.clone(),
+                        source: e,
+                    },
+                )?;
+                sock
+            }
+            None => {
+                let dir = short_socket_dir(sandbox, ids)?;
+                let sock = dir.0.clone();
+                *self.socket_dir.lock().expect("socket dir lock") = Some(dir);
+                sock
+            }
+        };
         // initdb, as the server's account.
         let initdb = vec![
             tool_path(&bin, "initdb"),
@@ -316,7 +506,7 @@ impl Driver for PostgresDriver {
         tool::step("initdb", initdb, &opts, deadline, &mut stats.steps, |_| {
             None
         })?;
-        // The server: a unix socket in the sandbox, no TCP at all.
+        // The server: a unix socket only, no TCP at all.
         let log = File::create(pg.join("server.log")).map_err(|e| DriverError::Sandbox {
             path: pg.join("server.log"),
             source: e,
@@ -347,6 +537,9 @@ impl Driver for PostgresDriver {
                 "full_page_writes=off",
                 "-c",
                 "max_connections=10",
+                // Log lines without time and pid: a reason quotes them.
+                "-c",
+                "log_line_prefix=",
                 // Trust authentication is safe only because nobody else can reach
                 // the socket: owner-only socket in an owner-only directory.
                 "-c",
@@ -406,13 +599,10 @@ impl Driver for PostgresDriver {
                     .as_mut()
                     .is_some_and(|c| c.try_wait().ok().flatten().is_some())
             {
-                let mut tail = String::new();
-                let _ =
-                    File::open(pg.join("server.log")).and_then(|mut f| f.read_to_string(&mut tail));
-                let last: Vec<&str> = tail.lines().rev().take(3).collect();
+                let log = std::fs::read(pg.join("server.log")).unwrap_or_default();
                 return Err(DriverError::NoTool(format!(
                     "the throw-away PostgreSQL server did not start: {}",
-                    last.join(" | ")
+                    server_log_reason(&String::from_utf8_lossy(&log))
                 )));
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -426,12 +616,35 @@ impl Driver for PostgresDriver {
             |_| None,
         )?;
         // The restore, the way an operator would run it.
-        let mut head = [0u8; 5];
-        let is_archive = dump.is_dir()
-            || File::open(&dump)
-                .and_then(|mut f| f.read_exact(&mut head))
-                .is_ok()
-                && (&head == b"PGDMP" || is_tar(&dump));
+        let mut head = [0u8; 8];
+        let got = File::open(&dump)
+            .and_then(|mut f| f.read(&mut head))
+            .unwrap_or(0);
+        let head = &head[..got];
+        let is_archive = dump.is_dir() || head.starts_with(b"PGDMP") || is_tar(&dump);
+        // What an archive holds, from its table of contents.
+        let toc = if is_archive {
+            let list = tool::step(
+                "pg_restore (table of contents)",
+                vec![
+                    tool_path(&bin, "pg_restore"),
+                    "--list".into(),
+                    dump.display().to_string(),
+                ],
+                &client,
+                deadline,
+                &mut stats.steps,
+                |_| None,
+            )?;
+            Some(pgdump::toc_counts(&String::from_utf8_lossy(&list.stdout)))
+        } else {
+            None
+        };
+        let script = if is_archive {
+            dump.clone()
+        } else {
+            plain_script(&dump, head, &pg, deadline)?
+        };
         let (name, argv) = if is_archive {
             (
                 "pg_restore",
@@ -451,6 +664,9 @@ impl Driver for PostgresDriver {
                     tool_path(&bin, "psql"),
                     "-X".into(),
                     "-q".into(),
+                    // Each failed statement follows its error: the policy on
+                    // which errors are harmless is by statement type.
+                    "--echo-errors".into(),
                     "-f".into(),
                     "-".into(),
                 ],
@@ -465,7 +681,7 @@ impl Driver for PostgresDriver {
             // the server's account, without the agent's capabilities, and, as
             // root, without network in its own PID namespace, so whatever a
             // hostile dump starts ends with the restore.
-            restore_opts.stdin_file = Some(dump.clone());
+            restore_opts.stdin_file = Some(script);
             restore_opts.drop_caps = true;
             restore_opts.run_as = ids;
             if rustix::process::geteuid().as_raw() == 0 {
@@ -490,15 +706,22 @@ impl Driver for PostgresDriver {
         };
         stats.steps.push(tool::record(&argv, &out));
         stats.exit_code = out.exit_code;
-        // Owner and grant statements for roles this cluster does not have are
-        // not data; every other error is.
         // All of the tool's messages, not a tail: one early failed COPY among
-        // many harmless ownership errors must still be seen.
-        let mut errors: Vec<String> = match File::open(&log) {
-            Ok(f) => restore_errors(std::io::BufReader::new(f)),
+        // many harmless ownership errors must still be seen. One policy for
+        // every format: a statement that only gives an owner or privileges
+        // (to a role this fresh server lacks) is not data; any other is.
+        let (harmless, serious): (Vec<_>, Vec<_>) = match File::open(&log) {
+            Ok(f) => pgdump::restore_errors(std::io::BufReader::new(f)),
             Err(_) => Vec::new(),
-        };
-        if !errors.is_empty() || (name == "pg_restore" && !out.success()) {
+        }
+        .into_iter()
+        .partition(pgdump::RestoreError::harmless);
+        // pg_restore exits 1 when it went on past errors; past harmless ones
+        // only, the restore is whole.
+        let only_harmless =
+            name == "pg_restore" && out.exit_code == Some(1) && !harmless.is_empty();
+        if !serious.is_empty() || (!out.success() && !only_harmless) {
+            let mut errors: Vec<String> = serious.iter().map(|e| e.message.clone()).collect();
             // pg_restore's own error line first: what it could not read or
             // run names the cause; the server's messages follow it.
             if name == "pg_restore"
@@ -508,9 +731,20 @@ impl Driver for PostgresDriver {
                 let first = errors.remove(i);
                 errors.insert(0, first);
             }
+            let status = if out.success() {
+                // psql goes on past a failed statement and exits 0.
+                format!(
+                    "{} error{} reported",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" }
+                )
+            } else {
+                out.status_text()
+            };
+            errors.truncate(3);
             return Err(DriverError::Tool {
                 step: name.into(),
-                status: out.status_text(),
+                status,
                 reason: if errors.is_empty() {
                     cause::reason(Tool::PgRestore, &out.stderr_seen())
                         .unwrap_or_else(|| out.last_words())
@@ -520,11 +754,36 @@ impl Driver for PostgresDriver {
             });
         }
         // What was restored.
-        let restored = counts(&bin, &env, &pg, deadline, &mut stats.steps)?;
-        stats.files = restored.len() as u64;
+        let mut env = env;
+        let mut restored = counts((&bin, &env, &pg), deadline, &mut stats.steps)?;
+        if !is_archive && restored.iter().all(|(n, _)| n == LARGE_OBJECTS) {
+            // `pg_dump -C`: the dump made its own database and connected to
+            // it; its data is there.
+            let made = databases((&bin, &env, &pg), deadline, &mut stats.steps)?;
+            match made.as_slice() {
+                [] => {}
+                [one] => {
+                    for (k, v) in env.iter_mut() {
+                        if k == "PGDATABASE" {
+                            *v = one.into();
+                        }
+                    }
+                    restored = counts((&bin, &env, &pg), deadline, &mut stats.steps)?;
+                }
+                many => {
+                    return Err(DriverError::Unsupported(format!(
+                        "the dump created {} databases ({}); restore-verifier checks one database per dump: dump each with pg_dump",
+                        many.len(),
+                        many.join(", ")
+                    )));
+                }
+            }
+        }
+        let tables = restored.iter().filter(|(n, _)| n != LARGE_OBJECTS).count() as u64;
+        stats.files = tables;
         stats.bytes = restored.iter().map(|(_, n)| n).sum();
         let mut report = CompareReport {
-            restored_files: restored.len() as u64,
+            restored_files: tables,
             ..CompareReport::default()
         };
         let have: std::collections::BTreeMap<&str, u64> =
@@ -539,20 +798,66 @@ impl Driver for PostgresDriver {
                 report.missing.push(key, "table".into());
             }
         }
-        match &self.manifest {
-            Some(m) => {
+        // What the restore is compared with: the counts at dump time, or the
+        // live database's now.
+        let reference: Option<Vec<(String, u64)>> = match (&self.manifest, &self.live) {
+            (Some(m), _) => {
                 let reader =
                     ManifestReader::open(m).map_err(|e| DriverError::Setup(e.to_string()))?;
-                let mut seen = std::collections::BTreeSet::new();
+                let mut rows = Vec::new();
                 for e in reader {
                     let e = e.map_err(|e| DriverError::Setup(e.message))?;
-                    let name = crate::compare::display(&e.rel);
-                    seen.insert(name.clone());
+                    rows.push((crate::compare::display(&e.rel), e.size));
+                }
+                Some(rows)
+            }
+            (None, Some(conninfo)) => Some(live_counts(conninfo, deadline).map_err(|why| {
+                DriverError::NoTool(format!(
+                    "cannot read the live database for comparison: {why}"
+                ))
+            })?),
+            (None, None) => None,
+        };
+        // A dump without table data restores nothing, unless there is
+        // nothing: a schema-only dump, or one cut before its data.
+        let schema_only = toc.is_some_and(|(data, tables)| data == 0 && tables > 0);
+        let table_rows: u64 = restored
+            .iter()
+            .filter(|(n, _)| n != LARGE_OBJECTS)
+            .map(|(_, c)| c)
+            .sum();
+        let reference_rows = reference
+            .as_ref()
+            .map(|r| r.iter().map(|(_, n)| n).sum::<u64>());
+        if tables > 0 && (schema_only || table_rows == 0) && reference_rows.is_none_or(|n| n > 0) {
+            return Err(DriverError::Damaged {
+                path: dump,
+                detail: format!(
+                    "the dump holds no table data: {tables} table{} restored, not one row{}",
+                    if tables == 1 { "" } else { "s" },
+                    if schema_only {
+                        " (its table of contents has no TABLE DATA: a schema-only dump, pg_dump --schema-only?)"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+        let what = |name: &str| {
+            if name == LARGE_OBJECTS {
+                "large objects"
+            } else {
+                "rows"
+            }
+        };
+        match (&reference, self.manifest.is_some()) {
+            (Some(reference), true) => {
+                for (name, n_ref) in reference {
                     match have.get(name.as_str()) {
-                        None => report.missing.push(name, "table".into()),
-                        Some(n) if *n != e.size => report.mismatched.push(
-                            name,
-                            format!("rows: {} in the manifest, {n} restored", e.size),
+                        None => report.missing.push(name.clone(), "table".into()),
+                        Some(n) if n != n_ref => report.mismatched.push(
+                            name.clone(),
+                            format!("{}: {n_ref} in the manifest, {n} restored", what(name)),
                         ),
                         Some(n) => {
                             report.files_compared += 1;
@@ -561,54 +866,53 @@ impl Driver for PostgresDriver {
                         }
                     }
                 }
-                for (n, _) in &restored {
-                    if !seen.contains(n) {
-                        report.extra.push(n.clone(), "table".into());
+            }
+            (Some(reference), false) => {
+                for (name, n_live) in reference {
+                    let Some(n) = have.get(name.as_str()) else {
+                        report.missing.push(name.clone(), "table".into());
+                        continue;
+                    };
+                    report.files_compared += 1;
+                    report.content_checked += 1;
+                    report.bytes_checked += n;
+                    let rows = what(name);
+                    match crate::drift::live_rows(*n_live, *n, self.live_tolerance) {
+                        crate::drift::Rows::Same => {}
+                        crate::drift::Rows::Drift => report.changed_since_backup.push(
+                            name.clone(),
+                            format!("{rows}: {n_live} live now, {n} restored"),
+                        ),
+                        crate::drift::Rows::Short if *n == 0 => report
+                            .mismatched
+                            .push(name.clone(), format!("{rows}: {n_live} live now, none restored")),
+                        crate::drift::Rows::Short => report.mismatched.push(
+                            name.clone(),
+                            format!(
+                                "{rows}: {n_live} live now, {n} restored: {:.0}% fewer, beyond live_tolerance {}%",
+                                (*n_live - *n) as f64 * 100.0 / *n_live as f64,
+                                self.live_tolerance
+                            ),
+                        ),
                     }
                 }
             }
-            None => match &self.live {
-                Some(conninfo) => {
-                    let live = live_counts(conninfo, deadline).map_err(|why| {
-                        DriverError::NoTool(format!(
-                            "cannot read the live database for comparison: {why}"
-                        ))
-                    })?;
-                    let live_map: std::collections::BTreeMap<&str, u64> =
-                        live.iter().map(|(n, c)| (n.as_str(), *c)).collect();
-                    for (name, n_live) in &live {
-                        match have.get(name.as_str()) {
-                            None => report.missing.push(name.clone(), "table".into()),
-                            Some(n) => {
-                                report.files_compared += 1;
-                                report.content_checked += 1;
-                                report.bytes_checked += n;
-                                if *n == 0 && *n_live > 0 {
-                                    report.mismatched.push(
-                                        name.clone(),
-                                        format!("rows: {n_live} live now, none restored"),
-                                    );
-                                } else if n != n_live {
-                                    report.changed_since_backup.push(
-                                        name.clone(),
-                                        format!("rows: {n_live} live now, {n} restored"),
-                                    );
-                                }
-                            }
-                        }
-                    }
-                    for (n, _) in &restored {
-                        if !live_map.contains_key(n.as_str()) {
-                            report.extra.push(n.clone(), "table".into());
-                        }
-                    }
+            (None, _) => {
+                report.files_compared = tables;
+                report.content_checked = tables;
+                report.bytes_checked = stats.bytes;
+            }
+        }
+        if let Some(reference) = &reference {
+            let known: std::collections::BTreeSet<&str> =
+                reference.iter().map(|(n, _)| n.as_str()).collect();
+            for (n, _) in &restored {
+                // A manifest made before large objects were counted says
+                // nothing about them.
+                if !known.contains(n.as_str()) && n != LARGE_OBJECTS {
+                    report.extra.push(n.clone(), "table".into());
                 }
-                None => {
-                    report.files_compared = restored.len() as u64;
-                    report.content_checked = restored.len() as u64;
-                    report.bytes_checked = stats.bytes;
-                }
-            },
+            }
         }
         stats.verified = Some(report);
         stats.check_env = env;
@@ -632,6 +936,9 @@ impl Driver for PostgresDriver {
             }
             let _ = child.wait();
         }
+        // The socket directory outside the sandbox goes with the server,
+        // also when the drill stopped before the server started.
+        drop(self.socket_dir.lock().expect("socket dir lock").take());
     }
 }
 
@@ -646,36 +953,278 @@ fn is_tar(p: &Path) -> bool {
     File::open(p).and_then(|mut f| f.read_exact(&mut b)).is_ok() && &b[257..262] == b"ustar"
 }
 
-/// The errors (up to three) in a restore tool's log, read as bytes to the
-/// end: a line that is not UTF-8 (a server message in the database's
-/// EUC_JP) neither stops the reading nor hides a later failed COPY. Owner and
-/// grant statements for roles this cluster does not have are not data.
-fn restore_errors(log: impl std::io::BufRead) -> Vec<String> {
-    let mut errors = Vec::new();
-    for line in log.split(b'\n').map_while(Result::ok) {
-        let line = String::from_utf8_lossy(&line);
-        let is_error =
-            line.contains("ERROR:") || line.contains("error:") || line.contains("FATAL:");
-        let harmless = line.contains("role \"") && line.contains("does not exist");
-        if is_error && !harmless && errors.len() < 3 {
-            errors.push(line.trim().to_string());
-        }
+/// How a tar-format dump (`pg_dump -Ft`) is cut short, from its headers
+/// alone: a member whose data runs past the end of the file, a header cut in
+/// two, or no end-of-archive blocks (pg_dump always writes them). `None` for
+/// a whole one, and for anything that is not a tar file.
+fn tar_dump_cut(p: &Path) -> Option<String> {
+    use std::io::{Seek, SeekFrom};
+    if p.is_dir() || !is_tar(p) {
+        return None;
     }
-    errors
+    let mut f = File::open(p).ok()?;
+    let len = f.metadata().ok()?.len();
+    let cut = |what: String| {
+        format!(
+            "the tar-format dump is cut short: {what} (pg_restore would spin on it until the job's timeout)"
+        )
+    };
+    let mut at = 0u64;
+    let mut last: Option<String> = None;
+    let after = |last: &Option<String>| match last {
+        Some(m) => format!("after its member {m}"),
+        None => "at its start".into(),
+    };
+    loop {
+        if at >= len {
+            return Some(cut(format!(
+                "it ends {} without tar's end-of-archive blocks",
+                after(&last)
+            )));
+        }
+        let mut block = [0u8; 512];
+        f.seek(SeekFrom::Start(at)).ok()?;
+        if f.read_exact(&mut block).is_err() {
+            return Some(cut(format!(
+                "it ends {} inside the next member's header",
+                after(&last)
+            )));
+        }
+        if block.iter().all(|b| *b == 0) {
+            return None;
+        }
+        let header = tar::Header::from_byte_slice(&block);
+        let size = header.entry_size().ok()?;
+        let name = String::from_utf8_lossy(&header.path_bytes()).into_owned();
+        let data = at + 512;
+        if data + size > len {
+            return Some(cut(format!(
+                "its member {name} holds {size} bytes, and the file ends {} bytes into it",
+                len - data
+            )));
+        }
+        at = data + size.div_ceil(512) * 512;
+        last = Some(name);
+    }
+}
+
+/// The databases a restore made besides the one the drill made (`pg_dump
+/// -C` creates and connects to its own).
+fn databases(
+    server: (&Path, &[(OsString, OsString)], &Path),
+    deadline: &Deadline,
+    steps: &mut Vec<crate::record::StepRecord>,
+) -> Result<Vec<String>, DriverError> {
+    let sql = format!(
+        "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname NOT IN ('postgres', '{DB}') ORDER BY 1"
+    );
+    let args = ["-d", "postgres", "-c", &sql];
+    let out = query("psql (databases)", &args, server, deadline, steps)?;
+    Ok(String::from_utf8_lossy(&out)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// The script psql runs for a plain dump: the dump itself, or, compressed
+/// (`pg_dump | gzip`), its decompressed copy in the sandbox. Refuses what
+/// is not one whole database dump: a pg_dumpall cluster dump, and a dump
+/// without pg_dump's closing line (cut short).
+fn plain_script(
+    dump: &Path,
+    head: &[u8],
+    pg: &Path,
+    deadline: &Deadline,
+) -> Result<PathBuf, DriverError> {
+    use super::compression::{Compression, Decoder};
+    let read = |e: std::io::Error| DriverError::Read {
+        path: dump.to_path_buf(),
+        source: e,
+    };
+    let compression = Compression::detect(head).map_err(|name| {
+        DriverError::Unsupported(format!(
+            "{} is compressed with {name}, which restore-verifier does not read; compress dumps with gzip, zstd, xz, bzip2 or lz4, or use pg_dump -Fc",
+            dump.display()
+        ))
+    })?;
+    let mut file = File::open(dump).map_err(read)?;
+    let (marks, script) = if compression == Compression::Plain {
+        use std::io::{Seek, SeekFrom};
+        let len = file.metadata().map_err(read)?.len();
+        let mut first = Vec::new();
+        (&mut file)
+            .take(64 << 10)
+            .read_to_end(&mut first)
+            .map_err(read)?;
+        file.seek(SeekFrom::Start(len.saturating_sub(64 << 10)))
+            .map_err(read)?;
+        let mut last = Vec::new();
+        file.read_to_end(&mut last).map_err(read)?;
+        (pgdump::marks(&first, &last), dump.to_path_buf())
+    } else {
+        let out = pg.join("dump.sql");
+        let mut w =
+            std::io::BufWriter::new(File::create(&out).map_err(|e| DriverError::Sandbox {
+                path: out.clone(),
+                source: e,
+            })?);
+        let decoder = Decoder::new(compression, std::io::BufReader::new(file)).map_err(read)?;
+        let marks = pgdump::copy_plain(
+            Timed {
+                inner: decoder,
+                deadline,
+            },
+            Some(&mut w),
+        )
+        .and_then(|m| std::io::Write::flush(&mut w).map(|()| m));
+        match marks {
+            Ok(m) => (m, out),
+            Err(e) => {
+                deadline.check()?;
+                return Err(DriverError::Damaged {
+                    path: dump.to_path_buf(),
+                    detail: format!("cannot decompress its {}: {e}", compression.name()),
+                });
+            }
+        }
+    };
+    if marks.cluster {
+        return Err(DriverError::Unsupported(format!(
+            "{} is a pg_dumpall cluster dump (every database and role); restore-verifier restores one database's dump: dump each database with pg_dump (-Fc) and point `path` at it",
+            dump.display()
+        )));
+    }
+    if !marks.complete {
+        return Err(DriverError::Damaged {
+            path: dump.to_path_buf(),
+            detail: format!(
+                "the plain dump is incomplete: it does not end with pg_dump's closing line `{}` (cut short while written or copied?)",
+                pgdump::COMPLETE
+            ),
+        });
+    }
+    Ok(script)
+}
+
+/// A reader that stops at the drill's deadline.
+struct Timed<'a, R> {
+    inner: R,
+    deadline: &'a Deadline,
+}
+
+impl<R: Read> Read for Timed<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Err(stop) = self.deadline.check() {
+            return Err(std::io::Error::other(stop.to_string()));
+        }
+        self.inner.read(buf)
+    }
 }
 
 #[cfg(test)]
-mod restore_log_tests {
-    // Pins: the log was read line by line as UTF-8 and the reading stopped
-    // at the first line that was not, so a later failed COPY was missed.
+mod server_setup_tests {
+    use super::*;
+
+    // Pins: the reason quoted the log's last three lines backwards and left
+    // out the one that named the cause.
     #[test]
-    fn errors_after_a_line_that_is_not_utf8_are_seen() {
-        let mut log =
-            b"psql:dump.sql:20: ERROR:  role \"\xb7\xd0\xcd\xfd\" does not exist\n".to_vec();
-        log.extend(b"psql:dump.sql:31: ERROR:  invalid byte sequence \xb7\xd0\n");
-        log.extend(b"CONTEXT:  COPY ledger, line 7\n");
-        let errors = super::restore_errors(&log[..]);
-        assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].contains("invalid byte sequence"), "{errors:?}");
+    fn a_server_that_did_not_start_is_explained_fatal_first_then_in_order() {
+        // PostgreSQL 15's log with a socket path too long.
+        let log = "LOG:  starting PostgreSQL 15.18 (Debian 15.18-0+deb12u1) on x86_64-pc-linux-gnu\n\
+                   LOG:  Unix-domain socket path \"/x/.s.PGSQL.5432\" is too long (maximum 107 bytes)\n\
+                   WARNING:  could not create Unix-domain socket in directory \"/x\"\n\
+                   FATAL:  could not create any Unix-domain sockets\n\
+                   LOG:  database system is shut down\n";
+        assert_eq!(
+            server_log_reason(log),
+            "FATAL:  could not create any Unix-domain sockets | LOG:  Unix-domain socket path \"/x/.s.PGSQL.5432\" is too long (maximum 107 bytes) | WARNING:  could not create Unix-domain socket in directory \"/x\""
+        );
+        assert_eq!(
+            server_log_reason("LOG:  starting PostgreSQL 15\nLOG:  database system is shut down\n"),
+            "LOG:  starting PostgreSQL 15 | LOG:  database system is shut down"
+        );
+        assert_eq!(server_log_reason(""), "its log is empty");
+    }
+
+    #[test]
+    fn socket_paths_over_107_bytes_go_to_a_short_directory_beside_the_sandbox() {
+        let short =
+            Path::new("/var/tmp/restore-verifier/rv-app-01a23a9d-2291-7657-87ec-67168459bfa2");
+        assert!(socket_dir_in_sandbox(short).is_some());
+        let long = Path::new(
+            "/var/tmp/restore-verifier/rv-nightly-erp-orders-dump-01a23a9d-2291-7657-87ec-67168459bfa2",
+        );
+        assert_eq!(socket_dir_in_sandbox(long), None);
+        assert_eq!(
+            short_socket_path(long),
+            Path::new("/var/tmp/restore-verifier/rv-s-01a23a9d-2291-7657-87ec-67168459bfa2")
+        );
+        let t = tempfile::tempdir().unwrap();
+        let sandbox = t
+            .path()
+            .join("rv-nightly-erp-orders-dump-and-more-01a23a9d-2291-7657-87ec-67168459bfa2");
+        let dir = short_socket_dir(&sandbox, None).unwrap();
+        let path = dir.0.clone();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o700);
+        assert!(socket_path_len(&path) <= SOCKET_PATH_MAX);
+        assert!(
+            short_socket_dir(&sandbox, None).is_err(),
+            "an existing directory is never taken"
+        );
+        drop(dir);
+        assert!(!path.exists());
+        // A sandbox_dir too long for any socket is named, with what to do.
+        let deep = Path::new(&format!("/{}", "d".repeat(60)))
+            .join("rv-app-01a23a9d-2291-7657-87ec-67168459bfa2");
+        let e = short_socket_dir(&deep, None).unwrap_err().to_string();
+        assert!(
+            e.contains("shorten sandbox_dir (to 51 bytes or fewer)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cut_tar_dumps_are_told_from_their_headers() {
+        let t = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, len) in [
+            ("toc.dat", 700usize),
+            ("3347.dat", 5000),
+            ("restore.sql", 10),
+        ] {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(len as u64);
+            h.set_mode(0o600);
+            h.set_cksum();
+            b.append_data(&mut h, name, &vec![b'x'; len][..]).unwrap();
+        }
+        let whole = b.into_inner().unwrap();
+        let p = t.path().join("d.tar");
+        std::fs::write(&p, &whole).unwrap();
+        assert_eq!(tar_dump_cut(&p), None);
+        std::fs::write(&p, &whole[..3000]).unwrap();
+        let why = tar_dump_cut(&p).unwrap();
+        assert!(
+            why.contains(
+                "its member 3347.dat holds 5000 bytes, and the file ends 952 bytes into it"
+            ),
+            "{why}"
+        );
+        std::fs::write(&p, &whole[..7168 + 100]).unwrap();
+        let why = tar_dump_cut(&p).unwrap();
+        assert!(
+            why.contains("after its member 3347.dat inside the next member's header"),
+            "{why}"
+        );
+        let end = whole.len() - 1024;
+        std::fs::write(&p, &whole[..end]).unwrap();
+        let why = tar_dump_cut(&p).unwrap();
+        assert!(why.contains("without tar's end-of-archive blocks"), "{why}");
+        // Not a tar file at all: not for this check to say.
+        std::fs::write(&p, b"PGDMP and more").unwrap();
+        assert_eq!(tar_dump_cut(&p), None);
     }
 }

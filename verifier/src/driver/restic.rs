@@ -59,6 +59,36 @@ fn explain(out: &StepOutcome) -> Option<String> {
     })
 }
 
+/// The newest of `snaps`; times carry offsets: instants are compared, not
+/// strings.
+fn newest<'a>(snaps: impl Iterator<Item = &'a Snapshot>) -> Option<&'a Snapshot> {
+    snaps.max_by_key(|s| DateTime::parse_from_rfc3339(&s.time).ok())
+}
+
+/// Whether the snapshot path `snapshot_path` (absolute, as `restic
+/// snapshots` lists it) holds the job's `path`: an absolute `path` equal to
+/// it or inside it; a relative one as restic stores a relative backup (`cd
+/// /srv && restic backup share` lists `/srv/share` and keeps `share/…`) or an
+/// absolute one (`srv/share/…`): a leading part of `path` is the end of the
+/// snapshot path.
+fn holds(snapshot_path: &str, path: &str) -> bool {
+    let parts = |s: &str| -> Vec<String> {
+        s.split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(str::to_string)
+            .collect()
+    };
+    let (have, want) = (parts(snapshot_path), parts(path));
+    if have.is_empty() {
+        // A snapshot of `/` holds everything.
+        return true;
+    }
+    if path.starts_with('/') {
+        return want.starts_with(&have);
+    }
+    (1..=want.len().min(have.len())).any(|k| have.ends_with(&want[..k]))
+}
+
 impl ResticDriver {
     fn base(&self) -> Vec<String> {
         vec![
@@ -151,10 +181,20 @@ impl Driver for ResticDriver {
                 detail: format!("restic snapshots --json gave unreadable output: {e}"),
             })?;
         let chosen = if self.snapshot == "latest" {
-            // Times carry offsets: compare instants, not strings.
-            snaps
-                .iter()
-                .max_by_key(|s| DateTime::parse_from_rfc3339(&s.time).ok())
+            // With `path`, the newest snapshot that holds it: the host's
+            // newest may be of another directory. Else (a snapshot of `.`
+            // keeps its content at the top, and its paths do not name what
+            // is inside) the newest of all, as without `path`.
+            self.path
+                .as_deref()
+                .and_then(|p| {
+                    newest(
+                        snaps
+                            .iter()
+                            .filter(|s| s.paths.iter().any(|sp| holds(sp, p))),
+                    )
+                })
+                .or_else(|| newest(snaps.iter()))
         } else {
             snaps.iter().find(|s| s.id.starts_with(&self.snapshot))
         };
@@ -261,5 +301,26 @@ impl Driver for ResticDriver {
         stats.root = Some(rel);
         backup.location = Some(PathBuf::from(&self.repository));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds;
+
+    #[rstest::rstest]
+    #[case::same("/srv/share", "/srv/share", true)]
+    #[case::inside("/srv/share", "/srv/share/docs/", true)]
+    #[case::other("/srv/other", "/srv/share", false)]
+    #[case::prefix_of_a_name("/srv/share", "/srv/shared", false)]
+    #[case::parent_is_not_held("/srv/share/docs", "/srv/share", false)]
+    #[case::relative_backup("/srv/share", "share", true)]
+    #[case::relative_inside("/srv/share", "share/docs", true)]
+    #[case::relative_whole("/srv/share", "srv/share/docs", true)]
+    #[case::relative_other("/srv/other", "share", false)]
+    #[case::dot("/srv/share", "./share", true)]
+    #[case::root("/", "srv/share", true)]
+    fn a_snapshot_holds_a_path(#[case] snapshot: &str, #[case] path: &str, #[case] want: bool) {
+        assert_eq!(holds(snapshot, path), want, "{snapshot} holds {path}");
     }
 }

@@ -4,11 +4,11 @@
 
 pub mod cause;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::DriverError;
 use crate::deadline::Deadline;
-use crate::process::{StepError, StepOptions, StepOutcome, run_step};
+use crate::process::{StepError, StepOptions, StepOutcome, run_read_only, run_step};
 use crate::record::StepRecord;
 
 /// What the tool said: its stderr, or its stdout when stderr is empty.
@@ -50,7 +50,27 @@ pub fn step(
     steps: &mut Vec<StepRecord>,
     explain: impl Fn(&StepOutcome) -> Option<String>,
 ) -> Result<StepOutcome, DriverError> {
-    match run_step(&argv, opts, deadline) {
+    step_on(name, argv, opts, &[], deadline, steps, explain)
+}
+
+/// [`step`] where the tool cannot write to `read_only` (the backup's
+/// directories, see [`run_read_only`]). When that cannot be arranged the
+/// tool does not run, and the drill errs: `Setup`.
+pub fn step_on(
+    name: &str,
+    argv: Vec<String>,
+    opts: &StepOptions,
+    read_only: &[PathBuf],
+    deadline: &Deadline,
+    steps: &mut Vec<StepRecord>,
+    explain: impl Fn(&StepOutcome) -> Option<String>,
+) -> Result<StepOutcome, DriverError> {
+    let ran = run_read_only(&argv, opts, read_only, deadline).map_err(|e| {
+        DriverError::Setup(format!(
+            "{name} did not run: {e}; a drill never lets a tool write to a backup, so it runs none on a repository it cannot mount read-only: run the agent as root (or with CAP_SYS_ADMIN), or allow it user namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces)"
+        ))
+    })?;
+    match ran {
         Ok(out) => {
             steps.push(record(&argv, &out));
             if out.success() {
