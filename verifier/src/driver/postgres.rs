@@ -753,6 +753,16 @@ impl Driver for PostgresDriver {
                 },
             });
         }
+        if !harmless.is_empty() {
+            let n = harmless.len();
+            stats.notes.push(format!(
+                "{n} statement{} that only give{} an owner or privileges, or only remove{}, failed on the throw-away server (roles it lacks, objects it never had): not data; e.g. {}",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "s" } else { "" },
+                if n == 1 { "s" } else { "" },
+                harmless[0].message
+            ));
+        }
         // What was restored.
         let mut env = env;
         let mut restored = counts((&bin, &env, &pg), deadline, &mut stats.steps)?;
