@@ -126,9 +126,34 @@ fn postgres_dumps_without_their_data_fail_and_whole_ones_pass_in_every_format() 
             rec["checks"]
         );
     }
-    // The same reason on every run of a compressed dump: here, a pass.
-    let again = drill(&site, &pg_job("whole", "dumps/app.sql.gz", MANIFEST));
-    assert_eq!(again["result"], "pass", "{}", reasons(&again));
+    // The same reason on every run of a compressed dump: here, a pass, and
+    // the summary speaks of tables and rows.
+    set_jobs(&site, &pg_job("whole", "dumps/app.sql.gz", MANIFEST));
+    let out = site.run(&["run"]);
+    // (On stderr today, with the logs.)
+    let summary = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{summary}");
+    for want in [
+        "whole: PASS",
+        "restore  2 tables, 2300 rows in ",
+        "verify   3 row counts compared against manifest in ",
+    ] {
+        assert!(summary.contains(want), "{want:?} not in {summary}");
+    }
+
+    // A config named by a relative path (`-c rv.toml`): the dump's path is
+    // resolved to an absolute one, which pg_restore, run in the sandbox,
+    // still finds.
+    set_jobs(&site, &pg_job("relative", "dumps/app.dump", MANIFEST));
+    let out = bin()
+        .current_dir(site.config.parent().unwrap())
+        .arg("-c")
+        .arg(site.config.file_name().unwrap())
+        .args(["run", "--json"])
+        .output()
+        .unwrap();
+    let rec = records(&out).remove(0);
+    assert_eq!(rec["result"], "pass", "{}", reasons(&rec));
 
     // Without a manifest, a dump cut short, or one with no data, is not a pass.
     let rec = drill(&site, &pg_job("cut", "dumps/app-cut.sql", ""));
@@ -203,6 +228,7 @@ fn postgres_dumps_without_their_data_fail_and_whole_ones_pass_in_every_format() 
         ),
     );
     assert_eq!(rec["result"], "pass", "{}", reasons(&rec));
+    assert_eq!(rec["verify"]["against"], "live");
     assert_eq!(
         rec["verify"]["changed_since_backup"]["items"][0]["path"], "public.orders",
         "{}",

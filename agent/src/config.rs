@@ -647,7 +647,12 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
     if !cx.diags.is_empty() {
         return Err(ConfigErrors(cx.diags));
     }
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Absolute, so a path still names the same file for a tool that runs in
+    // another directory (`-c rv.toml` has the parent "").
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => std::path::absolute(p).unwrap_or(p.to_path_buf()),
+        _ => std::env::current_dir().unwrap_or_default(),
+    };
     let mut raw_agent = RawAgent::default();
     let mut raw_jobs: Vec<(usize, RawJob)> = Vec::new();
     let mut raw_alerts: Vec<(usize, RawAlert)> = Vec::new();

@@ -147,13 +147,25 @@ pub fn summary(r: &Record) -> String {
         .as_deref()
         .map(|p| format!(", compared from {}", escape(p)))
         .unwrap_or_default();
-    let _ = writeln!(
-        s,
-        "  restore  {} files, {} in {}{root}",
-        r.restore.files,
-        bytes(r.restore.bytes),
-        seconds(r.restore.duration_seconds)
-    );
+    // A database restores tables and rows, not files and bytes.
+    let database = b.kind == "postgres";
+    let _ = if database {
+        writeln!(
+            s,
+            "  restore  {} tables, {} rows in {}",
+            r.restore.files,
+            r.restore.bytes,
+            seconds(r.restore.duration_seconds)
+        )
+    } else {
+        writeln!(
+            s,
+            "  restore  {} files, {} in {}{root}",
+            r.restore.files,
+            bytes(r.restore.bytes),
+            seconds(r.restore.duration_seconds)
+        )
+    };
     let v = &r.verify;
     let slice = v
         .rotate
@@ -164,15 +176,24 @@ pub fn summary(r: &Record) -> String {
         .sample_seed
         .map(|x| format!("{slice}, seed {x}"))
         .unwrap_or(slice);
-    let mut line = format!(
-        "  verify   {} files compared against {}, {} content-checked ({}, {}{seed}) in {}",
-        v.files_compared,
-        v.against,
-        v.content_checked,
-        bytes(v.bytes_checked),
-        v.content,
-        seconds(v.duration_seconds)
-    );
+    let mut line = if database {
+        format!(
+            "  verify   {} row counts compared against {} in {}",
+            v.files_compared,
+            v.against,
+            seconds(v.duration_seconds)
+        )
+    } else {
+        format!(
+            "  verify   {} files compared against {}, {} content-checked ({}, {}{seed}) in {}",
+            v.files_compared,
+            v.against,
+            v.content_checked,
+            bytes(v.bytes_checked),
+            v.content,
+            seconds(v.duration_seconds)
+        )
+    };
     if let Some(rto) = r.objectives.rto_seconds {
         let _ = write!(
             line,

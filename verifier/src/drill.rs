@@ -631,10 +631,11 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
         },
         verify: VerifySection {
             duration_seconds: secs(verify_time),
-            against: match (&spec.manifest, &spec.source) {
-                (Some(_), _) => "manifest",
-                (None, Some(_)) => "source",
-                (None, None) => "none",
+            against: match (&spec.manifest, &spec.source, stats.against) {
+                (Some(_), _, _) => "manifest",
+                (None, _, Some(other)) => other,
+                (None, Some(_), None) => "source",
+                (None, None, None) => "none",
             }
             .into(),
             reference: spec

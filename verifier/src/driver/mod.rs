@@ -90,6 +90,9 @@ pub struct RestoreStats {
     /// What the record should say of how the restore treated the backup
     /// (mounted read-only, or why not): `restore.notes`.
     pub notes: Vec<String>,
+    /// What a driver that verifies itself compared with (`verify.against`),
+    /// when neither the manifest nor the source: "live" (a database).
+    pub against: Option<&'static str>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -791,7 +791,12 @@ impl Driver for PostgresDriver {
         }
         let tables = restored.iter().filter(|(n, _)| n != LARGE_OBJECTS).count() as u64;
         stats.files = tables;
-        stats.bytes = restored.iter().map(|(_, n)| n).sum();
+        // Rows of tables, not large objects.
+        stats.bytes = restored
+            .iter()
+            .filter(|(n, _)| n != LARGE_OBJECTS)
+            .map(|(_, c)| c)
+            .sum();
         let mut report = CompareReport {
             restored_files: tables,
             ..CompareReport::default()
@@ -821,21 +826,20 @@ impl Driver for PostgresDriver {
                 }
                 Some(rows)
             }
-            (None, Some(conninfo)) => Some(live_counts(conninfo, deadline).map_err(|why| {
-                DriverError::NoTool(format!(
-                    "cannot read the live database for comparison: {why}"
-                ))
-            })?),
+            (None, Some(conninfo)) => {
+                stats.against = Some("live");
+                Some(live_counts(conninfo, deadline).map_err(|why| {
+                    DriverError::NoTool(format!(
+                        "cannot read the live database for comparison: {why}"
+                    ))
+                })?)
+            }
             (None, None) => None,
         };
         // A dump without table data restores nothing, unless there is
         // nothing: a schema-only dump, or one cut before its data.
         let schema_only = toc.is_some_and(|(data, tables)| data == 0 && tables > 0);
-        let table_rows: u64 = restored
-            .iter()
-            .filter(|(n, _)| n != LARGE_OBJECTS)
-            .map(|(_, c)| c)
-            .sum();
+        let table_rows = stats.bytes;
         let reference_rows = reference
             .as_ref()
             .map(|r| r.iter().map(|(_, n)| n).sum::<u64>());
