@@ -214,7 +214,7 @@ fn postgres_dumps_without_their_data_fail_and_whole_ones_pass_in_every_format() 
     assert_eq!(rec["result"], "fail", "{rec}");
     assert!(
         reasons(&rec).contains(
-            "rows mismatch: public.orders (rows: 2000 live now, 1000 restored: 50% fewer, beyond live_tolerance 10%)"
+            "rows mismatch: public.orders (rows: 2000 live now, 1000 restored: 50.0% fewer, beyond live_tolerance 10%)"
         ),
         "{}",
         reasons(&rec)
@@ -375,4 +375,120 @@ fn postgres_restore_errors_follow_one_policy_in_every_format_and_encoding() {
         reasons(&rec)
     );
     assert!(is_empty_dir(&site.path("sandbox")));
+}
+
+// What production has and a throw-away server lacks is not a failure of the
+// backup: a tablespace, a foreign server's user mapping, a temporary table
+// in a live session. What the drill host lacks (an extension) is an error,
+// and so is a live role that row-level security would let count only part
+// of a table (before, a short count and a false pass).
+#[test]
+fn postgres_drills_tell_what_production_has_from_what_the_dump_lacks() {
+    need("pg_dump");
+    let (site, live) = orders_site();
+    let (u, g) = super::tools::postgres_ids();
+    let ts = site.path("fastspace");
+    std::fs::create_dir_all(&ts).unwrap();
+    std::os::unix::fs::chown(&ts, Some(u), Some(g)).unwrap();
+    live.psql("postgres", "CREATE ROLE app_owner").unwrap();
+    live.psql(
+        "postgres",
+        &format!("CREATE TABLESPACE fastspace LOCATION '{}'", ts.display()),
+    )
+    .unwrap();
+    live.psql(
+        "app",
+        "CREATE TABLE fast(id int) TABLESPACE fastspace; INSERT INTO fast VALUES (1), (2); \
+         CREATE EXTENSION postgres_fdw; CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw; \
+         CREATE USER MAPPING FOR app_owner SERVER s OPTIONS (user 'x');",
+    )
+    .unwrap();
+    let d = site.path("dumps");
+    std::fs::create_dir_all(&d).unwrap();
+    live.dump_with("app", &["-Fp"], &d.join("app.sql"));
+    live.dump_with("app", &["-Fc"], &d.join("app.dump"));
+    live.manifest("app", &site.path("app.pgmanifest"));
+    for file in ["app.sql", "app.dump"] {
+        let rec = drill(&site, &pg_job("prod", &format!("dumps/{file}"), MANIFEST));
+        assert_eq!(rec["result"], "pass", "{file}: {}", reasons(&rec));
+        assert_eq!(
+            rec["verify"]["files_compared"], 4,
+            "{file}: {}",
+            rec["verify"]
+        );
+    }
+
+    // A custom-format dump compressed again is named as such, with what to do.
+    let gz = Command::new("gzip")
+        .arg("-c")
+        .arg(d.join("app.dump"))
+        .output()
+        .unwrap();
+    std::fs::write(d.join("app.dump.gz"), gz.stdout).unwrap();
+    let rec = drill(&site, &pg_job("gz", "dumps/app.dump.gz", MANIFEST));
+    assert_eq!(rec["result"], "error", "{rec}");
+    assert!(
+        reasons(&rec).contains("is a pg_dump archive (custom or tar format) compressed with gzip"),
+        "{}",
+        reasons(&rec)
+    );
+
+    // An extension the drill host does not have.
+    let sql = std::fs::read_to_string(d.join("app.sql")).unwrap().replace(
+        "CREATE EXTENSION IF NOT EXISTS postgres_fdw",
+        "CREATE EXTENSION IF NOT EXISTS postgres_fdw_x",
+    );
+    std::fs::write(d.join("app-ext.sql"), sql).unwrap();
+    let rec = drill(&site, &pg_job("ext", "dumps/app-ext.sql", MANIFEST));
+    assert_eq!(rec["result"], "error", "{rec}");
+    assert!(
+        reasons(&rec).contains("this host lacks what the dump needs: ")
+            && reasons(&rec).contains("postgres_fdw_x"),
+        "{}",
+        reasons(&rec)
+    );
+
+    // Live: a temporary table in another session is not counted; a table
+    // under row-level security the live role cannot see all of is an error,
+    // never a short count.
+    let mut holder = Command::new("psql")
+        .args(["-X", "-q", "-d", &live.conninfo("app")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = holder.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"CREATE TEMP TABLE scratch(id int);\nSELECT pg_sleep(60);\n")
+            .unwrap();
+        stdin.flush().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let live_key = format!("live = \"{}\"\n", live.conninfo("app"));
+    let rec = drill(&site, &pg_job("live", "dumps/app.dump", &live_key));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(rec["result"], "pass", "{}", reasons(&rec));
+    live.psql(
+        "app",
+        "CREATE ROLE monitor LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public, billing TO monitor; \
+         GRANT USAGE ON SCHEMA billing TO monitor; ALTER TABLE orders ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY few ON orders TO monitor USING (id <= 5);",
+    )
+    .unwrap();
+    let as_monitor = format!(
+        "live = \"{}\"\n",
+        live.conninfo("app")
+            .replace("user=postgres", "user=monitor")
+    );
+    let rec = drill(&site, &pg_job("rls", "dumps/app.dump", &as_monitor));
+    assert_eq!(rec["result"], "error", "{rec}");
+    assert!(
+        reasons(&rec).contains("row-level security")
+            && reasons(&rec).contains("connect as the tables' owner or a role with BYPASSRLS"),
+        "{}",
+        reasons(&rec)
+    );
 }

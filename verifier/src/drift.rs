@@ -126,11 +126,11 @@ pub enum Rows {
 /// The rule for `live` row counts: more rows restored than live now is
 /// drift (rows deleted since the dump); fewer is drift only within
 /// `tolerance_percent` of the live count, and none restored of a table that
-/// has rows is never drift.
+/// has rows is drift only at 100% (a table that fills and empties, a queue).
 pub fn live_rows(live: u64, restored: u64, tolerance_percent: f64) -> Rows {
     if restored == live {
         Rows::Same
-    } else if restored > live {
+    } else if restored > live || tolerance_percent >= 100.0 {
         Rows::Drift
     } else if restored == 0 {
         Rows::Short
@@ -267,7 +267,8 @@ mod tests {
             (2000, 1799, 10.0, Rows::Short),
             (2000, 1000, 10.0, Rows::Short),
             (2000, 1000, 50.0, Rows::Drift),
-            (2000, 0, 100.0, Rows::Short),
+            (2000, 0, 99.0, Rows::Short),
+            (3, 0, 100.0, Rows::Drift),
             (1, 0, 10.0, Rows::Short),
             (100, 99, 0.0, Rows::Short),
             (0, 5, 0.0, Rows::Drift),

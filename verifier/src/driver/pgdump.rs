@@ -31,9 +31,20 @@ pub struct PlainDump {
 /// How much of the start and the end of a plain dump is read for its marks.
 const EDGE: usize = 64 << 10;
 
+/// Why a copy stopped: the dump could not be read (or decompressed), or the
+/// copy could not be written (a full disk is not a damaged backup).
+#[derive(Debug)]
+pub enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
 /// Copies a plain dump from `from` to `to` (when given) and reads its marks
 /// from its first and last bytes.
-pub fn copy_plain(mut from: impl Read, mut to: Option<&mut dyn Write>) -> io::Result<PlainDump> {
+pub fn copy_plain(
+    mut from: impl Read,
+    mut to: Option<&mut dyn Write>,
+) -> Result<PlainDump, CopyError> {
     let mut head: Vec<u8> = Vec::new();
     let mut tail: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 256 << 10];
@@ -42,10 +53,10 @@ pub fn copy_plain(mut from: impl Read, mut to: Option<&mut dyn Write>) -> io::Re
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(CopyError::Read(e)),
         };
         if let Some(w) = to.as_mut() {
-            w.write_all(&buf[..n])?;
+            w.write_all(&buf[..n]).map_err(CopyError::Write)?;
         }
         if head.len() < EDGE {
             let take = n.min(EDGE - head.len());
@@ -106,12 +117,13 @@ pub struct RestoreError {
 }
 
 impl RestoreError {
-    /// The failed statement only gave an owner or privileges, or only
-    /// removed something: not data.
+    /// The failed statement only gave an owner or privileges, only removed
+    /// something, or only placed or configured for what the drill host
+    /// lacks (a tablespace, a role's settings): not data.
     pub fn harmless(&self) -> bool {
         self.statement
             .as_deref()
-            .is_some_and(|s| ownership_or_privilege(s) || only_removes(s))
+            .is_some_and(|s| ownership_or_privilege(s) || only_removes(s) || placement(s))
     }
 }
 
@@ -128,6 +140,21 @@ pub fn ownership_or_privilege(statement: &str) -> bool {
             .is_some_and(|i| one_name(&upper[i + " OWNER TO ".len()..])),
         _ => false,
     }
+}
+
+/// Whether `statement` only places objects or configures a role, for what
+/// a fresh server does not have: `SET default_tablespace = …` (tables go to
+/// the default one), `ALTER ROLE … IN DATABASE … SET …`, `CREATE USER
+/// MAPPING` (a foreign server's credentials).
+pub fn placement(statement: &str) -> bool {
+    let upper = statement.trim().trim_end_matches(';').to_uppercase();
+    let words: Vec<&str> = upper.split_whitespace().collect();
+    matches!(
+        words.as_slice(),
+        ["SET", "DEFAULT_TABLESPACE", ..]
+            | ["CREATE", "USER", "MAPPING", ..]
+            | ["ALTER", "ROLE", _, "IN", "DATABASE", _, "SET", ..]
+    )
 }
 
 /// Whether `statement` only removes something (what `pg_dump --clean`
@@ -163,6 +190,36 @@ fn one_name(s: &str) -> bool {
     }
 }
 
+/// pg_restore's own count of the errors it went on past (`errors ignored on
+/// restore: N`), to check that every one of them was seen.
+pub fn ignored_on_restore(log: impl BufRead) -> Option<u64> {
+    log.split(b'\n').map_while(Result::ok).find_map(|l| {
+        let l = String::from_utf8_lossy(&l);
+        l.split_once("errors ignored on restore: ")?
+            .1
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Whether an error says the drill host lacks what the dump needs (a
+/// locale, an extension, a newer PostgreSQL): the backup may be whole, the
+/// drill cannot tell, so it errs.
+pub fn missing_on_host(message: &str) -> bool {
+    [
+        "invalid locale name",
+        "is not available",
+        "could not open extension control file",
+        "invalid command \\restrict",
+        "invalid command \\unrestrict",
+        "unsupported version",
+        "unrecognized configuration parameter",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
+
 /// Every error in a restore tool's log, read as bytes to the end: a line that
 /// is not UTF-8 (a server message in the database's EUC_JP) neither stops the
 /// reading nor hides a later failed COPY. Decoded only for the record.
@@ -184,7 +241,11 @@ pub fn restore_errors(log: impl BufRead) -> Vec<RestoreError> {
             }
             continue;
         }
-        if line.contains("ERROR:") || line.contains("error:") || line.contains("FATAL:") {
+        // (pg_restore before PostgreSQL 15 says "fatal:".)
+        if ["ERROR:", "error:", "FATAL:", "fatal:"]
+            .iter()
+            .any(|m| line.contains(m))
+        {
             errors.push(RestoreError {
                 message: line.trim().to_string(),
                 statement: None,
@@ -226,6 +287,28 @@ mod tests {
         ];
         for (statement, want) in table {
             assert_eq!(ownership_or_privilege(statement), want, "{statement}");
+        }
+    }
+
+    #[test]
+    fn statements_that_only_place_or_configure() {
+        let table = [
+            ("SET default_tablespace = fastspace;", true),
+            ("SET default_tablespace = '';", true),
+            (
+                "CREATE USER MAPPING FOR app_owner SERVER s OPTIONS (user 'x');",
+                true,
+            ),
+            (
+                "ALTER ROLE app_owner IN DATABASE app SET search_path TO app;",
+                true,
+            ),
+            ("ALTER ROLE app_owner SET search_path TO app;", false),
+            ("SET search_path = public;", false),
+            ("CREATE SERVER s FOREIGN DATA WRAPPER postgres_fdw;", false),
+        ];
+        for (statement, want) in table {
+            assert_eq!(placement(statement), want, "{statement}");
         }
     }
 
@@ -292,6 +375,25 @@ pg_restore: warning: errors ignored on restore: 1\n";
             .collect();
         assert_eq!(serious.len(), 1, "{serious:?}");
         assert!(serious[0].message.contains("invalid byte sequence"));
+    }
+
+    #[test]
+    fn what_the_host_lacks_and_what_pg_restore_counted() {
+        assert!(missing_on_host(
+            "psql:<stdin>:22: ERROR:  invalid locale name: \"en_US.UTF-8\""
+        ));
+        assert!(missing_on_host(
+            "pg_restore: error: could not execute query: ERROR:  extension \"postgis\" is not available"
+        ));
+        assert!(missing_on_host(
+            "psql:<stdin>:5: error: invalid command \\restrict"
+        ));
+        assert!(!missing_on_host(
+            "psql:<stdin>:31: ERROR:  invalid byte sequence"
+        ));
+        let log = b"pg_restore: error: x\npg_restore: warning: errors ignored on restore: 3\n";
+        assert_eq!(ignored_on_restore(&log[..]), Some(3));
+        assert_eq!(ignored_on_restore(&b"nothing\n"[..]), None);
     }
 
     #[test]

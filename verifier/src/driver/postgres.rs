@@ -35,7 +35,7 @@ const DB: &str = "restored";
 const COUNT_SQL: &str = "SELECT n.nspname || '.' || c.relname, \
  (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text \
  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
- WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
+ WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
  UNION ALL SELECT 'pg_catalog.pg_largeobject_metadata', count(*)::text FROM pg_catalog.pg_largeobject_metadata";
 
 /// The row of [`COUNT_SQL`] that counts large objects, not a table's rows.
@@ -337,7 +337,9 @@ fn live_counts(conninfo: &str, deadline: &Deadline) -> Result<Vec<(String, u64)>
     opts.env = vec![
         (
             "PGOPTIONS".into(),
-            "-c default_transaction_read_only=on".into(),
+            // Row-level security would count only the rows this role sees:
+            // with it off, such a table is an error, never a short count.
+            "-c default_transaction_read_only=on -c row_security=off".into(),
         ),
         ("PGCONNECT_TIMEOUT".into(), "10".into()),
         (CLIENT_ENCODING.0.into(), CLIENT_ENCODING.1.into()),
@@ -360,11 +362,13 @@ fn live_counts(conninfo: &str, deadline: &Deadline) -> Result<Vec<(String, u64)>
     ];
     let out = run_step(&argv, &opts, deadline).map_err(|e| e.to_string())?;
     if !out.success() {
-        return Err(format!(
-            "psql failed ({}): {}",
-            out.status_text(),
-            out.last_words()
-        ));
+        let said = out.last_words();
+        if said.contains("row-level security") {
+            return Err(format!(
+                "{said}: a table has row-level security, so this role would count only the rows it sees; connect as the tables' owner or a role with BYPASSRLS"
+            ));
+        }
+        return Err(format!("psql failed ({}): {said}", out.status_text()));
     }
     Ok(count_rows(&out.stdout))
 }
@@ -652,6 +656,8 @@ impl Driver for PostgresDriver {
                     tool_path(&bin, "pg_restore"),
                     "--no-owner".into(),
                     "--no-privileges".into(),
+                    // The drill host has none of production's tablespaces.
+                    "--no-tablespaces".into(),
                     "-d".into(),
                     DB.into(),
                     dump.display().to_string(),
@@ -716,10 +722,23 @@ impl Driver for PostgresDriver {
         }
         .into_iter()
         .partition(pgdump::RestoreError::harmless);
+        // What the drill host lacks (a locale, an extension, a newer
+        // PostgreSQL) says nothing of the backup: the drill errs.
+        if let Some(e) = serious.iter().find(|e| pgdump::missing_on_host(&e.message)) {
+            return Err(DriverError::NoTool(format!(
+                "this host lacks what the dump needs: {}; install it here (a locale: add it to /etc/locale.gen and run locale-gen; an extension: its package; a dump from a newer PostgreSQL: that version's server package)",
+                e.message
+            )));
+        }
         // pg_restore exits 1 when it went on past errors; past harmless ones
-        // only, the restore is whole.
-        let only_harmless =
-            name == "pg_restore" && out.exit_code == Some(1) && !harmless.is_empty();
+        // only (each of them seen: its own count agrees), the restore is whole.
+        let ignored = File::open(&log)
+            .ok()
+            .and_then(|f| pgdump::ignored_on_restore(std::io::BufReader::new(f)));
+        let only_harmless = name == "pg_restore"
+            && out.exit_code == Some(1)
+            && !harmless.is_empty()
+            && ignored.is_none_or(|n| n <= harmless.len() as u64);
         if !serious.is_empty() || (!out.success() && !only_harmless) {
             let mut errors: Vec<String> = serious.iter().map(|e| e.message.clone()).collect();
             // pg_restore's own error line first: what it could not read or
@@ -903,7 +922,7 @@ impl Driver for PostgresDriver {
                         crate::drift::Rows::Short => report.mismatched.push(
                             name.clone(),
                             format!(
-                                "{rows}: {n_live} live now, {n} restored: {:.0}% fewer, beyond live_tolerance {}%",
+                                "{rows}: {n_live} live now, {n} restored: {:.1}% fewer, beyond live_tolerance {}%",
                                 (*n_live - *n) as f64 * 100.0 / *n_live as f64,
                                 self.live_tolerance
                             ),
@@ -1077,6 +1096,22 @@ fn plain_script(
         file.read_to_end(&mut last).map_err(read)?;
         (pgdump::marks(&first, &last), dump.to_path_buf())
     } else {
+        // An archive dump compressed again (`pg_dump -Ft | gzip`) is not a
+        // script: pg_restore reads archives as pg_dump wrote them.
+        let mut head = [0u8; 512];
+        let mut decoded = Decoder::new(
+            compression,
+            std::io::BufReader::new(File::open(dump).map_err(read)?),
+        )
+        .map_err(read)?;
+        let got = read_up_to(&mut decoded, &mut head);
+        if head[..got].starts_with(b"PGDMP") || (got >= 262 && &head[257..262] == b"ustar") {
+            return Err(DriverError::Unsupported(format!(
+                "{} is a pg_dump archive (custom or tar format) compressed with {}: decompress it for pg_restore, or keep custom-format dumps as pg_dump writes them (they are compressed already)",
+                dump.display(),
+                compression.name()
+            )));
+        }
         let out = pg.join("dump.sql");
         let mut w =
             std::io::BufWriter::new(File::create(&out).map_err(|e| DriverError::Sandbox {
@@ -1091,10 +1126,21 @@ fn plain_script(
             },
             Some(&mut w),
         )
-        .and_then(|m| std::io::Write::flush(&mut w).map(|()| m));
+        .and_then(|m| {
+            std::io::Write::flush(&mut w)
+                .map(|()| m)
+                .map_err(pgdump::CopyError::Write)
+        });
         match marks {
             Ok(m) => (m, out),
-            Err(e) => {
+            Err(pgdump::CopyError::Write(e)) => {
+                return Err(DriverError::Space(format!(
+                    "cannot write the decompressed dump to {}: {e}; a {} plain dump is decompressed into the sandbox before psql reads it: free space in sandbox_dir",
+                    out.display(),
+                    compression.name()
+                )));
+            }
+            Err(pgdump::CopyError::Read(e)) => {
                 deadline.check()?;
                 return Err(DriverError::Damaged {
                     path: dump.to_path_buf(),
@@ -1119,6 +1165,18 @@ fn plain_script(
         });
     }
     Ok(script)
+}
+
+/// Reads into `buf` until it is full or the stream ends (or fails).
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    got
 }
 
 /// A reader that stops at the drill's deadline.
