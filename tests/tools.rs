@@ -534,6 +534,44 @@ fn borg_good_and_broken() {
     );
     assert!(!why.contains("Traceback"), "{why}");
     assert!(is_empty_dir(&site.path("sandbox")));
+    // The same repository named in other ways: borg is given the directory
+    // that is mounted, so its refusal is still told as such.
+    for other in ["./repo-index", "sandbox/../repo-index"] {
+        set_jobs(&site, &job("cut-index", other, "pp", "latest"));
+        let rec = drill_leaving(&site, BORG_SECRET, "repo-index");
+        assert_eq!(rec["result"], "error", "{other}: {}", reasons(&rec));
+    }
+
+    // A repository on a filesystem mounted read-only already (a `:ro`
+    // volume, ProtectSystem=strict): nothing more to mount, and a drill
+    // there needs no mount namespace of its own.
+    set_jobs(&site, &job("ro", "repo", "pp", "latest"));
+    let repo = site.path("repo").display().to_string();
+    let out = Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "mount --bind \"$1\" \"$1\" && mount -o remount,ro,bind \"$1\" && shift && exec \"$@\"",
+            "sh",
+            &repo,
+        ])
+        .arg(env!("CARGO_BIN_EXE_restore-verifier"))
+        .arg("-c")
+        .arg(&site.config)
+        .args(["run", "--json"])
+        .env_remove("RESTORE_VERIFIER_CONFIG")
+        .output()
+        .unwrap();
+    let rec = records(&out).remove(0);
+    assert_clean_pass(&rec);
+    assert!(
+        rec["restore"]["notes"]
+            .to_string()
+            .contains("is on a filesystem mounted read-only: borg could not write to it"),
+        "{}",
+        rec["restore"]
+    );
 
     corrupt_largest(&site.path("repo/data"));
     set_jobs(&site, &job("damaged", "repo", "pp", "latest"));

@@ -530,7 +530,7 @@ const READ_ONLY_REFUSED: &str = "restore-verifier: cannot mount read-only:";
 /// `sh -c` script: `$1 … --` are the directories, the rest the step. Its
 /// arguments are never part of the script's text.
 const READ_ONLY_SCRIPT: &str = r#"while [ "$1" != -- ]; do
-  if mount --bind -o ro -- "$1" "$1" && ! test -w "$1"; then shift; else
+  if mount --bind -o ro,nosuid,nodev,noexec -- "$1" "$1" && ! test -w "$1"; then shift; else
     echo "restore-verifier: cannot mount read-only: $1" >&2; exit 125; fi
 done
 shift; exec "$@""#;

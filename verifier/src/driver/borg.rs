@@ -95,6 +95,11 @@ fn explain(out: &StepOutcome, repository: &str) -> Option<String> {
     })
 }
 
+/// Whether `dir`'s filesystem is mounted read-only (ST_RDONLY).
+fn already_read_only(dir: &Path) -> bool {
+    rustix::fs::statvfs(dir).is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+}
+
 fn quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
@@ -111,13 +116,31 @@ impl BorgDriver {
         (!remote).then(|| PathBuf::from(r))
     }
 
-    /// What every borg command is kept from writing to: the local
-    /// repository's directory (none when it is remote or not there; borg
-    /// then finds no repository and writes nothing).
-    fn read_only(&self) -> Vec<PathBuf> {
+    /// The local repository's directory, resolved (symlinks, `..`), when
+    /// it is there: the one directory that is mounted read-only and the one
+    /// borg is given, so both name the same files.
+    fn canonical_dir(&self) -> Option<PathBuf> {
         self.local_dir()
             .and_then(|d| std::fs::canonicalize(d).ok())
             .filter(|d| d.is_dir())
+    }
+
+    /// The repository as borg is given it: resolved when it is local.
+    fn repository_arg(&self) -> String {
+        self.canonical_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|| self.repository.clone())
+    }
+
+    /// What every borg command is kept from writing to: the local
+    /// repository's directory, unless its filesystem is mounted read-only
+    /// already (a `:ro` volume, systemd's ProtectSystem=strict), where a
+    /// mount of its own would add nothing and may not be allowed. None when
+    /// it is remote or not there (borg then finds no repository and writes
+    /// nothing).
+    fn read_only(&self) -> Vec<PathBuf> {
+        self.canonical_dir()
+            .filter(|d| !already_read_only(d))
             .into_iter()
             .collect()
     }
@@ -133,10 +156,7 @@ impl BorgDriver {
         deadline: &Deadline,
         steps: &mut Vec<crate::record::StepRecord>,
     ) -> Result<StepOutcome, DriverError> {
-        let repository = self
-            .local_dir()
-            .map(|d| d.display().to_string())
-            .unwrap_or_else(|| self.repository.clone());
+        let repository = self.repository_arg();
         tool::step_on(
             name,
             argv,
@@ -207,7 +227,7 @@ impl BorgDriver {
             "info".into(),
             "--json".into(),
             "--bypass-lock".into(),
-            format!("{}::{archive}", self.repository),
+            format!("{}::{archive}", self.repository_arg()),
         ];
         let out = self
             .step("borg info", argv, &self.base_dir, deadline, &mut Vec::new())
@@ -249,7 +269,7 @@ impl Driver for BorgDriver {
             "list".into(),
             "--json".into(),
             "--bypass-lock".into(),
-            self.repository.clone(),
+            self.repository_arg(),
         ];
         let mut steps = Vec::new();
         let out = self
@@ -288,7 +308,11 @@ impl Driver for BorgDriver {
         Ok(BackupInfo {
             kind: "borg".into(),
             id: format!("{} ({})", a.name, &a.id[..a.id.len().min(12)]),
-            location: Some(PathBuf::from(format!("{}::{}", self.repository, a.name))),
+            location: Some(PathBuf::from(format!(
+                "{}::{}",
+                self.repository_arg(),
+                a.name
+            ))),
             created_at: created,
             read_by: None,
             started_at: created,
@@ -323,7 +347,11 @@ impl Driver for BorgDriver {
         if let Some(r) = &rel {
             argv.push(r.display().to_string());
         }
-        stats.notes.push(match (self.local_dir(), self.read_only().first()) {
+        stats.notes.push(match (self.local_dir(), self.canonical_dir()) {
+            (_, Some(d)) if already_read_only(&d) => format!(
+                "the repository {} is on a filesystem mounted read-only: borg could not write to it",
+                d.display()
+            ),
             (_, Some(d)) => format!(
                 "the repository {} was mounted read-only for every borg command (a bind mount in the drill's own mount namespace): borg could not write to it",
                 d.display()
