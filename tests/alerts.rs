@@ -191,6 +191,47 @@ fn overdue_fires_while_the_agent_runs_and_recovered_follows_a_pass() {
     d.stop();
 }
 
+// Pins (issue 16, part 2): the overdue alert used max_interval, else twice
+// the schedule's period, while the metric and /v1/jobs used max_interval
+// only: for a scheduled job without it, the agent alerted and the shipped
+// Prometheus rule never fired. Now all three call one rule.
+#[test]
+fn the_metric_the_api_and_the_alert_agree_on_overdue_without_max_interval() {
+    let port = free_port();
+    let rx = Receiver::start(port);
+    // Every 2 s, never passing: overdue 4 s after the agent starts.
+    let jobs = job("bad", "backups/bad/share-*.tar").replace(
+        "source = \"source\"\n",
+        "source = \"source\"\nschedule = \"*/2 * * * * *\"\n",
+    );
+    let alert = format!(
+        "\n[[alert]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/x\"\non = [\"overdue\"]\n"
+    );
+    let site = daemon_site(&format!("{jobs}{alert}"), true);
+    let out = site.run(&["config", "check"]);
+    assert!(
+        text(&out.stdout).contains(
+            "overdue after 4s (twice the schedule's period; set max_interval to change it)"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+    let d = Daemon::start(&site);
+    wait_until("the overdue alert", 30, || {
+        rx.events().iter().any(|e| e["event"] == "overdue")
+    });
+    let (_, jobs_view) = d.get("/v1/jobs");
+    assert_eq!(jobs_view[0]["overdue"], true, "{jobs_view}");
+    assert_eq!(jobs_view[0]["interval_seconds"], 4, "{jobs_view}");
+    assert!(jobs_view[0]["due_by"].is_string(), "{jobs_view}");
+    let metrics = http_get(&d.url("/metrics"));
+    assert!(
+        metrics.contains("restore_verifier_overdue{drill_job=\"bad\"} 1"),
+        "{metrics}"
+    );
+    d.stop();
+}
+
 fn http_get(url: &str) -> String {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use verifier::{Record, Verdict};
 
-use crate::config::{AlertSink, Config, Event, Job, SinkKind};
+use crate::config::{AlertSink, Config, Event, SinkKind};
 
 /// What an on-call engineer reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,17 +88,6 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The interval after which a job without a passing drill is overdue:
-/// `max_interval`, else twice its schedule's period; none for unscheduled jobs.
-pub fn overdue_after(job: &Job, tz: chrono_tz::Tz) -> Option<Duration> {
-    job.max_interval.or_else(|| {
-        let (_, s) = job.schedule.as_ref()?;
-        let mut it = s.after(&Utc::now().with_timezone(&tz));
-        let (a, b) = (it.next()?, it.next()?);
-        (b - a).to_std().ok().map(|p| p * 2)
-    })
-}
-
 impl Alerts {
     pub fn open(state_dir: &Path) -> std::io::Result<Alerts> {
         let dir = state_dir.join("alerts");
@@ -152,12 +141,10 @@ impl Alerts {
         let now = Utc::now();
         let host = gethostname();
         for job in &cfg.jobs {
-            let Some(limit) = overdue_after(job, cfg.agent.timezone) else {
-                continue;
-            };
-            // Never passed: count from when the agent started watching.
-            let since = last_pass(&job.name).unwrap_or(started);
-            if (now - since).to_std().unwrap_or_default() > limit {
+            // Never passed: counted from when the agent started watching.
+            let due =
+                crate::due::job_due(job, cfg.agent.timezone, last_pass(&job.name), started, now);
+            if due.overdue {
                 self.transition(
                     cfg,
                     &job.name,
@@ -610,26 +597,6 @@ pub fn test_alert(cfg: &Config) -> Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn overdue_defaults_to_twice_the_schedule_period() {
-        let text = "[[job]]\nname = \"a\"\nschedule = \"0 3 * * *\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n\n[[job]]\nname = \"b\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n";
-        let cfg = crate::config::parse(
-            Path::new("/etc/rv.toml"),
-            text,
-            crate::config::Check::Values,
-        )
-        .unwrap();
-        assert_eq!(
-            overdue_after(&cfg.jobs[0], chrono_tz::UTC),
-            Some(Duration::from_secs(48 * 3600))
-        );
-        assert_eq!(
-            overdue_after(&cfg.jobs[1], chrono_tz::UTC),
-            None,
-            "manual jobs need max_interval"
-        );
-    }
 
     #[test]
     fn urls_are_redacted_to_their_host() {

@@ -1229,7 +1229,7 @@ pub fn describe(cfg: &Config, now: chrono::DateTime<chrono::Utc>) -> String {
         };
         let _ = writeln!(
             s,
-            "  job {}: {what}; {when}; timeout {}{}, rto {}, rpo {}, max_interval {}, jitter {}, catch_up {}",
+            "  job {}: {what}; {when}; timeout {}{}, rto {}, rpo {}, overdue after {}, jitter {}, catch_up {}",
             j.name,
             verifier::humanize(j.timeout),
             if j.timeout == DEFAULT_TIMEOUT {
@@ -1239,7 +1239,18 @@ pub fn describe(cfg: &Config, now: chrono::DateTime<chrono::Utc>) -> String {
             },
             h(j.rto),
             h(j.rpo),
-            h(j.max_interval),
+            // The interval in force, and where it comes from.
+            match (
+                j.max_interval,
+                crate::due::interval_in_force(j, cfg.agent.timezone, now),
+            ) {
+                (Some(m), _) => format!("{} (max_interval)", verifier::humanize(m)),
+                (None, Some(i)) => format!(
+                    "{} (twice the schedule's period; set max_interval to change it)",
+                    verifier::humanize(i)
+                ),
+                (None, None) => "never (no schedule, no max_interval)".into(),
+            },
             h(j.jitter),
             j.catch_up
         );

@@ -69,12 +69,17 @@ impl JobState {
         });
     }
 
-    /// No passing drill within `max_interval`.
-    pub fn overdue(&self, job: &Job, now: DateTime<Utc>) -> bool {
-        job.max_interval.is_some_and(|mi| match self.last_pass {
-            None => true,
-            Some(t) => (now - t.with_timezone(&Utc)).to_std().unwrap_or_default() > mi,
-        })
+    /// When the job is due by, and whether it is overdue (the one rule,
+    /// [`crate::due`]); a job that never passed counts from `watching_since`.
+    pub fn due(
+        &self,
+        job: &Job,
+        tz: chrono_tz::Tz,
+        watching_since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> crate::due::Due {
+        let last = self.last_pass.map(|t| t.with_timezone(&Utc));
+        crate::due::job_due(job, tz, last, watching_since, now)
     }
 }
 
@@ -109,6 +114,9 @@ pub struct Agent {
     ledger_check: Mutex<Option<drills::LedgerCheck>>,
     /// Wakes the publisher to the shared evidence store.
     publish_wanted: tokio::sync::Notify,
+    /// When the agent began to watch its jobs: a job that never passed is
+    /// due from then.
+    pub started: DateTime<Utc>,
 }
 
 /// The outcome of asking for a drill.
@@ -638,6 +646,7 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
         })?),
         ledger_check: Mutex::new(None),
         publish_wanted: tokio::sync::Notify::new(),
+        started: Utc::now(),
     });
     for r in &recovered {
         agent.alerts.observe(&agent.config(), r);
@@ -665,7 +674,7 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
     }
     agent.catch_up().await;
     agent.start_schedulers();
-    agent.tracker.spawn(agent.clone().watch(Utc::now()));
+    agent.tracker.spawn(agent.clone().watch(agent.started));
     agent.tracker.spawn(agent.clone().check_ledger());
     // Not tracked: shutdown does not wait for the store.
     tokio::spawn(agent.clone().publish());

@@ -60,13 +60,18 @@ async fn jobs(State(agent): State<Shared>) -> Response {
                     .next()
                     .map(|t| t.to_rfc3339())
             });
+            let due = st.due(j, cfg.agent.timezone, agent.started, now);
             json!({
                 "name": j.name,
                 "system": j.system,
                 "schedule": j.schedule.as_ref().map(|(e, _)| e),
                 "next_run": next,
                 "max_interval_seconds": j.max_interval.map(|d| d.as_secs()),
-                "overdue": st.overdue(j, now),
+                // The interval in force: max_interval, else twice the
+                // schedule's period.
+                "interval_seconds": due.interval.map(|d| d.as_secs()),
+                "due_by": due.by.map(|t| t.to_rfc3339()),
+                "overdue": due.overdue,
                 "running": st.busy,
                 "last": st.last,
                 "last_pass_at": st.last_pass,

@@ -2,4 +2,5 @@
 //! fuzz targets and tests drive the parser directly.
 
 pub mod config;
+pub mod due;
 pub mod store;

@@ -2,6 +2,7 @@
 
 mod alerts;
 use restore_verifier::config;
+use restore_verifier::due;
 use restore_verifier::store;
 mod daemon;
 mod demo;

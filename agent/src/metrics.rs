@@ -65,7 +65,7 @@ pub fn render(agent: &Agent) -> prometheus::Result<String> {
     let overdue = gauge(
         &reg,
         "restore_verifier_overdue",
-        "1 when the job has had no passing drill within max_interval.",
+        "1 when the job has had no passing drill within its interval (max_interval, else twice its schedule's period).",
         &["drill_job"],
     )?;
     let rpo = gauge(
@@ -135,9 +135,13 @@ pub fn render(agent: &Agent) -> prometheus::Result<String> {
         if let Some(r) = job.rpo {
             rpo.with_label_values(&[name]).set(r.as_secs_f64());
         }
-        overdue
-            .with_label_values(&[name])
-            .set(if st.overdue(job, now) { 1.0 } else { 0.0 });
+        overdue.with_label_values(&[name]).set(
+            if st.due(job, cfg.agent.timezone, agent.started, now).overdue {
+                1.0
+            } else {
+                0.0
+            },
+        );
         if let Some(t) = st.last_pass {
             last_success
                 .with_label_values(&[name])
