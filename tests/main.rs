@@ -145,14 +145,14 @@ fn run_reports_pass_and_fail_with_exit_codes() {
         "{err}"
     );
 
+    // Without --json the verdict is on stdout (`run bad > out.txt` holds
+    // it), and no log line is woven into it.
     let out = site.run(&["run", "bad"]);
     assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
-    assert!(err.contains("bad: FAIL"), "{err}");
-    assert!(
-        err.contains("content mismatch: finance/ledger.csv"),
-        "{err}"
-    );
+    let so = text(&out.stdout);
+    assert!(so.starts_with("bad: FAIL"), "{so}");
+    assert!(so.contains("content mismatch: finance/ledger.csv"), "{so}");
+    assert!(!so.contains("WARN") && !text(&out.stderr).contains("bad: FAIL"));
 
     let out = site.run(&[
         "run",

@@ -154,6 +154,18 @@ fn postgres_dumps_without_their_data_fail_and_whole_ones_pass_in_every_format() 
         .unwrap();
     let rec = records(&out).remove(0);
     assert_eq!(rec["result"], "pass", "{}", reasons(&rec));
+    // `evidence show` gives every step the operator guide promises: the
+    // tool, argv, exit code, time and the end of the output.
+    let out = site.run(&["evidence", "show", rec["id"].as_str().unwrap()]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("  tool     pg_restore (PostgreSQL) 1")
+            && shown
+                .contains("pg_restore --no-owner --no-privileges --no-tablespaces -d restored ")
+            && shown.contains(" (exit 0, ")
+            && shown.contains("      | public.orders\\t2000"),
+        "{shown}"
+    );
 
     // Without a manifest, a dump cut short, or one with no data, is not a pass.
     let rec = drill(&site, &pg_job("cut", "dumps/app-cut.sql", ""));

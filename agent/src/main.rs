@@ -371,7 +371,12 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                         serde_json::to_string(&rec).map_err(anyhow::Error::from)?
                     );
                 }
-                if !cli.quiet || !json {
+                // The verdict where people look: stdout (`run job > out.txt`
+                // holds it); with --json, stdout is the records, and the
+                // summary goes to stderr with the logs.
+                if !json {
+                    print!("{}", output::summary(&rec));
+                } else if !cli.quiet {
                     eprint!("{}", output::summary(&rec));
                 }
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {

@@ -274,6 +274,39 @@ pub fn details(r: &Record) -> String {
         r.sandbox.removed
     );
     let _ = writeln!(s, "  hash     {}\n  prev     {}", r.hash, r.prev_hash);
+    // What ran, as the operator guide promises: the tool, every step and
+    // check with its exit code, time and the end of its output.
+    if let Some(t) = &r.restore.tool {
+        let _ = writeln!(s, "  tool     {}", escape(t));
+    }
+    for n in &r.restore.notes {
+        let _ = writeln!(s, "  note     {}", escape(n));
+    }
+    for (i, st) in r.restore.steps.iter().enumerate() {
+        step(
+            &mut s,
+            &format!("step {}", i + 1),
+            &st.argv,
+            st.exit_code,
+            st.duration_seconds,
+            &st.output_tail,
+        );
+    }
+    for (i, c) in r.checks.iter().enumerate() {
+        let name = format!(
+            "check {} {}",
+            i + 1,
+            if c.passed { "passed" } else { "FAILED" }
+        );
+        step(
+            &mut s,
+            &name,
+            &c.argv,
+            c.exit_code,
+            c.duration_seconds,
+            &c.output_tail,
+        );
+    }
     let v = &r.verify;
     findings(&mut s, "missing", &v.missing);
     findings(&mut s, "mismatched", &v.mismatched);
@@ -293,6 +326,33 @@ pub fn details(r: &Record) -> String {
         let _ = writeln!(s, "canary {}: {:?}", escape(&e.path), e.status);
     }
     s
+}
+
+/// One command of a drill: its argv (escaped, quoted where it has spaces),
+/// exit code and time, then the last lines of its output, indented.
+fn step(s: &mut String, name: &str, argv: &[String], exit: Option<i32>, secs: f64, tail: &str) {
+    let argv: Vec<String> = argv
+        .iter()
+        .map(|a| {
+            let a = escape(a);
+            if a.is_empty() || a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a.into_owned()
+            }
+        })
+        .collect();
+    let exit = exit.map_or("killed".to_string(), |c| format!("exit {c}"));
+    let _ = writeln!(
+        s,
+        "  {name}: {} ({exit}, {})",
+        argv.join(" "),
+        seconds(secs)
+    );
+    let lines: Vec<&str> = tail.lines().filter(|l| !l.trim().is_empty()).collect();
+    for l in &lines[lines.len().saturating_sub(5)..] {
+        let _ = writeln!(s, "      | {}", escape(l));
+    }
 }
 
 #[cfg(test)]

@@ -119,14 +119,16 @@ pub fn version(argv: &[&str], cwd: &Path, deadline: &Deadline) -> Option<String>
     )
     .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let first = text
-        .lines()
-        .next()?
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
-    Some(first)
+    // The name and the version: up to the first word that starts with a
+    // digit ("restic 0.14.0 compiled …", "pg_restore (PostgreSQL) 15.18").
+    let mut words = Vec::new();
+    for w in text.lines().next()?.split_whitespace().take(4) {
+        words.push(w);
+        if w.starts_with(|c: char| c.is_ascii_digit()) {
+            break;
+        }
+    }
+    Some(words.join(" "))
 }
 
 /// Files and bytes under `root`, for tools that do not say.
