@@ -266,6 +266,47 @@ fn config_check_shows_the_default_timeout() {
     assert!(!line("set").contains("(default)"), "{so}");
 }
 
+// Pins (issue 16, part 4): `config check` said OK for what the agent then
+// refused to start with. Both now run the same checks, named by key.
+#[test]
+fn config_check_refuses_what_the_agent_would_refuse_at_start() {
+    let site = Site::new(&job("good", "backups/good/share-*.tar"));
+    let config = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(site.path("token"), "short\n").unwrap();
+    std::fs::write(site.path("key.pem"), "not a key\n").unwrap();
+    for (key, file, says) in [
+        (
+            "api_token_file",
+            "token",
+            "agent.api_token_file: the token in api_token_file",
+        ),
+        ("signing_key_file", "key.pem", "agent.signing_key_file: "),
+    ] {
+        std::fs::write(
+            &site.config,
+            config.replace("[agent]\n", &format!("[agent]\n{key} = \"{file}\"\n")),
+        )
+        .unwrap();
+        let out = site.run(&["config", "check"]);
+        let err = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{key}: {err}{}",
+            text(&out.stdout)
+        );
+        assert!(err.contains(says), "{key}: {err}");
+        // The agent refuses the same, with the same words.
+        let out = site.run(&["agent"]);
+        assert_eq!(out.status.code(), Some(2), "{key}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{key}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn concurrent_runs_leave_a_ledger_that_verifies() {
     let jobs: String = (0..4)

@@ -131,22 +131,6 @@ pub enum Submitted {
     UnknownJob,
 }
 
-fn read_token(cfg: &Config) -> anyhow::Result<Option<String>> {
-    let Some(p) = &cfg.agent.api_token_file else {
-        return Ok(None);
-    };
-    let t = std::fs::read_to_string(p).with_context(|| {
-        format!("cannot read api_token_file {}; fix its path or mode, or remove the key to disable POST endpoints", p.display())
-    })?;
-    let t = t.trim().to_string();
-    anyhow::ensure!(
-        t.len() >= 16,
-        "the token in api_token_file {} is shorter than 16 characters",
-        p.display()
-    );
-    Ok(Some(t))
-}
-
 impl Agent {
     pub fn ledger_check(&self) -> Option<drills::LedgerCheck> {
         self.ledger_check.lock().expect("ledger check lock").clone()
@@ -565,7 +549,10 @@ impl Agent {
         match config::load(&self.cfg_path, Check::Values)
             .map_err(anyhow::Error::from)
             .and_then(|c| {
-                let t = read_token(&c)?;
+                if let Some((key, why)) = drills::start_problems(&c).into_iter().next() {
+                    anyhow::bail!("{key}: {why}");
+                }
+                let t = drills::read_token(&c).map_err(anyhow::Error::msg)?;
                 Ok((c, t))
             }) {
             Err(e) => {
@@ -594,7 +581,10 @@ fn kind_name(k: TriggerKind) -> &'static str {
 pub fn run(cfg_path: PathBuf) -> Result<Outcome, CliError> {
     let cfg = config::load(&cfg_path, Check::Values)?;
     drills::check_dirs(&cfg).map_err(CliError::Usage)?;
-    let token = read_token(&cfg).map_err(|e| CliError::Usage(format!("{e:#}")))?;
+    if let Some((key, why)) = drills::start_problems(&cfg).into_iter().next() {
+        return Err(CliError::Usage(format!("{key}: {why}")));
+    }
+    let token = drills::read_token(&cfg).map_err(CliError::Usage)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

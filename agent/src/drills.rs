@@ -70,6 +70,41 @@ pub fn check_ledger(cfg: &Config) -> LedgerCheck {
 
 /// Makes sure `state_dir` and `sandbox_dir` exist and can be written, before any
 /// drill runs: a drill whose record cannot be kept must not start.
+/// What the agent refuses to start with beyond the config's own syntax and
+/// values, each with the key it is about: `config check` runs the same code,
+/// so `ExecStartPre=restore-verifier config check` catches it.
+pub fn start_problems(cfg: &Config) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    if let Err(e) = read_token(cfg) {
+        problems.push(("agent.api_token_file", e));
+    }
+    if let Some(p) = &cfg.agent.signing_key_file
+        && let Err(e) = verifier::signing::load_signing_key(p)
+    {
+        problems.push(("agent.signing_key_file", format!("{e:#}")));
+    }
+    problems
+}
+
+/// The API token from `api_token_file` (at least 16 characters); `None`
+/// without the key.
+pub fn read_token(cfg: &Config) -> Result<Option<String>, String> {
+    let Some(p) = &cfg.agent.api_token_file else {
+        return Ok(None);
+    };
+    let t = std::fs::read_to_string(p).map_err(|e| {
+        format!("cannot read api_token_file {} ({e}); fix its path or mode, or remove the key to disable POST endpoints", p.display())
+    })?;
+    let t = t.trim().to_string();
+    if t.len() < 16 {
+        return Err(format!(
+            "the token in api_token_file {} is shorter than 16 characters; write a longer one (e.g. `openssl rand -hex 32`)",
+            p.display()
+        ));
+    }
+    Ok(Some(t))
+}
+
 pub fn check_dirs(cfg: &Config) -> Result<(), String> {
     for (key, dir) in [
         ("state_dir", &cfg.agent.state_dir),

@@ -314,6 +314,18 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             command: ConfigCommand::Check,
         } => {
             let cfg = load(cfg_flag, Check::Paths)?;
+            // What the agent would refuse at start, through the same code.
+            let problems = drills::start_problems(&cfg);
+            if !problems.is_empty() {
+                for (key, why) in &problems {
+                    eprintln!("{}: {key}: {why}", cfg.path.display());
+                }
+                eprintln!(
+                    "restore-verifier: the agent would not start: {} problem(s)",
+                    problems.len()
+                );
+                return Ok(Outcome::Usage);
+            }
             print!("{}", config::describe(&cfg, chrono::Utc::now()));
             Ok(Outcome::Success)
         }
