@@ -135,16 +135,11 @@ impl Alerts {
     pub fn check_overdue(
         &self,
         cfg: &Config,
-        last_pass: &dyn Fn(&str) -> Option<DateTime<Utc>>,
-        started: DateTime<Utc>,
+        due: &dyn Fn(&crate::config::Job) -> crate::due::Due,
     ) {
-        let now = Utc::now();
         let host = gethostname();
         for job in &cfg.jobs {
-            // Never passed: counted from when the agent started watching.
-            let due =
-                crate::due::job_due(job, cfg.agent.timezone, last_pass(&job.name), started, now);
-            if due.overdue {
+            if due(job).overdue {
                 self.transition(
                     cfg,
                     &job.name,

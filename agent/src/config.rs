@@ -1239,18 +1239,8 @@ pub fn describe(cfg: &Config, now: chrono::DateTime<chrono::Utc>) -> String {
             },
             h(j.rto),
             h(j.rpo),
-            // The interval in force, and where it comes from.
-            match (
-                j.max_interval,
-                crate::due::interval_in_force(j, cfg.agent.timezone, now),
-            ) {
-                (Some(m), _) => format!("{} (max_interval)", verifier::humanize(m)),
-                (None, Some(i)) => format!(
-                    "{} (twice the schedule's period; set max_interval to change it)",
-                    verifier::humanize(i)
-                ),
-                (None, None) => "never (no schedule, no max_interval)".into(),
-            },
+            // When it goes overdue, and why.
+            crate::due::describe(j),
             h(j.jitter),
             j.catch_up
         );

@@ -30,6 +30,10 @@ pub struct JobState {
     pub last: Option<Summary>,
     pub last_pass: Option<DateTime<FixedOffset>>,
     pub totals: BTreeMap<&'static str, u64>,
+    /// Since when the job has been watched: its first record in the ledger,
+    /// else when the agent (or the reload that added it) began to watch it.
+    /// A job that never passed is due from then.
+    pub watching_since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -48,6 +52,8 @@ pub struct Summary {
 
 impl JobState {
     fn apply(&mut self, r: &Record) {
+        let t = r.started_at.with_timezone(&Utc);
+        self.watching_since = Some(self.watching_since.map_or(t, |w| w.min(t)));
         *self.totals.entry(r.result.as_str()).or_default() += 1;
         if r.result == Verdict::Skipped {
             return;
@@ -79,7 +85,8 @@ impl JobState {
         now: DateTime<Utc>,
     ) -> crate::due::Due {
         let last = self.last_pass.map(|t| t.with_timezone(&Utc));
-        crate::due::job_due(job, tz, last, watching_since, now)
+        let since = self.watching_since.unwrap_or(watching_since);
+        crate::due::job_due(job, tz, last, since, now)
     }
 }
 
@@ -392,15 +399,16 @@ impl Agent {
                 _ = self.shutdown.cancelled() => return,
             }
             let cfg = self.config();
-            let passes: BTreeMap<String, DateTime<Utc>> = self
-                .jobs
-                .lock()
-                .expect("jobs lock")
-                .iter()
-                .filter_map(|(k, v)| v.last_pass.map(|t| (k.clone(), t.with_timezone(&Utc))))
-                .collect();
-            self.alerts
-                .check_overdue(&cfg, &|j| passes.get(j).copied(), started);
+            let states = self.jobs.lock().expect("jobs lock").clone();
+            let due = |job: &Job| {
+                states.get(&job.name).cloned().unwrap_or_default().due(
+                    job,
+                    cfg.agent.timezone,
+                    started,
+                    Utc::now(),
+                )
+            };
+            self.alerts.check_overdue(&cfg, &due);
             let (a, c) = (self.alerts.clone(), cfg.clone());
             let _ = tokio::task::spawn_blocking(move || a.deliver_due(&c)).await;
         }
@@ -559,6 +567,16 @@ impl Agent {
                 tracing::error!(config = %self.cfg_path.display(), error = format!("{e:#}"), "Configuration reload failed; keeping the running configuration.")
             }
             Ok((cfg, token)) => {
+                // A job the reload adds is watched from now.
+                let now = Utc::now();
+                let mut jobs = self.jobs.lock().expect("jobs lock");
+                for j in &cfg.jobs {
+                    jobs.entry(j.name.clone())
+                        .or_default()
+                        .watching_since
+                        .get_or_insert(now);
+                }
+                drop(jobs);
                 self.set_slots(cfg.agent.max_concurrent_drills);
                 *self.token.write().expect("token lock") = token;
                 *self.cfg.write().expect("config lock") = Arc::new(cfg);
@@ -612,6 +630,10 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
         let r = r.map_err(anyhow::Error::from)?;
         jobs.entry(r.job.clone()).or_default().apply(&r);
     }
+    let started = Utc::now();
+    for st in jobs.values_mut() {
+        st.watching_since.get_or_insert(started);
+    }
     let max = cfg.agent.max_concurrent_drills;
     let listen = cfg.agent.listen;
     let state_dir = cfg.agent.state_dir.clone();
@@ -636,7 +658,7 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
         })?),
         ledger_check: Mutex::new(None),
         publish_wanted: tokio::sync::Notify::new(),
-        started: Utc::now(),
+        started,
     });
     for r in &recovered {
         agent.alerts.observe(&agent.config(), r);

@@ -68,8 +68,6 @@ pub fn check_ledger(cfg: &Config) -> LedgerCheck {
     }
 }
 
-/// Makes sure `state_dir` and `sandbox_dir` exist and can be written, before any
-/// drill runs: a drill whose record cannot be kept must not start.
 /// What the agent refuses to start with beyond the config's own syntax and
 /// values, each with the key it is about: `config check` runs the same code,
 /// so `ExecStartPre=restore-verifier config check` catches it.
@@ -105,6 +103,8 @@ pub fn read_token(cfg: &Config) -> Result<Option<String>, String> {
     Ok(Some(t))
 }
 
+/// Makes sure `state_dir` and `sandbox_dir` exist and can be written, before any
+/// drill runs: a drill whose record cannot be kept must not start.
 pub fn check_dirs(cfg: &Config) -> Result<(), String> {
     for (key, dir) in [
         ("state_dir", &cfg.agent.state_dir),

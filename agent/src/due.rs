@@ -1,11 +1,14 @@
 //! "Due by" and "overdue": one definition, which the overdue alert, the
-//! `restore_verifier_overdue` metric, `/v1/jobs`, `config check` and the
-//! report all call (docs/design.md, "Overdue").
+//! `restore_verifier_overdue` metric, `/v1/jobs` and `config check` call
+//! (docs/design.md, "Alerts").
 //!
-//! A job must pass within its interval in force: `max_interval`, else twice
-//! its schedule's period; a job with neither (manual, triggered) is never
-//! overdue. It is due by its last pass plus that interval; a job that never
-//! passed counts from when the agent began to watch it.
+//! Counted from the job's last pass (or, when it never passed, from when the
+//! agent began to watch it), a job is due by `max_interval` later; without
+//! it, by its schedule's second run after that, plus the time that drill may
+//! take (its `jitter` and `timeout`): two scheduled drills have had their
+//! chance and neither passed. A job with neither is never overdue. Anchored
+//! on the last pass, an irregular schedule (weekdays only, office hours, a
+//! clock change) is never overdue across its own gaps.
 
 use std::time::Duration;
 
@@ -13,29 +16,28 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Job;
 
-/// The interval a job must pass within, as of `now`: `max_interval`, else
-/// twice the period of its schedule (from its next two runs after `now`, in
-/// the agent's `tz`); `None` for a job with neither.
-pub fn interval_in_force(job: &Job, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Option<Duration> {
-    job.max_interval.or_else(|| {
-        let (_, s) = job.schedule.as_ref()?;
-        let mut it = s.after(&now.with_timezone(&tz));
-        let (a, b) = (it.next()?, it.next()?);
-        (b - a).to_std().ok().map(|p| p * 2)
-    })
-}
-
-/// When a job with `interval` is due by: its last pass, or, when it never
-/// passed, `watching_since` (the agent's start), plus the interval.
+/// When a job is due by: see the module's rule. `None` for a job with no
+/// schedule and no `max_interval`.
 pub fn due_by(
-    interval: Option<Duration>,
+    job: &Job,
+    tz: chrono_tz::Tz,
     last_pass: Option<DateTime<Utc>>,
     watching_since: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    let interval = chrono::Duration::from_std(interval?).ok()?;
-    last_pass
-        .unwrap_or(watching_since)
-        .checked_add_signed(interval)
+    let anchor = last_pass.unwrap_or(watching_since);
+    if let Some(m) = job.max_interval {
+        return anchor.checked_add_signed(chrono::Duration::from_std(m).ok()?);
+    }
+    let (_, s) = job.schedule.as_ref()?;
+    // A wall-clock time that happens twice (the hour the clock goes back)
+    // is one scheduled run, not two an hour apart.
+    let mut runs = s.after(&anchor.with_timezone(&tz));
+    let first = runs.next()?;
+    let second = runs.find(|r| r.naive_local() != first.naive_local())?;
+    let grace = job.jitter.unwrap_or_default() + job.timeout;
+    second
+        .with_timezone(&Utc)
+        .checked_add_signed(chrono::Duration::from_std(grace).ok()?)
 }
 
 /// Whether it is past the time the job was due by.
@@ -43,7 +45,8 @@ pub fn overdue(due_by: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     due_by.is_some_and(|d| now > d)
 }
 
-/// Both at once, for one job.
+/// Both at once, for one job, with the interval that gives (due by less
+/// the anchor).
 pub fn job_due(
     job: &Job,
     tz: chrono_tz::Tz,
@@ -51,12 +54,24 @@ pub fn job_due(
     watching_since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Due {
-    let interval = interval_in_force(job, tz, now);
-    let by = due_by(interval, last_pass, watching_since);
+    let by = due_by(job, tz, last_pass, watching_since);
+    let anchor = last_pass.unwrap_or(watching_since);
     Due {
-        interval,
+        interval: by.and_then(|b| (b - anchor).to_std().ok()),
         by,
         overdue: overdue(by, now),
+    }
+}
+
+/// How `config check` says when a job goes overdue.
+pub fn describe(job: &Job) -> String {
+    match (job.max_interval, &job.schedule) {
+        (Some(m), _) => format!("{} without a pass (max_interval)", verifier::humanize(m)),
+        (None, Some(_)) => format!(
+            "2 scheduled runs without a pass, plus {} for the second one's drill (jitter and timeout; set max_interval to change it)",
+            verifier::humanize(job.jitter.unwrap_or_default() + job.timeout)
+        ),
+        (None, None) => "never (no schedule, no max_interval)".into(),
     }
 }
 
@@ -77,112 +92,133 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    fn jobs() -> Vec<Job> {
-        let text = "[[job]]\nname = \"daily\"\nschedule = \"0 3 * * *\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n\n\
-                    [[job]]\nname = \"manual\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n\n\
-                    [[job]]\nname = \"weekly-capped\"\nschedule = \"0 3 * * 0\"\nmax_interval = \"3d\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n\n\
-                    [[job]]\nname = \"manual-capped\"\nmax_interval = \"1h\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n";
+    fn job(extra: &str) -> Job {
+        let text = format!(
+            "[[job]]\nname = \"j\"\n{extra}\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n"
+        );
         crate::config::parse(
             Path::new("/etc/rv.toml"),
-            text,
+            &text,
             crate::config::Check::Values,
         )
         .unwrap()
         .jobs
-    }
-
-    #[test]
-    fn the_interval_in_force() {
-        let now = at("2026-12-03T00:00:00Z");
-        let j = jobs();
-        let h = |n: u64| Some(Duration::from_secs(n * 3600));
-        for (job, want) in [(&j[0], h(48)), (&j[1], None), (&j[2], h(72)), (&j[3], h(1))] {
-            assert_eq!(
-                interval_in_force(job, chrono_tz::UTC, now),
-                want,
-                "{}",
-                job.name
-            );
-        }
+        .remove(0)
     }
 
     #[test]
     fn due_by_and_overdue() {
-        let start = at("2026-12-01T00:00:00Z");
-        let pass = at("2026-12-02T03:00:00Z");
-        let day = Some(Duration::from_secs(24 * 3600));
-        let table = [
-            // (interval, last pass, now, due by, overdue)
+        let start = at("2026-11-30T00:00:00Z");
+        let daily = job("schedule = \"0 3 * * *\"\ntimeout = \"1h\"");
+        let weekdays = job("schedule = \"0 3 * * 1-5\"\ntimeout = \"1h\"");
+        let hours = job("schedule = \"0 9-17 * * *\"\ntimeout = \"10m\"");
+        let capped = job("schedule = \"0 3 * * *\"\nmax_interval = \"3d\"");
+        let manual = job("");
+        let berlin = job("schedule = \"30 2 * * *\"\ntimeout = \"1h\"");
+        let table: [(&Job, chrono_tz::Tz, Option<&str>, &str, bool); 14] = [
+            // (job, zone, last pass, now, overdue)
+            // Daily: due by the second run after the pass, plus its drill.
             (
-                day,
-                Some(pass),
-                "2026-12-03T02:59:59Z",
-                Some("2026-12-03T03:00:00Z"),
+                &daily,
+                chrono_tz::UTC,
+                Some("2026-12-01T03:00:00Z"),
+                "2026-12-02T03:30:00Z",
                 false,
             ),
             (
-                day,
-                Some(pass),
-                "2026-12-03T03:00:00Z",
-                Some("2026-12-03T03:00:00Z"),
+                &daily,
+                chrono_tz::UTC,
+                Some("2026-12-01T03:00:00Z"),
+                "2026-12-03T03:59:59Z",
                 false,
             ),
             (
-                day,
-                Some(pass),
-                "2026-12-03T03:00:01Z",
-                Some("2026-12-03T03:00:00Z"),
+                &daily,
+                chrono_tz::UTC,
+                Some("2026-12-01T03:00:00Z"),
+                "2026-12-03T04:00:01Z",
                 true,
             ),
-            // Never passed: from the agent's start.
+            // Weekdays: Friday's pass is not overdue over the weekend.
             (
-                day,
-                None,
-                "2026-12-01T12:00:00Z",
-                Some("2026-12-02T00:00:00Z"),
+                &weekdays,
+                chrono_tz::UTC,
+                Some("2026-12-04T03:00:00Z"),
+                "2026-12-06T12:00:00Z",
                 false,
             ),
             (
-                day,
-                None,
-                "2026-12-02T00:00:01Z",
-                Some("2026-12-02T00:00:00Z"),
+                &weekdays,
+                chrono_tz::UTC,
+                Some("2026-12-04T03:00:00Z"),
+                "2026-12-08T03:59:00Z",
+                false,
+            ),
+            (
+                &weekdays,
+                chrono_tz::UTC,
+                Some("2026-12-04T03:00:00Z"),
+                "2026-12-08T04:01:00Z",
                 true,
             ),
-            // No interval in force: never overdue.
-            (None, None, "2030-01-01T00:00:00Z", None, false),
+            // Office hours: the 17:00 pass is not overdue at night.
+            (
+                &hours,
+                chrono_tz::UTC,
+                Some("2026-12-01T17:00:00Z"),
+                "2026-12-02T03:00:00Z",
+                false,
+            ),
+            (
+                &hours,
+                chrono_tz::UTC,
+                Some("2026-12-01T17:00:00Z"),
+                "2026-12-02T10:11:00Z",
+                true,
+            ),
+            // A clock change (Berlin, 2026-10-25: 02:30 happens twice) is
+            // not two runs an hour apart.
+            (
+                &berlin,
+                chrono_tz::Europe::Berlin,
+                Some("2026-10-24T00:30:00Z"),
+                "2026-10-25T06:00:00Z",
+                false,
+            ),
+            // max_interval decides where it is set.
+            (
+                &capped,
+                chrono_tz::UTC,
+                Some("2026-12-01T03:00:00Z"),
+                "2026-12-04T02:59:00Z",
+                false,
+            ),
+            (
+                &capped,
+                chrono_tz::UTC,
+                Some("2026-12-01T03:00:00Z"),
+                "2026-12-04T03:01:00Z",
+                true,
+            ),
+            // Never passed: counted from when the agent began to watch.
+            (&daily, chrono_tz::UTC, None, "2026-12-01T03:59:00Z", false),
+            (&daily, chrono_tz::UTC, None, "2026-12-01T04:01:00Z", true),
+            // No schedule, no max_interval: never overdue.
+            (&manual, chrono_tz::UTC, None, "2030-01-01T00:00:00Z", false),
         ];
-        for (interval, last, now, want_by, want_overdue) in table {
-            let by = due_by(interval, last, start);
-            assert_eq!(by, want_by.map(at), "{interval:?} {last:?} {now}");
+        for (j, tz, last, now, want) in table {
+            let d = job_due(j, tz, last.map(at), start, at(now));
             assert_eq!(
-                overdue(by, at(now)),
-                want_overdue,
-                "{interval:?} {last:?} {now}"
+                d.overdue,
+                want,
+                "{:?} {last:?} {now}: {d:?}",
+                j.schedule.as_ref().map(|s| &s.0)
             );
         }
-    }
-
-    #[test]
-    fn a_scheduled_job_without_max_interval_goes_overdue() {
-        let j = jobs();
-        let start = at("2026-12-01T00:00:00Z");
-        let d = job_due(
-            &j[0],
-            chrono_tz::UTC,
-            None,
-            start,
-            at("2026-12-03T00:00:01Z"),
+        assert!(
+            job_due(&manual, chrono_tz::UTC, None, start, start)
+                .by
+                .is_none()
         );
-        assert_eq!(d.interval, Some(Duration::from_secs(48 * 3600)));
-        assert!(d.overdue, "{d:?}");
-        let m = job_due(
-            &j[1],
-            chrono_tz::UTC,
-            None,
-            start,
-            at("2030-01-01T00:00:00Z"),
-        );
-        assert!(!m.overdue && m.by.is_none());
     }
 }

@@ -70,7 +70,7 @@ async fn jobs(State(agent): State<Shared>) -> Response {
                 // The interval in force: max_interval, else twice the
                 // schedule's period.
                 "interval_seconds": due.interval.map(|d| d.as_secs()),
-                "due_by": due.by.map(|t| t.to_rfc3339()),
+                "due_by": due.by.map(|t| t.with_timezone(&cfg.agent.timezone).to_rfc3339()),
                 "overdue": due.overdue,
                 "running": st.busy,
                 "last": st.last,

@@ -128,7 +128,7 @@ pub fn version(argv: &[&str], cwd: &Path, deadline: &Deadline) -> Option<String>
             break;
         }
     }
-    Some(words.join(" "))
+    (!words.is_empty()).then(|| words.join(" "))
 }
 
 /// Files and bytes under `root`, for tools that do not say.
