@@ -192,13 +192,9 @@ fn the_clock_going_back_between_drills_gives_true_records() {
     assert_eq!(first["result"], "pass", "{first}");
 
     // Two days back: the backup now looks as if it came from the future.
-    let out = Command::new("faketime")
-        .args(["-f", "-2d"])
-        .arg(env!("CARGO_BIN_EXE_restore-verifier"))
-        .arg("-c")
-        .arg(&site.config)
+    let out = site
+        .under("faketime", &["-f", "-2d"])
         .args(["run", "--json"])
-        .env_remove("RESTORE_VERIFIER_CONFIG")
         .output()
         .unwrap();
     let back = one_record(&out);

@@ -70,6 +70,19 @@ impl Site {
         self.tmp.path().join(p)
     }
 
+    /// `wrapper wrapper_args…` running the binary on this site's config
+    /// (faketime, unshare, /usr/bin/time); the caller adds the binary's own
+    /// arguments.
+    fn under(&self, wrapper: &str, wrapper_args: &[&str]) -> Command {
+        let mut c = Command::new(wrapper);
+        c.args(wrapper_args)
+            .arg(env!("CARGO_BIN_EXE_restore-verifier"))
+            .arg("-c")
+            .arg(&self.config)
+            .env_remove("RESTORE_VERIFIER_CONFIG");
+        c
+    }
+
     /// Runs the binary on this site's config. A drill (`run`) must leave the
     /// source exactly as it was: content, mode and mtime of every entry.
     fn run(&self, args: &[&str]) -> Output {

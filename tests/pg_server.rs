@@ -4,10 +4,9 @@
 //! PostgreSQL; the tests run as root, so the server runs as `postgres`.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::tools::{LivePg, need, postgres_ids, reasons, set_jobs, tool_site};
+use super::tools::{LivePg, need, postgres_ids, reasons, run_while, set_jobs, tool_site};
 use super::*;
 
 /// A live database `app` with `rows` orders.
@@ -48,21 +47,8 @@ fn socket_dir_of_server(sandbox_dir: &str) -> Option<PathBuf> {
 /// which must be private to the server's account while it runs and gone
 /// after the drill. Returns the record and that directory.
 fn run_seeing_socket_dir(site: &Site, needle: &str) -> (Value, PathBuf) {
-    let child = bin()
-        .arg("-c")
-        .arg(&site.config)
-        .args(["run", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
     let mut socket_dir = None;
-    while Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .contains(") Z")
-    {
+    let out = run_while(site, || {
         if socket_dir.is_none()
             && let Some(dir) = socket_dir_of_server(needle)
             && let Ok(m) = std::fs::metadata(&dir)
@@ -73,9 +59,7 @@ fn run_seeing_socket_dir(site: &Site, needle: &str) -> (Value, PathBuf) {
             assert_eq!(m.uid(), postgres_ids().0, "{}", dir.display());
             socket_dir = Some(dir);
         }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
+    });
     let mut recs = records(&out);
     assert_eq!(recs.len(), 1, "{}", text(&out.stderr));
     let socket_dir = socket_dir.expect("never saw the throw-away server's socket directory");

@@ -547,20 +547,19 @@ fn borg_good_and_broken() {
     // there needs no mount namespace of its own.
     set_jobs(&site, &job("ro", "repo", "pp", "latest"));
     let repo = site.path("repo").display().to_string();
-    let out = Command::new("unshare")
-        .args([
-            "-m",
-            "sh",
-            "-c",
-            "mount --bind \"$1\" \"$1\" && mount -o remount,ro,bind \"$1\" && shift && exec \"$@\"",
-            "sh",
-            &repo,
-        ])
-        .arg(env!("CARGO_BIN_EXE_restore-verifier"))
-        .arg("-c")
-        .arg(&site.config)
+    let out = site
+        .under(
+            "unshare",
+            &[
+                "-m",
+                "sh",
+                "-c",
+                "mount --bind \"$1\" \"$1\" && mount -o remount,ro,bind \"$1\" && shift && exec \"$@\"",
+                "sh",
+                &repo,
+            ],
+        )
         .args(["run", "--json"])
-        .env_remove("RESTORE_VERIFIER_CONFIG")
         .output()
         .unwrap();
     let rec = records(&out).remove(0);
@@ -1229,6 +1228,29 @@ impl LivePg {
     }
 }
 
+/// Runs `run --json` on the site's config and calls `each` every few
+/// milliseconds while it runs (to watch what the drill starts).
+pub(crate) fn run_while(site: &Site, mut each: impl FnMut()) -> Output {
+    let child = bin()
+        .arg("-c")
+        .arg(&site.config)
+        .args(["run", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    while Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
+    {
+        each();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// Sockets of processes whose command line mentions `needle` that are TCP
 /// listeners; and whether any such process is alive at all.
 fn tcp_listeners_of(needle: &str) -> (usize, bool) {
@@ -1313,28 +1335,13 @@ fn postgres_dump_restores_into_a_throwaway_cluster() {
         )
     };
     set_jobs(&site, &job("custom", "dumps/app-*.dump", true));
-    let child = bin()
-        .arg("-c")
-        .arg(&site.config)
-        .args(["run", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let sandbox = site.path("sandbox").display().to_string();
-    let pid = child.id();
     let mut saw_server = false;
-    while Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .contains(") Z")
-    {
+    let out = run_while(&site, || {
         let (listening, alive) = tcp_listeners_of(&sandbox);
         assert_eq!(listening, 0, "the throw-away cluster opened a TCP port");
         saw_server |= alive;
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    });
     let rec = records(&out).remove(0);
     assert!(saw_server, "never saw the throw-away server running");
     assert_clean_pass(&rec);
