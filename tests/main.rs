@@ -691,7 +691,14 @@ fn interrupted_run_records_error_removes_sandbox_and_exits_130() {
         .unwrap();
     let sandbox = site.path("sandbox");
     let t0 = std::time::Instant::now();
-    while is_empty_dir(&sandbox) {
+    // The drill has started when its sandbox appears (not the writability probe).
+    let started = |dir: &Path| {
+        std::fs::read_dir(dir).is_ok_and(|rd| {
+            rd.flatten()
+                .any(|e| !e.file_name().to_string_lossy().starts_with(".rv-probe"))
+        })
+    };
+    while !started(&sandbox) {
         assert!(
             t0.elapsed() < std::time::Duration::from_secs(30),
             "the drill never started"

@@ -344,10 +344,12 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             };
             // An unreadable signing key or a state_dir that cannot be written
             // stops everything before any drill runs.
+            // The handler goes in first: a signal during the checks below stops
+            // the run before its drill, not the process without a word.
+            let stop = drills::interrupt_flag();
             drills::signing_ledger(&cfg).map_err(|e| CliError::Usage(format!("{e:#}")))?;
             drills::check_dirs(&cfg).map_err(CliError::Usage)?;
             let mut all_pass = true;
-            let stop = drills::interrupt_flag();
             // Alerts from a one-off run go through the same outbox; what cannot
             // be delivered now is retried by the agent or the next run.
             let alerts = (!cfg.alerts.is_empty())
