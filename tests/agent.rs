@@ -82,7 +82,7 @@ impl Daemon {
         )
     }
 
-    fn signal(&self, sig: &str) {
+    pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().unwrap().id().to_string();
         assert!(
             Command::new("kill")
@@ -116,7 +116,7 @@ impl Drop for Daemon {
     }
 }
 
-fn ledger_records(site: &Site) -> Vec<Value> {
+pub fn ledger_records(site: &Site) -> Vec<Value> {
     std::fs::read_to_string(site.path("state/ledger.jsonl"))
         .unwrap_or_default()
         .lines()

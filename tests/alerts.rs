@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::agent::{Daemon, TOKEN, daemon_site, free_port};
+use crate::agent::{Daemon, TOKEN, daemon_site, free_port, ledger_records};
 
 /// A minimal HTTP receiver: records every POST body, answers 200.
 struct Receiver {
@@ -238,6 +238,85 @@ fn the_metric_the_api_and_the_alert_agree_on_overdue_without_max_interval() {
     d.stop();
 }
 
+/// The path each receiver body came to, with its event and kind.
+fn by_path(rx: &Receiver, path: &str) -> Vec<Value> {
+    rx.bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p == path)
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+fn count(ev: &[Value], event: &str) -> usize {
+    ev.iter().filter(|e| e["event"] == event).count()
+}
+
+// Pins (issue 16, part 1): each failing drill was a "changed problem" and
+// fail alternated with overdue, so a sink on fail got a new fail after every
+// overdue tick, and every sink got a new alert after every drill.
+#[test]
+fn one_alert_per_problem_through_a_restart_and_one_recovered() {
+    let port = free_port();
+    let rx = Receiver::start(port);
+    let jobs = job("flaky", "backups/bad/share-*.tar").replace(
+        "source = \"source\"\n",
+        "source = \"source\"\nschedule = \"*/2 * * * * *\"\ntimeout = \"2s\"\nmax_interval = \"5s\"\n",
+    );
+    let alerts = format!(
+        "\n[[alert]]\nname = \"pager\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/pager\"\non = [\"fail\", \"error\", \"recovered\"]\n\n[[alert]]\nname = \"deadman\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/deadman\"\non = [\"overdue\"]\n"
+    );
+    let site = daemon_site(&format!("{jobs}{alerts}"), true);
+    let d = Daemon::start(&site);
+    wait_until("the overdue alert", 30, || {
+        count(&by_path(&rx, "/deadman"), "overdue") == 1
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    d.stop();
+    let d = Daemon::start(&site);
+    std::thread::sleep(Duration::from_secs(12));
+    let failed = ledger_records(&site)
+        .iter()
+        .filter(|r| r["result"] == "fail")
+        .count();
+    assert!(failed >= 6, "the job failed {failed} drills");
+    let pager = by_path(&rx, "/pager");
+    let deadman = by_path(&rx, "/deadman");
+    assert_eq!(count(&pager, "fail"), 1, "{pager:?}");
+    assert_eq!(pager.len(), 1, "{pager:?}");
+    assert_eq!(deadman.len(), 1, "{deadman:?}");
+    assert_eq!(deadman[0]["event"], "overdue");
+    assert_eq!(deadman[0]["kind"], "problem");
+    // The overdue alert says the interval in force, the last pass and when it was due.
+    let details = deadman[0]["details"].as_str().unwrap();
+    assert!(details.contains("interval 5s\n"), "{details}");
+    assert!(details.contains("last pass never\n"), "{details}");
+    assert!(details.contains("due by 20"), "{details}");
+    // The backup is fixed: one recovered, to the sink that had the problem.
+    let text = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(
+        &site.config,
+        text.replace("backups/bad/share-*.tar", "backups/good/share-*.tar"),
+    )
+    .unwrap();
+    d.signal("-HUP");
+    wait_until("the recovered alert", 30, || {
+        count(&by_path(&rx, "/pager"), "recovered") == 1
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let pager = by_path(&rx, "/pager");
+    assert_eq!(pager.len(), 2, "{pager:?}");
+    assert_eq!(pager[1]["event"], "recovered");
+    assert_eq!(pager[1]["follows"], pager[0]["id"], "{pager:?}");
+    assert_eq!(
+        by_path(&rx, "/deadman").len(),
+        1,
+        "the overdue sink has no recovered in on"
+    );
+    d.stop();
+}
+
 fn http_get(url: &str) -> String {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -257,7 +336,8 @@ fn command_sink_gets_the_alert_on_stdin_and_alert_test_reports() {
     let site = Site::new("");
     let out_file = site.path("paged.json");
     let alerts = format!(
-        "\n[[alert]]\nname = \"pager\"\ntype = \"command\"\nrun = [\"sh\", \"-c\", \"cat >> {}\"]\n\n[[alert]]\nname = \"down\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n",
+        "\n[[alert]]\nname = \"pager\"\ntype = \"command\"\nrun = [\"sh\", \"-c\", \"cat >> {}; echo >> {}\"]\n\n[[alert]]\nname = \"down\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n",
+        out_file.display(),
         out_file.display(),
         free_port()
     );
@@ -281,6 +361,11 @@ fn command_sink_gets_the_alert_on_stdin_and_alert_test_reports() {
     let out = site.run(&["alert", "test", "pager"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("pager: sent"));
+    // A test alert is event "test": paging rules on fail stay quiet.
+    let paged = std::fs::read_to_string(&out_file).unwrap();
+    let last: Value = serde_json::from_str(paged.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "test", "{last}");
+    assert_eq!(last["kind"], "test", "{last}");
     let out = site.run(&["alert", "test"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -359,6 +444,24 @@ fn real_alertmanager_fires_and_resolves() {
     std::fs::write(&site.config, cfg("backups/good/share-*.tar")).unwrap();
     assert_eq!(site.run(&["run"]).status.code(), Some(0));
     wait_until("the alert to resolve", 30, || firing().is_empty());
+    // `alert test` has its own alert name: rules routing RestoreDrillFailed
+    // to a pager never see it.
+    assert_eq!(site.run(&["alert", "test"]).status.code(), Some(0));
+    let test_alerts = || -> Vec<Value> {
+        let v: Value = serde_json::from_str(&http_get(&format!("{base}/api/v2/alerts"))).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["labels"]["job"] == "restore-verifier-test")
+            .cloned()
+            .collect()
+    };
+    wait_until("the test alert", 30, || !test_alerts().is_empty());
+    assert_eq!(
+        test_alerts()[0]["labels"]["alertname"],
+        "RestoreVerifierTest"
+    );
+    assert_eq!(test_alerts()[0]["labels"]["severity"], "none");
 }
 
 #[test]
@@ -395,7 +498,7 @@ fn mail_arrives_at_a_real_smtp_server() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     let mail = format!(
-        "\n[[alert]]\nname = \"mail\"\ntype = \"email\"\nsmtp = \"127.0.0.1:{port}\"\ntls = \"none\"\nfrom = \"restore-verifier@example.com\"\nto = [\"oncall@example.com\"]\n"
+        "\n[[alert]]\nname = \"mail\"\ntype = \"email\"\nsmtp = \"127.0.0.1:{port}\"\ntls = \"none\"\nfrom = \"restore-verifier@example.com\"\nto = [\"oncall@example.com\"]\nrepeat_interval = \"1s\"\n"
     );
     std::fs::write(
         &site.config,
@@ -404,21 +507,28 @@ fn mail_arrives_at_a_real_smtp_server() {
     .unwrap();
     assert_eq!(site.run(&["run"]).status.code(), Some(1));
     let new = maildir.join("new");
-    wait_until("the mail", 20, || {
-        std::fs::read_dir(&new).is_ok_and(|mut d| d.next().is_some())
-    });
-    let file = std::fs::read_dir(&new)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    // Unfold headers, decode quoted-printable soft breaks, then read it as a person would.
-    let raw = std::fs::read_to_string(file)
-        .unwrap()
-        .replace("\r\n", "\n")
-        .replace("\n ", " ")
-        .replace("=\n", "");
+    let mails = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&new)
+            .map(|d| {
+                d.flatten()
+                    // Unfold headers, decode quoted-printable soft breaks,
+                    // then read it as a person would.
+                    .map(|e| {
+                        std::fs::read_to_string(e.path())
+                            .unwrap()
+                            .replace("\r\n", "\n")
+                            .replace("\n ", " ")
+                            .replace("=\n", "")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The problem alert first: it is the one without In-Reply-To.
+        v.sort_by_key(|m| m.contains("In-Reply-To:"));
+        v
+    };
+    wait_until("the mail", 20, || !mails().is_empty());
+    let raw = mails()[0].clone();
     assert!(
         raw.contains(
             "Subject: [restore-verifier] bad: FAIL - content mismatch: finance/ledger.csv"
@@ -428,6 +538,33 @@ fn mail_arrives_at_a_real_smtp_server() {
     assert!(raw.contains("To: oncall@example.com"), "{raw}");
     assert!(raw.contains("text/html"), "an HTML part too");
     assert!(raw.contains("restore-verifier evidence show "), "{raw}");
+    assert!(raw.contains("\nDate: "), "{raw}");
+    let header = |m: &str, h: &str| -> String {
+        m.lines()
+            .find_map(|l| l.strip_prefix(h))
+            .unwrap_or_else(|| panic!("no {h} in {m}"))
+            .trim()
+            .to_string()
+    };
+    let first_id = header(&raw, "Message-ID:");
+    assert!(
+        first_id.starts_with('<') && first_id.ends_with('>'),
+        "{first_id}"
+    );
+    assert!(!raw.contains("In-Reply-To:"), "{raw}");
+
+    // A reminder (repeat_interval) threads under the problem alert.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(site.run(&["run"]).status.code(), Some(1));
+    wait_until("the reminder", 20, || mails().len() == 2);
+    let reminder = mails()[1].clone();
+    assert!(
+        reminder.contains("Subject: [restore-verifier] bad: STILL FAILING - still failing since "),
+        "{reminder}"
+    );
+    assert!(reminder.contains("2 drills failed"), "{reminder}");
+    assert_eq!(header(&reminder, "In-Reply-To:"), first_id);
+    assert_ne!(header(&reminder, "Message-ID:"), first_id);
 
     // A password from a credentials file never shows, even when sending fails.
     std::fs::write(site.path("smtp.cred"), "alerts:s3cret-smtp-password\n").unwrap();

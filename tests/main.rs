@@ -285,19 +285,54 @@ fn config_check_shows_the_default_timeout() {
 fn config_check_refuses_what_the_agent_would_refuse_at_start() {
     let site = Site::new(&job("good", "backups/good/share-*.tar"));
     let config = std::fs::read_to_string(&site.config).unwrap();
+    use std::os::unix::fs::PermissionsExt;
     std::fs::write(site.path("token"), "short\n").unwrap();
+    std::fs::write(site.path("shared-token"), "0123456789abcdef0123\n").unwrap();
+    std::fs::set_permissions(
+        site.path("shared-token"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
     std::fs::write(site.path("key.pem"), "not a key\n").unwrap();
-    for (key, file, says) in [
+    std::fs::write(site.path("a-file"), "").unwrap();
+    for (key, value, says) in [
         (
             "api_token_file",
-            "token",
+            "\"token\"",
             "agent.api_token_file: the token in api_token_file",
         ),
-        ("signing_key_file", "key.pem", "agent.signing_key_file: "),
+        (
+            "api_token_file",
+            "\"shared-token\"",
+            "agent.api_token_file: ",
+        ),
+        (
+            "signing_key_file",
+            "\"key.pem\"",
+            "agent.signing_key_file: ",
+        ),
+        // 192.0.2.0/24 is for documentation: no host has it.
+        (
+            "listen",
+            "\"192.0.2.1:9464\"",
+            "agent.listen: cannot listen on 192.0.2.1:9464",
+        ),
+        (
+            "state_dir",
+            "\"a-file/state\"",
+            "agent.state_dir: state_dir ",
+        ),
     ] {
+        // The key replaces the site's own (state_dir), or is added.
+        let agent_section = config
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key} =")))
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n";
         std::fs::write(
             &site.config,
-            config.replace("[agent]\n", &format!("[agent]\n{key} = \"{file}\"\n")),
+            agent_section.replace("[agent]\n", &format!("[agent]\n{key} = {value}\n")),
         )
         .unwrap();
         let out = site.run(&["config", "check"]);
@@ -309,6 +344,12 @@ fn config_check_refuses_what_the_agent_would_refuse_at_start() {
             text(&out.stdout)
         );
         assert!(err.contains(says), "{key}: {err}");
+        if value.contains("shared-token") {
+            assert!(
+                err.contains("writable by group or others (mode 666)"),
+                "{err}"
+            );
+        }
         // The agent refuses the same, with the same words.
         let out = site.run(&["agent"]);
         assert_eq!(out.status.code(), Some(2), "{key}");
@@ -318,6 +359,25 @@ fn config_check_refuses_what_the_agent_would_refuse_at_start() {
             text(&out.stderr)
         );
     }
+    // Readable by every account: a warning, in config check as at start.
+    std::fs::set_permissions(
+        site.path("shared-token"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::write(
+        &site.config,
+        config.replace("[agent]\n", "[agent]\napi_token_file = \"shared-token\"\n"),
+    )
+    .unwrap();
+    let out = site.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("agent.api_token_file: warning: ")
+            && text(&out.stderr).contains("readable by every account (mode 644)"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

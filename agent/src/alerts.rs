@@ -17,13 +17,22 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use verifier::{Record, Verdict};
 
+use crate::alert_state::{self, Happening, JobState, Kind, Send};
 use crate::config::{AlertSink, Config, Event, SinkKind};
+use crate::due::Due;
 
 /// What an on-call engineer reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Alert {
     pub id: String,
     pub event: Event,
+    /// `problem` (the first alert of a problem to this sink), `reminder`
+    /// (by `repeat_interval`), `recovered`, or `test`.
+    #[serde(default = "problem_kind")]
+    pub kind: String,
+    /// The problem alert a reminder or `recovered` follows (its `id`).
+    #[serde(default)]
+    pub follows: Option<String>,
     pub job: String,
     pub system: Option<String>,
     pub host: String,
@@ -33,6 +42,10 @@ pub struct Alert {
     /// Several lines with everything needed to act.
     pub details: String,
     pub record: Option<AlertRecord>,
+}
+
+fn problem_kind() -> String {
+    "problem".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,17 +73,11 @@ struct Item {
     last_error: Option<String>,
 }
 
-/// Per-job alert state, kept in `state_dir/alerts/state.json`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct JobAlertState {
-    /// The last event sent that is still in force (fail, error, overdue).
-    active: Option<Event>,
-    last_sent: Option<DateTime<Utc>>,
-}
-
 pub struct Alerts {
     dir: PathBuf,
-    state: Mutex<BTreeMap<String, JobAlertState>>,
+    /// Per job, the one alert state ([`crate::alert_state`]), kept in
+    /// `state_dir/alerts/state.json`.
+    state: Mutex<BTreeMap<String, JobState>>,
     /// Deliveries by sink and outcome, for /metrics.
     pub delivered: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
@@ -88,6 +95,13 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What an alert's text is made from besides the problem: the drill's
+/// record, or for the watch, the job's due date.
+enum Context<'a> {
+    Record(&'a Record),
+    Due(&'a Due),
+}
+
 impl Alerts {
     pub fn open(state_dir: &Path) -> std::io::Result<Alerts> {
         let dir = state_dir.join("alerts");
@@ -103,7 +117,7 @@ impl Alerts {
         })
     }
 
-    fn save_state(&self, state: &BTreeMap<String, JobAlertState>) {
+    fn save_state(&self, state: &BTreeMap<String, JobState>) {
         if let Err(e) = write_durably(
             &self.dir.join("state.json"),
             &serde_json::to_vec_pretty(state).unwrap_or_default(),
@@ -112,141 +126,93 @@ impl Alerts {
         }
     }
 
-    /// Decides what a new record means for on-call and queues it.
+    /// What a new record means for on-call, queued.
     pub fn observe(&self, cfg: &Config, rec: &Record) {
-        let event = match rec.result {
-            Verdict::Pass => Event::Recovered,
-            Verdict::Fail => Event::Fail,
-            Verdict::Error => Event::Error,
-            Verdict::Skipped => return,
-        };
-        let job = cfg.jobs.iter().find(|j| j.name == rec.job);
-        self.transition(
+        self.apply(
             cfg,
             &rec.job,
-            job.and_then(|j| j.system.clone()),
-            event,
-            Some(rec),
+            Happening::Drill(rec.result),
+            Context::Record(rec),
             &rec.host,
         );
     }
 
-    /// The dead-man check: jobs with no passing drill within their interval.
-    pub fn check_overdue(
-        &self,
-        cfg: &Config,
-        due: &dyn Fn(&crate::config::Job) -> crate::due::Due,
-    ) {
+    /// The agent's watch, every second: the dead-man check (jobs with no
+    /// passing drill within their interval) and the reminders that are due.
+    pub fn watch(&self, cfg: &Config, due: &dyn Fn(&crate::config::Job) -> Due) {
         let host = gethostname();
         for job in &cfg.jobs {
-            if due(job).overdue {
-                self.transition(
-                    cfg,
-                    &job.name,
-                    job.system.clone(),
-                    Event::Overdue,
-                    None,
-                    &host,
-                );
-            }
+            let d = due(job);
+            self.apply(
+                cfg,
+                &job.name,
+                Happening::Watch { overdue: d.overdue },
+                Context::Due(&d),
+                &host,
+            );
         }
     }
 
-    fn transition(
-        &self,
-        cfg: &Config,
-        job: &str,
-        system: Option<String>,
-        event: Event,
-        rec: Option<&Record>,
-        host: &str,
-    ) {
-        let now = Utc::now();
-        let mut state = self.state.lock().expect("alert state");
-        let st = state.entry(job.to_string()).or_default();
-        let send = match event {
-            Event::Recovered => st.active.is_some(),
-            _ if st.active == Some(event) => {
-                // Still the same problem: a reminder, at most every repeat_interval.
-                return self.remind(cfg, job, system, event, rec, host, &mut state);
-            }
-            // A failing job going overdue, or a changed problem: a new alert.
-            _ => true,
-        };
-        if !send {
-            return;
-        }
-        st.active = if event == Event::Recovered {
-            None
-        } else {
-            Some(event)
-        };
-        st.last_sent = Some(now);
-        let alert = make_alert(event, job, system, host, rec);
-        self.save_state(&state);
-        drop(state);
-        self.enqueue(cfg, &alert, None);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn remind(
-        &self,
-        cfg: &Config,
-        job: &str,
-        system: Option<String>,
-        event: Event,
-        rec: Option<&Record>,
-        host: &str,
-        state: &mut BTreeMap<String, JobAlertState>,
-    ) {
-        let now = Utc::now();
-        let st = state.entry(job.to_string()).or_default();
-        let last = st.last_sent.unwrap_or(now);
-        let due: Vec<&AlertSink> = cfg
+    /// Runs the one rule for one job and queues what it says to send.
+    fn apply(&self, cfg: &Config, job: &str, happening: Happening, cx: Context, host: &str) {
+        let sinks: Vec<alert_state::Sink> = cfg
             .alerts
             .iter()
-            .filter(|s| {
-                s.repeat_interval
-                    .is_some_and(|r| (now - last).to_std().unwrap_or_default() >= r)
+            .filter(|s| s.jobs.is_empty() || s.jobs.iter().any(|j| j == job))
+            .map(|s| alert_state::Sink {
+                name: &s.name,
+                on: &s.on,
+                repeat_interval: s.repeat_interval,
             })
             .collect();
-        if due.is_empty() {
+        let mut state = self.state.lock().expect("alert state");
+        let prev = state.get(job).cloned().unwrap_or_default();
+        let (next, sends) =
+            alert_state::step(&prev, happening, &sinks, Utc::now(), &mut verifier::new_id);
+        if next == prev {
             return;
         }
-        st.last_sent = Some(now);
-        let alert = make_alert(event, job, system, host, rec);
-        self.save_state(state);
-        let names: Vec<String> = due.iter().map(|s| s.name.clone()).collect();
-        self.enqueue(cfg, &alert, Some(&names));
+        let system = cfg
+            .jobs
+            .iter()
+            .find(|j| j.name == job)
+            .and_then(|j| j.system.clone());
+        // Queued before the state says it was sent: a crash in between sends
+        // it twice rather than never.
+        for send in &sends {
+            let alert = make_alert(send, job, system.clone(), host, &cx, cfg.agent.timezone);
+            self.enqueue(cfg, &alert, &send.sink);
+        }
+        if next.problem.is_none() {
+            state.remove(job);
+        } else {
+            state.insert(job.to_string(), next);
+        }
+        self.save_state(&state);
     }
 
-    /// Writes one outbox item per interested sink; durable before it returns.
-    fn enqueue(&self, cfg: &Config, alert: &Alert, only: Option<&[String]>) {
-        for sink in &cfg.alerts {
-            if !sink.on.contains(&alert.event)
-                || !(sink.jobs.is_empty() || sink.jobs.contains(&alert.job))
-                || only.is_some_and(|o| !o.contains(&sink.name))
-            {
-                continue;
+    /// Writes the outbox item for one sink; durable before it returns.
+    fn enqueue(&self, cfg: &Config, alert: &Alert, sink: &str) {
+        if !cfg.alerts.iter().any(|s| s.name == sink) {
+            return;
+        }
+        let item = Item {
+            alert: alert.clone(),
+            sink: sink.to_string(),
+            attempts: 0,
+            next_attempt: Utc::now(),
+            last_error: None,
+        };
+        let path = self
+            .dir
+            .join("outbox")
+            .join(format!("{}.{sink}.json", alert.id));
+        match write_durably(&path, &serde_json::to_vec_pretty(&item).unwrap_or_default()) {
+            Ok(()) => {
+                tracing::info!(job = %alert.job, event = alert.event.as_str(), kind = %alert.kind, sink = %sink, "Alert queued.")
             }
-            let item = Item {
-                alert: alert.clone(),
-                sink: sink.name.clone(),
-                attempts: 0,
-                next_attempt: Utc::now(),
-                last_error: None,
-            };
-            let path = self
-                .dir
-                .join("outbox")
-                .join(format!("{}.{}.json", alert.id, sink.name));
-            match write_durably(&path, &serde_json::to_vec_pretty(&item).unwrap_or_default()) {
-                Ok(()) => {
-                    tracing::info!(job = %alert.job, event = alert.event.as_str(), sink = %sink.name, "Alert queued.")
-                }
-                Err(e) => {
-                    tracing::error!(job = %alert.job, sink = %sink.name, error = %e, "Could not queue an alert.")
-                }
+            Err(e) => {
+                tracing::error!(job = %alert.job, sink = %sink, error = %e, "Could not queue an alert.")
             }
         }
     }
@@ -323,26 +289,53 @@ fn gethostname() -> String {
     verifier::DrillEnv::new("/", "/").host
 }
 
+fn when(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
+}
+
+/// The alert one [`Send`] of the rule stands for.
 fn make_alert(
-    event: Event,
+    send: &Send,
     job: &str,
     system: Option<String>,
     host: &str,
-    rec: Option<&Record>,
+    cx: &Context,
+    tz: chrono_tz::Tz,
 ) -> Alert {
-    let verdict = match event {
-        Event::Fail => "FAIL",
-        Event::Error => "ERROR",
-        Event::Overdue => "OVERDUE",
-        Event::Recovered => "RECOVERED",
+    let event = send.event;
+    let p = &send.problem;
+    let rec = match cx {
+        Context::Record(r) => Some(*r),
+        Context::Due(_) => None,
     };
-    let first = rec
-        .and_then(|r| r.reasons.first().cloned())
-        .unwrap_or_else(|| match event {
-            Event::Overdue => "no passing restore drill within the job's interval".into(),
-            Event::Recovered => "the drill passed again".into(),
-            _ => String::new(),
-        });
+    let verdict = match (send.kind, event) {
+        (Kind::Reminder, Event::Overdue) => "STILL OVERDUE",
+        (Kind::Reminder, _) => "STILL FAILING",
+        (_, Event::Fail) => "FAIL",
+        (_, Event::Error) => "ERROR",
+        (_, Event::Overdue) => "OVERDUE",
+        (_, Event::Recovered) => "RECOVERED",
+        (_, Event::Test) => "TEST",
+    };
+    let overdue_line = |d: &Due| {
+        format!(
+            "no passing drill since {}; due by {}",
+            d.last_pass
+                .map(|t| when(t, tz))
+                .unwrap_or_else(|| "it was first watched (never passed)".into()),
+            d.by.map(|t| when(t, tz)).unwrap_or_else(|| "-".into()),
+        )
+    };
+    let first = match (send.kind, cx) {
+        (Kind::Reminder, _) => alert_state::still(p, tz),
+        (Kind::Recovered, _) => format!(
+            "the drill passed again (problem since {}, {} failed drill(s))",
+            when(p.since, tz),
+            p.failed_drills
+        ),
+        (Kind::Problem, Context::Record(r)) => r.reasons.first().cloned().unwrap_or_default(),
+        (Kind::Problem, Context::Due(d)) => overdue_line(d),
+    };
     // The summary and details are text people read (a mail, a chat line): a
     // file name in a reason must not start a line of its own there.
     let summary = format!("{job}: {verdict} — {}", crate::output::escape(&first));
@@ -354,6 +347,31 @@ fn make_alert(
             .unwrap_or_default(),
         event.as_str()
     );
+    if let Context::Due(d) = cx
+        && send.kind != Kind::Recovered
+        && (event == Event::Overdue || p.overdue_since.is_some())
+    {
+        details.push_str(&format!(
+            "interval {}\nlast pass {}\ndue by {}\n",
+            d.interval
+                .map(verifier::humanize)
+                .unwrap_or_else(|| "-".into()),
+            d.last_pass
+                .map(|t| when(t, tz))
+                .unwrap_or_else(|| "never".into()),
+            d.by.map(|t| when(t, tz)).unwrap_or_else(|| "-".into()),
+        ));
+    }
+    if send.kind == Kind::Reminder || send.kind == Kind::Recovered {
+        details.push_str(&format!(
+            "problem since {}, {} failed drill(s){}\n",
+            when(p.since, tz),
+            p.failed_drills,
+            p.overdue_since
+                .map(|o| format!(", overdue since {}", when(o, tz)))
+                .unwrap_or_default()
+        ));
+    }
     let record = rec.map(|r| {
         for reason in r.reasons.iter().take(5) {
             details.push_str(&format!("reason {}\n", crate::output::escape(reason)));
@@ -396,8 +414,15 @@ fn make_alert(
         }
     });
     Alert {
-        id: verifier::new_id(),
+        id: send.id.clone(),
         event,
+        kind: match send.kind {
+            Kind::Problem => "problem",
+            Kind::Reminder => "reminder",
+            Kind::Recovered => "recovered",
+        }
+        .into(),
+        follows: send.follows.clone(),
         job: job.to_string(),
         system,
         host: host.to_string(),
@@ -468,7 +493,11 @@ pub fn send(sink: &AlertSink, a: &Alert) -> Result<(), String> {
                     "job": a.job,
                     "system": a.system.clone().unwrap_or_default(),
                     "host": a.host,
-                    "severity": if a.event == Event::Overdue { "warning" } else { "critical" },
+                    "severity": match a.event {
+                        Event::Overdue => "warning",
+                        Event::Test => "none",
+                        _ => "critical",
+                    },
                     "service": "restore-verifier",
                 })
             };
@@ -482,6 +511,14 @@ pub fn send(sink: &AlertSink, a: &Alert) -> Result<(), String> {
                 Event::Overdue => {
                     serde_json::json!([{ "labels": labels("RestoreDrillOverdue"), "annotations": annotations, "startsAt": a.at }])
                 }
+                // Its own name, resolved after five minutes: routes and
+                // inhibitions for the drill alerts never see it.
+                Event::Test => serde_json::json!([{
+                    "labels": labels("RestoreVerifierTest"),
+                    "annotations": annotations,
+                    "startsAt": a.at,
+                    "endsAt": a.at + chrono::Duration::minutes(5),
+                }]),
                 _ => {
                     serde_json::json!([{ "labels": labels("RestoreDrillFailed"), "annotations": annotations, "startsAt": a.at }])
                 }
@@ -516,6 +553,20 @@ fn html_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// `<alert-id@host>`, with the host cut to what a Message-ID may hold.
+fn message_id(alert: &str, host: &str) -> String {
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
+        .collect();
+    let host = if host.is_empty() {
+        "restore-verifier"
+    } else {
+        &host
+    };
+    format!("<{alert}@{host}>")
+}
+
 fn send_mail(e: &crate::config::EmailSink, a: &Alert) -> Result<(), String> {
     use lettre::message::{Mailbox, MultiPart};
     use lettre::transport::smtp::authentication::Credentials;
@@ -527,13 +578,22 @@ fn send_mail(e: &crate::config::EmailSink, a: &Alert) -> Result<(), String> {
         html_escape(&a.summary),
         html_escape(&a.details)
     );
+    // Message-ID from the alert's id: a reminder or `recovered` names its
+    // problem alert's, so mail clients thread them under it.
     let mut m = Message::builder()
+        .message_id(Some(message_id(&a.id, &a.host)))
+        .date(a.at.into())
         .from(
             e.from
                 .parse::<Mailbox>()
                 .map_err(|err| format!("from: {err}"))?,
         )
         .subject(subject);
+    if let Some(first) = &a.follows {
+        m = m
+            .in_reply_to(message_id(first, &a.host))
+            .references(message_id(first, &a.host));
+    }
     for to in &e.to {
         m = m.to(to
             .parse::<Mailbox>()
@@ -572,21 +632,28 @@ fn send_mail(e: &crate::config::EmailSink, a: &Alert) -> Result<(), String> {
         .map_err(|err| format!("SMTP {}:{}: {err}", e.host, e.port))
 }
 
-/// `alert test [NAME]`: one test alert through each (or one) sink.
+/// `alert test [NAME]`: one test alert through each (or one) sink. Its
+/// event is `test`, never `fail`, so paging rules on `fail` stay quiet.
 pub fn test_alert(cfg: &Config) -> Alert {
-    let mut a = make_alert(
-        Event::Fail,
-        "restore-verifier-test",
-        Some("alert test".into()),
-        &gethostname(),
-        None,
-    );
-    a.summary =
-        "restore-verifier-test: TEST — this is a test alert from `restore-verifier alert test`"
-            .into();
-    a.details
-        .push_str(&format!("config {}\n", cfg.path.display()));
-    a
+    Alert {
+        id: verifier::new_id(),
+        event: Event::Test,
+        kind: "test".into(),
+        follows: None,
+        job: "restore-verifier-test".into(),
+        system: Some("alert test".into()),
+        host: gethostname(),
+        at: Utc::now(),
+        summary:
+            "restore-verifier-test: TEST — this is a test alert from `restore-verifier alert test`"
+                .into(),
+        details: format!(
+            "job restore-verifier-test (alert test)\nhost {}\nevent test\nconfig {}\n",
+            gethostname(),
+            cfg.path.display()
+        ),
+        record: None,
+    }
 }
 
 #[cfg(test)]

@@ -272,6 +272,8 @@ pub enum Event {
     Error,
     Overdue,
     Recovered,
+    /// `alert test`: sent to every sink, whatever its `on`; never in `on`.
+    Test,
 }
 
 impl Event {
@@ -281,6 +283,7 @@ impl Event {
             Event::Error => "error",
             Event::Overdue => "overdue",
             Event::Recovered => "recovered",
+            Event::Test => "test",
         }
     }
 }

@@ -391,7 +391,7 @@ impl Agent {
         self.published();
     }
 
-    /// The dead-man check and alert delivery, every second until shutdown.
+    /// The dead-man check, reminders and alert delivery, every second until shutdown.
     async fn watch(self: Arc<Self>, started: DateTime<Utc>) {
         loop {
             tokio::select! {
@@ -408,7 +408,7 @@ impl Agent {
                     Utc::now(),
                 )
             };
-            self.alerts.check_overdue(&cfg, &due);
+            self.alerts.watch(&cfg, &due);
             let (a, c) = (self.alerts.clone(), cfg.clone());
             let _ = tokio::task::spawn_blocking(move || a.deliver_due(&c)).await;
         }
@@ -557,8 +557,8 @@ impl Agent {
         match config::load(&self.cfg_path, Check::Values)
             .map_err(anyhow::Error::from)
             .and_then(|c| {
-                if let Some((key, why)) = drills::start_problems(&c).into_iter().next() {
-                    anyhow::bail!("{key}: {why}");
+                if let Some(p) = drills::start_problems(&c).into_iter().find(|p| p.refuses) {
+                    anyhow::bail!("{}: {}", p.key, p.why);
                 }
                 let t = drills::read_token(&c).map_err(anyhow::Error::msg)?;
                 Ok((c, t))
@@ -598,10 +598,16 @@ fn kind_name(k: TriggerKind) -> &'static str {
 /// Runs the agent until SIGTERM or SIGINT.
 pub fn run(cfg_path: PathBuf) -> Result<Outcome, CliError> {
     let cfg = config::load(&cfg_path, Check::Values)?;
-    drills::check_dirs(&cfg).map_err(CliError::Usage)?;
-    if let Some((key, why)) = drills::start_problems(&cfg).into_iter().next() {
-        return Err(CliError::Usage(format!("{key}: {why}")));
+    let problems = drills::start_problems(&cfg)
+        .into_iter()
+        .chain(drills::listen_problem(&cfg));
+    for p in problems {
+        if p.refuses {
+            return Err(CliError::Usage(format!("{}: {}", p.key, p.why)));
+        }
+        tracing::warn!(key = p.key, "{}", p.why);
     }
+    drills::check_dirs(&cfg).map_err(CliError::Usage)?;
     let token = drills::read_token(&cfg).map_err(CliError::Usage)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

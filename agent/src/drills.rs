@@ -3,6 +3,7 @@
 use anyhow::Context;
 use chrono::Offset;
 use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use verifier::driver::{
@@ -68,20 +69,144 @@ pub fn check_ledger(cfg: &Config) -> LedgerCheck {
     }
 }
 
-/// What the agent refuses to start with beyond the config's own syntax and
-/// values, each with the key it is about: `config check` runs the same code,
-/// so `ExecStartPre=restore-verifier config check` catches it.
-pub fn start_problems(cfg: &Config) -> Vec<(&'static str, String)> {
+/// Something the agent checks at start, with the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartProblem {
+    pub key: &'static str,
+    pub why: String,
+    /// The agent refuses to start (`config check` exits 2); otherwise a
+    /// warning both print.
+    pub refuses: bool,
+}
+
+impl StartProblem {
+    fn refuses(key: &'static str, why: String) -> StartProblem {
+        StartProblem {
+            key,
+            why,
+            refuses: true,
+        }
+    }
+}
+
+/// What the agent refuses to start (or reload) with beyond the config's own
+/// syntax and values, each with the key it is about: `config check` runs the
+/// same code, so `ExecStartPre=restore-verifier config check` catches it.
+/// The listen address is [`listen_problem`], checked at start only.
+pub fn start_problems(cfg: &Config) -> Vec<StartProblem> {
     let mut problems = Vec::new();
-    if let Err(e) = read_token(cfg) {
-        problems.push(("agent.api_token_file", e));
+    for (key, dir) in [
+        ("agent.state_dir", &cfg.agent.state_dir),
+        ("agent.sandbox_dir", &cfg.agent.sandbox_dir),
+    ] {
+        if let Err(e) = creatable(dir) {
+            problems.push(StartProblem::refuses(key, unwritable(key, dir, &e)));
+        }
+    }
+    match read_token(cfg) {
+        Err(e) => problems.push(StartProblem::refuses("agent.api_token_file", e)),
+        Ok(_) => problems.extend(token_mode(cfg)),
     }
     if let Some(p) = &cfg.agent.signing_key_file
         && let Err(e) = verifier::signing::load_signing_key(p)
     {
-        problems.push(("agent.signing_key_file", format!("{e:#}")));
+        problems.push(StartProblem::refuses(
+            "agent.signing_key_file",
+            format!("{e:#}"),
+        ));
     }
     problems
+}
+
+/// Whether the agent can listen on `listen`. An address in use is a warning
+/// only: `config check` may run beside the agent that holds it.
+pub fn listen_problem(cfg: &Config) -> Option<StartProblem> {
+    let addr = cfg.agent.listen?;
+    let e = std::net::TcpListener::bind(addr).err()?;
+    Some(if e.kind() == std::io::ErrorKind::AddrInUse {
+        StartProblem {
+            key: "agent.listen",
+            why: format!(
+                "{addr} is in use ({e}); fine if it is this agent, otherwise stop what holds it or choose another port"
+            ),
+            refuses: false,
+        }
+    } else {
+        StartProblem::refuses(
+            "agent.listen",
+            format!(
+                "cannot listen on {addr} ({e}); use an address of this host and a free port (below 1024 needs CAP_NET_BIND_SERVICE)"
+            ),
+        )
+    })
+}
+
+/// The token file's mode: writable by others, anyone could replace the
+/// token (refused); readable by others, anyone could use it (a warning).
+fn token_mode(cfg: &Config) -> Option<StartProblem> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = cfg.agent.api_token_file.as_ref()?;
+    let mode = std::fs::metadata(p).ok()?.permissions().mode() & 0o777;
+    let fix = format!("chmod 600 {}", p.display());
+    if mode & 0o022 != 0 {
+        Some(StartProblem::refuses(
+            "agent.api_token_file",
+            format!(
+                "{} is writable by group or others (mode {mode:03o}), so anyone could replace the token; {fix}",
+                p.display()
+            ),
+        ))
+    } else if mode & 0o004 != 0 {
+        Some(StartProblem {
+            key: "agent.api_token_file",
+            why: format!(
+                "{} is readable by every account (mode {mode:03o}), so any of them can start drills; {fix}",
+                p.display()
+            ),
+            refuses: false,
+        })
+    } else {
+        None
+    }
+}
+
+/// Whether `dir` exists and can be written, or could be created: its
+/// nearest existing ancestor is a directory this account can write. Nothing
+/// is written.
+fn creatable(dir: &Path) -> std::io::Result<()> {
+    use rustix::fs::{Access, access};
+    let mut p = dir;
+    loop {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => {
+                return access(p, Access::WRITE_OK | Access::EXEC_OK).map_err(Into::into);
+            }
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    format!("{} is not a directory", p.display()),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match p.parent() {
+                Some(up) if !up.as_os_str().is_empty() => p = up,
+                _ => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn unwritable(key: &str, dir: &Path, e: &dyn std::fmt::Display) -> String {
+    let key = key.trim_start_matches("agent.");
+    format!(
+        "{key} {} is not writable ({e}); drills need it to keep {}. Fix its permissions or mount, or set [agent] {key} to a writable directory",
+        dir.display(),
+        if key == "state_dir" {
+            "their records"
+        } else {
+            "their sandboxes"
+        }
+    )
 }
 
 /// The API token from `api_token_file` (at least 16 characters); `None`
@@ -116,15 +241,7 @@ pub fn check_dirs(cfg: &Config) -> Result<(), String> {
                 .tempfile_in(dir)
         });
         if let Err(e) = probe {
-            return Err(format!(
-                "{key} {} is not writable ({e}); drills need it to keep {}. Fix its permissions or mount, or set [agent] {key} to a writable directory",
-                dir.display(),
-                if key == "state_dir" {
-                    "their records"
-                } else {
-                    "their sandboxes"
-                }
-            ));
+            return Err(unwritable(key, dir, &e));
         }
     }
     Ok(())

@@ -60,6 +60,7 @@ pub fn job_due(
         interval: by.and_then(|b| (b - anchor).to_std().ok()),
         by,
         overdue: overdue(by, now),
+        last_pass,
     }
 }
 
@@ -81,6 +82,8 @@ pub struct Due {
     pub interval: Option<Duration>,
     pub by: Option<DateTime<Utc>>,
     pub overdue: bool,
+    /// What it was counted from: the last pass, if there was one.
+    pub last_pass: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `restore-verifier`: the command line (DESIGN.md "Command line").
 
 mod alerts;
+use restore_verifier::alert_state;
 use restore_verifier::config;
 use restore_verifier::due;
 use restore_verifier::store;
@@ -315,15 +316,17 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
         } => {
             let cfg = load(cfg_flag, Check::Paths)?;
             // What the agent would refuse at start, through the same code.
-            let problems = drills::start_problems(&cfg);
-            if !problems.is_empty() {
-                for (key, why) in &problems {
-                    eprintln!("{}: {key}: {why}", cfg.path.display());
-                }
-                eprintln!(
-                    "restore-verifier: the agent would not start: {} problem(s)",
-                    problems.len()
-                );
+            let problems: Vec<_> = drills::start_problems(&cfg)
+                .into_iter()
+                .chain(drills::listen_problem(&cfg))
+                .collect();
+            for p in &problems {
+                let warning = if p.refuses { "" } else { "warning: " };
+                eprintln!("{}: {}: {warning}{}", cfg.path.display(), p.key, p.why);
+            }
+            let refused = problems.iter().filter(|p| p.refuses).count();
+            if refused > 0 {
+                eprintln!("restore-verifier: the agent would not start: {refused} problem(s)");
                 return Ok(Outcome::Usage);
             }
             print!("{}", config::describe(&cfg, chrono::Utc::now()));
