@@ -136,7 +136,7 @@ fn webhook_down_then_back_gets_the_alert_exactly_once() {
     d.stop();
     let log = std::fs::read_to_string(site.path("agent.log")).unwrap();
     assert!(!log.contains(HOOK_SECRET), "the URL's secret is in the log");
-    // The same failure again is no new alert (one per state change).
+    // The same failure again is no new alert (one per problem).
     site.run(&["run", "bad"]);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(rx.events().len(), 1);
@@ -559,7 +559,7 @@ fn mail_arrives_at_a_real_smtp_server() {
     wait_until("the reminder", 20, || mails().len() == 2);
     let reminder = mails()[1].clone();
     assert!(
-        reminder.contains("Subject: [restore-verifier] bad: STILL FAILING - still failing since "),
+        reminder.contains("Subject: [restore-verifier] bad: REMINDER - still failing since "),
         "{reminder}"
     );
     assert!(reminder.contains("2 drills failed"), "{reminder}");

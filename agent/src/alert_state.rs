@@ -62,7 +62,8 @@ pub enum Happening {
     /// A drill ended with this verdict (`skipped` changes nothing).
     Drill(verifier::Verdict),
     /// The agent's watch, every second: whether the job is overdue now.
-    /// Both happenings also send the reminders that are due.
+    /// It, and every drill that does not pass or skip, also sends the
+    /// reminders that are due.
     Watch { overdue: bool },
 }
 
@@ -223,6 +224,10 @@ fn remind(
         let (Some(every), Some(t)) = (s.repeat_interval, p.told.get_mut(s.name)) else {
             continue;
         };
+        // A reload took the event off its `on`: no more reminders of it.
+        if !s.on.contains(&t.event) {
+            continue;
+        }
         if (now - t.last_sent).to_std().unwrap_or_default() < every {
             continue;
         }
@@ -239,14 +244,21 @@ fn remind(
     }
 }
 
-/// The reminder's first line: "still failing since …, N drills failed".
-pub fn still(p: &Problem, tz: chrono_tz::Tz) -> String {
+/// The reminder's first line for a sink first told `event`: "still failing
+/// since …, N drills failed", or for `overdue`, "still overdue since …".
+pub fn still(p: &Problem, event: Event, tz: chrono_tz::Tz) -> String {
     let since = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z");
     let drills = match p.failed_drills {
         0 => "no drill failed".to_string(),
         1 => "1 drill failed".to_string(),
         n => format!("{n} drills failed"),
     };
+    if event == Event::Overdue {
+        return format!(
+            "still overdue since {}, {drills}",
+            since(p.overdue_since.unwrap_or(p.since))
+        );
+    }
     match (p.failing_since, p.overdue_since) {
         (Some(f), Some(o)) => format!(
             "still failing since {}, {drills}; overdue since {}",
@@ -501,17 +513,23 @@ mod tests {
         let (st, _) = step(&st, d(E), &s, t(20), &mut id);
         let p = st.problem.clone().unwrap();
         assert_eq!(
-            still(&p, tz),
+            still(&p, Event::Fail, tz),
             "still failing since 2026-12-01 09:00 JST, 3 drills failed"
         );
         let (st, _) = step(&st, OVERDUE, &s, t(3600), &mut id);
         assert_eq!(
-            still(&st.problem.unwrap(), tz),
+            still(st.problem.as_ref().unwrap(), Event::Fail, tz),
             "still failing since 2026-12-01 09:00 JST, 3 drills failed; overdue since 2026-12-01 10:00 JST"
+        );
+        let (both, _) = step(&st, OVERDUE, &s, t(3600), &mut id);
+        assert_eq!(
+            still(&both.problem.unwrap(), Event::Overdue, tz),
+            "still overdue since 2026-12-01 10:00 JST, 3 drills failed",
+            "a sink told overdue is reminded of overdue"
         );
         let (st, _) = step(&JobState::default(), OVERDUE, &s, t(0), &mut id);
         assert_eq!(
-            still(&st.problem.unwrap(), tz),
+            still(&st.problem.unwrap(), Event::Overdue, tz),
             "still overdue since 2026-12-01 09:00 JST, no drill failed"
         );
     }

@@ -5,7 +5,8 @@
 //! Delivery is reliable and never in a drill's way: an alert is written to an
 //! outbox in `state_dir` (fsync) before anything is sent; a sender retries it
 //! with exponential backoff, across restarts, and deletes it once delivered.
-//! One alert per state change; reminders at most every `repeat_interval`.
+//! One alert per problem and sink ([`crate::alert_state`]); reminders only
+//! by the sink's `repeat_interval`.
 //! URLs may carry secrets (Slack webhooks do): they are never logged.
 
 use std::collections::BTreeMap;
@@ -75,8 +76,8 @@ struct Item {
 
 pub struct Alerts {
     dir: PathBuf,
-    /// Per job, the one alert state ([`crate::alert_state`]), kept in
-    /// `state_dir/alerts/state.json`.
+    /// Per job, the one alert state ([`crate::alert_state`]), as last read
+    /// from `state_dir/alerts/state.json` (under its lock).
     state: Mutex<BTreeMap<String, JobState>>,
     /// Deliveries by sink and outcome, for /metrics.
     pub delivered: Mutex<BTreeMap<(String, &'static str), u64>>,
@@ -106,55 +107,112 @@ impl Alerts {
     pub fn open(state_dir: &Path) -> std::io::Result<Alerts> {
         let dir = state_dir.join("alerts");
         std::fs::create_dir_all(dir.join("outbox"))?;
-        let state = std::fs::read(dir.join("state.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
         Ok(Alerts {
             dir,
-            state: Mutex::new(state),
+            state: Mutex::new(BTreeMap::new()),
             delivered: Mutex::new(BTreeMap::new()),
         })
     }
 
-    fn save_state(&self, state: &BTreeMap<String, JobState>) {
-        if let Err(e) = write_durably(
-            &self.dir.join("state.json"),
-            &serde_json::to_vec_pretty(state).unwrap_or_default(),
-        ) {
-            tracing::error!(error = %e, "Could not save the alert state.");
+    /// Runs `f` on the alert state with `state.json` locked and read afresh:
+    /// the agent and a one-off `run` share it, and neither undoes the
+    /// other's step. Saved when `f` changed it.
+    fn with_state(&self, f: impl FnOnce(&mut BTreeMap<String, JobState>)) {
+        use rustix::fs::{FlockOperation, flock};
+        let mut cached = self.state.lock().expect("alert state");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join("state.lock"));
+        let _held = match lock {
+            Ok(l) => flock(&l, FlockOperation::LockExclusive).ok().map(|()| l),
+            Err(e) => {
+                tracing::error!(error = %e, "Could not lock the alert state.");
+                None
+            }
+        };
+        let path = self.dir.join("state.json");
+        match std::fs::read(&path) {
+            Ok(b) => match serde_json::from_slice(&b) {
+                Ok(s) => *cached = s,
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "The alert state does not parse; going on from memory.")
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => cached.clear(),
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "Could not read the alert state; going on from memory.")
+            }
+        }
+        let before = cached.clone();
+        f(&mut cached);
+        if *cached != before {
+            let saved = serde_json::to_vec_pretty(&*cached)
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| {
+                    use std::io::Write;
+                    let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+                    tmp.write_all(&bytes)?;
+                    tmp.as_file().sync_all()?;
+                    tmp.persist(&path).map_err(|e| e.error)?;
+                    std::fs::File::open(&self.dir)?.sync_all()
+                });
+            if let Err(e) = saved {
+                tracing::error!(error = %e, "Could not save the alert state.");
+            }
         }
     }
 
     /// What a new record means for on-call, queued.
     pub fn observe(&self, cfg: &Config, rec: &Record) {
-        self.apply(
-            cfg,
-            &rec.job,
-            Happening::Drill(rec.result),
-            Context::Record(rec),
-            &rec.host,
-        );
+        // A job no longer configured alerts nobody.
+        if !cfg.jobs.iter().any(|j| j.name == rec.job) {
+            return;
+        }
+        self.with_state(|state| {
+            self.apply(
+                cfg,
+                state,
+                &rec.job,
+                Happening::Drill(rec.result),
+                Context::Record(rec),
+                &rec.host,
+            )
+        });
     }
 
     /// The agent's watch, every second: the dead-man check (jobs with no
     /// passing drill within their interval) and the reminders that are due.
     pub fn watch(&self, cfg: &Config, due: &dyn Fn(&crate::config::Job) -> Due) {
         let host = gethostname();
-        for job in &cfg.jobs {
-            let d = due(job);
-            self.apply(
-                cfg,
-                &job.name,
-                Happening::Watch { overdue: d.overdue },
-                Context::Due(&d),
-                &host,
-            );
-        }
+        self.with_state(|state| {
+            // A job taken out of the config takes its problem with it.
+            state.retain(|name, _| cfg.jobs.iter().any(|j| &j.name == name));
+            for job in &cfg.jobs {
+                let d = due(job);
+                self.apply(
+                    cfg,
+                    state,
+                    &job.name,
+                    Happening::Watch { overdue: d.overdue },
+                    Context::Due(&d),
+                    &host,
+                );
+            }
+        });
     }
 
     /// Runs the one rule for one job and queues what it says to send.
-    fn apply(&self, cfg: &Config, job: &str, happening: Happening, cx: Context, host: &str) {
+    fn apply(
+        &self,
+        cfg: &Config,
+        state: &mut BTreeMap<String, JobState>,
+        job: &str,
+        happening: Happening,
+        cx: Context,
+        host: &str,
+    ) {
         let sinks: Vec<alert_state::Sink> = cfg
             .alerts
             .iter()
@@ -165,9 +223,8 @@ impl Alerts {
                 repeat_interval: s.repeat_interval,
             })
             .collect();
-        let mut state = self.state.lock().expect("alert state");
         let prev = state.get(job).cloned().unwrap_or_default();
-        let (next, sends) =
+        let (mut next, sends) =
             alert_state::step(&prev, happening, &sinks, Utc::now(), &mut verifier::new_id);
         if next == prev {
             return;
@@ -177,24 +234,29 @@ impl Alerts {
             .iter()
             .find(|j| j.name == job)
             .and_then(|j| j.system.clone());
-        // Queued before the state says it was sent: a crash in between sends
-        // it twice rather than never.
         for send in &sends {
             let alert = make_alert(send, job, system.clone(), host, &cx, cfg.agent.timezone);
-            self.enqueue(cfg, &alert, &send.sink);
+            // A problem alert that could not be queued (a full disk) is not
+            // told: the sink hears of the problem at its next event.
+            if !self.enqueue(cfg, &alert, &send.sink)
+                && send.kind == Kind::Problem
+                && let Some(p) = next.problem.as_mut()
+            {
+                p.told.remove(&send.sink);
+            }
         }
         if next.problem.is_none() {
             state.remove(job);
         } else {
             state.insert(job.to_string(), next);
         }
-        self.save_state(&state);
     }
 
     /// Writes the outbox item for one sink; durable before it returns.
-    fn enqueue(&self, cfg: &Config, alert: &Alert, sink: &str) {
+    /// Whether it was written.
+    fn enqueue(&self, cfg: &Config, alert: &Alert, sink: &str) -> bool {
         if !cfg.alerts.iter().any(|s| s.name == sink) {
-            return;
+            return false;
         }
         let item = Item {
             alert: alert.clone(),
@@ -209,10 +271,12 @@ impl Alerts {
             .join(format!("{}.{sink}.json", alert.id));
         match write_durably(&path, &serde_json::to_vec_pretty(&item).unwrap_or_default()) {
             Ok(()) => {
-                tracing::info!(job = %alert.job, event = alert.event.as_str(), kind = %alert.kind, sink = %sink, "Alert queued.")
+                tracing::info!(job = %alert.job, event = alert.event.as_str(), kind = %alert.kind, sink = %sink, "Alert queued.");
+                true
             }
             Err(e) => {
-                tracing::error!(job = %alert.job, sink = %sink, error = %e, "Could not queue an alert.")
+                tracing::error!(job = %alert.job, sink = %sink, error = %e, "Could not queue an alert.");
+                false
             }
         }
     }
@@ -309,8 +373,7 @@ fn make_alert(
         Context::Due(_) => None,
     };
     let verdict = match (send.kind, event) {
-        (Kind::Reminder, Event::Overdue) => "STILL OVERDUE",
-        (Kind::Reminder, _) => "STILL FAILING",
+        (Kind::Reminder, _) => "REMINDER",
         (_, Event::Fail) => "FAIL",
         (_, Event::Error) => "ERROR",
         (_, Event::Overdue) => "OVERDUE",
@@ -327,7 +390,7 @@ fn make_alert(
         )
     };
     let first = match (send.kind, cx) {
-        (Kind::Reminder, _) => alert_state::still(p, tz),
+        (Kind::Reminder, _) => alert_state::still(p, event, tz),
         (Kind::Recovered, _) => format!(
             "the drill passed again (problem since {}, {} failed drill(s))",
             when(p.since, tz),
@@ -493,9 +556,11 @@ pub fn send(sink: &AlertSink, a: &Alert) -> Result<(), String> {
                     "job": a.job,
                     "system": a.system.clone().unwrap_or_default(),
                     "host": a.host,
-                    "severity": match a.event {
-                        Event::Overdue => "warning",
-                        Event::Test => "none",
+                    // By name, not event: `recovered` must carry the labels
+                    // each alert was posted with, or it resolves nothing.
+                    "severity": match name {
+                        "RestoreDrillOverdue" => "warning",
+                        "RestoreVerifierTest" => "none",
                         _ => "critical",
                     },
                     "service": "restore-verifier",

@@ -602,7 +602,8 @@ pub fn run(cfg_path: PathBuf) -> Result<Outcome, CliError> {
         .into_iter()
         .chain(drills::listen_problem(&cfg));
     for p in problems {
-        if p.refuses {
+        // At start an address in use is not this agent's: refused.
+        if p.refuses || p.key == "agent.listen" {
             return Err(CliError::Usage(format!("{}: {}", p.key, p.why)));
         }
         tracing::warn!(key = p.key, "{}", p.why);

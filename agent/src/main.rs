@@ -348,7 +348,7 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             // An unreadable signing key or a state_dir that cannot be written
             // stops everything before any drill runs.
             // The handler goes in first: a signal during the checks below stops
-            // the run before its drill, not the process without a word.
+            // the run (exit 130) before its first drill, recording nothing.
             let stop = drills::interrupt_flag();
             drills::signing_ledger(&cfg).map_err(|e| CliError::Usage(format!("{e:#}")))?;
             drills::check_dirs(&cfg).map_err(CliError::Usage)?;
@@ -359,6 +359,11 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
                 .then(|| alerts::Alerts::open(&cfg.agent.state_dir).ok())
                 .flatten();
             for job in selected {
+                // Interrupted before this drill began: nothing to record.
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    eprintln!("restore-verifier: interrupted before {} began", job.name);
+                    return Ok(Outcome::Interrupted);
+                }
                 let bar = progress::Bar::start(&job.name, cli.quiet);
                 let drilled = drills::drill(
                     &cfg,
