@@ -85,6 +85,9 @@ pub struct AgentConfig {
     pub listen: Option<SocketAddr>,
     pub api_token_file: Option<PathBuf>,
     pub signing_key_file: Option<PathBuf>,
+    /// The key that signed before `signing_key_file`: when the ledger's last
+    /// record is signed by it, the next record is a key record signed by both.
+    pub previous_signing_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -362,6 +365,7 @@ struct RawAgent {
     listen: Option<Spanned<String>>,
     api_token_file: Option<Spanned<String>>,
     signing_key_file: Option<Spanned<String>>,
+    previous_signing_key_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -827,6 +831,15 @@ fn store_config(cx: &mut Ctx, e: RawEvidence, base: &Path) -> Store {
 
 fn agent_config(cx: &mut Ctx, a: RawAgent, base: &Path) -> AgentConfig {
     let path = |v: Option<Spanned<String>>| v.map(|s| resolve(base, s.get_ref()));
+    if a.signing_key_file.is_none()
+        && let Some(p) = &a.previous_signing_key_file
+    {
+        cx.at(
+            p.span(),
+            "agent.previous_signing_key_file",
+            "is set without signing_key_file; it names the key that signed before signing_key_file, for a key change",
+        );
+    }
     let max = match a.max_concurrent_drills {
         Some(m) if *m.get_ref() < 1 || *m.get_ref() > 1024 => {
             cx.at(
@@ -877,6 +890,7 @@ fn agent_config(cx: &mut Ctx, a: RawAgent, base: &Path) -> AgentConfig {
         listen,
         api_token_file: path(a.api_token_file),
         signing_key_file: path(a.signing_key_file),
+        previous_signing_key_file: path(a.previous_signing_key_file),
     }
 }
 

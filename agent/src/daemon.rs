@@ -628,6 +628,18 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
     let env = drills::env(&cfg, drills::trigger(TriggerKind::Schedule, None), None);
     let recovered = tokio::task::block_in_place(|| verifier::recover_interrupted(&env, &ledger))
         .map_err(anyhow::Error::from)?;
+    // Signing that begins (or a key that changes) is on the ledger from the
+    // start, not from the first drill.
+    let like = verifier::note_record(
+        &env,
+        verifier::new_id(),
+        verifier::KEY_JOB,
+        None,
+        std::time::SystemTime::now(),
+        Verdict::Key,
+        Vec::new(),
+    );
+    tokio::task::block_in_place(|| ledger.begin_signing(&like)).map_err(anyhow::Error::from)?;
     let mut jobs: BTreeMap<String, JobState> = cfg
         .jobs
         .iter()

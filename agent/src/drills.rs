@@ -21,25 +21,41 @@ pub fn ledger(cfg: &Config) -> Ledger {
 }
 
 /// The ledger, for appending: signing every record when `signing_key_file` is
-/// set. A key that cannot be read is an error, never a silently unsigned record.
+/// set (and, for a key change, the first with `previous_signing_key_file`
+/// too). A key that cannot be read is an error, never a silently unsigned
+/// record; so is a ledger the next record could not continue (signed by
+/// another key, or signed while no key is set).
 pub fn signing_ledger(cfg: &Config) -> anyhow::Result<Ledger> {
     let mut l = ledger(cfg);
     if let Some(source) = crate::store::tail_source(&cfg.store) {
         l = l.recovering_from(source);
     }
-    match &cfg.agent.signing_key_file {
-        None => Ok(l),
-        Some(p) => Ok(l.signed_by(verifier::signing::load_signing_key(p)?)),
+    if let Some(p) = &cfg.agent.signing_key_file {
+        l = l.signed_by(verifier::signing::load_signing_key(p)?);
     }
+    if let Some(p) = &cfg.agent.previous_signing_key_file {
+        l = l.previously_signed_by(
+            verifier::signing::load_signing_key(p).context("previous_signing_key_file")?,
+        );
+    }
+    if let Some(why) = l.signing_tail()?.refusal() {
+        anyhow::bail!("{why}");
+    }
+    Ok(l)
 }
 
-/// The public half of `signing_key_file`, to verify signatures with; `None`
-/// without a key (or when its `.pub` file cannot be read).
-pub fn verifying_key(cfg: &Config) -> Option<verifier::signing::EvidencePublicKey> {
-    cfg.agent
-        .signing_key_file
-        .as_ref()
-        .and_then(|p| verifier::signing::load_public_key(&verifier::signing::public_path(p)).ok())
+/// The public halves of `signing_key_file` and `previous_signing_key_file`,
+/// to verify signatures with (none without a key, or when a `.pub` file
+/// cannot be read).
+pub fn verifying_keys(cfg: &Config) -> Vec<verifier::signing::EvidencePublicKey> {
+    [
+        &cfg.agent.signing_key_file,
+        &cfg.agent.previous_signing_key_file,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|p| verifier::signing::load_public_key(&verifier::signing::public_path(p)).ok())
+    .collect()
 }
 
 /// Whether the ledger verified when last checked, and what was wrong.
@@ -55,7 +71,7 @@ pub struct LedgerCheck {
 pub fn check_ledger(cfg: &Config) -> LedgerCheck {
     let ledger = ledger(cfg);
     let problem = if ledger.path().exists() {
-        match ledger.verify_with(verifying_key(cfg).as_ref()) {
+        match ledger.verify_with(&verifying_keys(cfg)) {
             Ok(rep) => rep.problem.map(|p| format!("line {}: {}", p.line, p.what)),
             Err(e) => Some(e.to_string()),
         }
@@ -107,11 +123,18 @@ pub fn start_problems(cfg: &Config) -> Vec<StartProblem> {
         Err(e) => problems.push(StartProblem::refuses("agent.api_token_file", e)),
         Ok(_) => problems.extend(token_mode(cfg)),
     }
-    if let Some(p) = &cfg.agent.signing_key_file
-        && let Err(e) = verifier::signing::load_signing_key(p)
-    {
+    if let Err(e) = signing_ledger(cfg) {
+        let previous = cfg
+            .agent
+            .previous_signing_key_file
+            .as_ref()
+            .is_some_and(|p| verifier::signing::load_signing_key(p).is_err());
         problems.push(StartProblem::refuses(
-            "agent.signing_key_file",
+            if previous {
+                "agent.previous_signing_key_file"
+            } else {
+                "agent.signing_key_file"
+            },
             format!("{e:#}"),
         ));
     }

@@ -180,10 +180,10 @@ pub fn show(ledger: &Ledger, key: &str, json: bool) -> Result<Outcome, CliError>
 /// Checks the chain; the text for people and the outcome.
 pub fn verify_text(
     ledger: &Ledger,
-    key: Option<&verifier::signing::EvidencePublicKey>,
+    keys: &[verifier::signing::EvidencePublicKey],
 ) -> Result<(String, Outcome), CliError> {
     use std::fmt::Write;
-    let rep = ledger.verify_with(key)?;
+    let rep = ledger.verify_with(keys)?;
     let mut s = String::new();
     let _ = writeln!(s, "ledger    {}", ledger.path().display());
     let _ = writeln!(s, "records   {}", rep.records);
@@ -201,13 +201,14 @@ pub fn verify_text(
         }
     }
     let _ = writeln!(s, "head hash {}", rep.head_hash);
-    if key.is_some() {
-        let _ = writeln!(
-            s,
-            "signed    {} of {} records verify with the public key",
-            rep.signed, rep.records
-        );
+    for line in range_lines(&rep, !keys.is_empty()) {
+        let _ = writeln!(s, "{line}");
     }
+    let _ = writeln!(
+        s,
+        "signed    {} of {} records carry a signature that verifies",
+        rep.signed, rep.records
+    );
     for (seq, what) in &rep.repairs {
         let _ = writeln!(s, "repaired  seq {seq}: {what}");
     }
@@ -215,10 +216,24 @@ pub fn verify_text(
         let _ = writeln!(s, "clock     seq {seq}: {what}");
     }
     let outcome = match rep.problem {
-        None => {
+        None if !keys.is_empty() && rep.records > 0 && rep.signed == 0 => {
             let _ = writeln!(
                 s,
-                "OK: the hash chain holds for all {} records",
+                "UNSIGNED: the hash chain holds for all {} records, but none is signed, so the public key verified nothing",
+                rep.records
+            );
+            Outcome::Failed
+        }
+        None => {
+            let signed = rep
+                .ranges
+                .iter()
+                .find(|r| r.signed)
+                .map(|r| format!("; signed from seq {}", r.from))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "OK: the hash chain holds for all {} records{signed}",
                 rep.records
             );
             Outcome::Success
@@ -234,6 +249,37 @@ pub fn verify_text(
         }
     };
     Ok((s, outcome))
+}
+
+/// One line per run of the ledger: unsigned, or signed by which key, and
+/// whether a given public key vouches for it.
+pub fn range_lines(rep: &verifier::ChainReport, keys_given: bool) -> Vec<String> {
+    rep.ranges
+        .iter()
+        .map(|r| {
+            let seqs = if r.from == r.to {
+                format!("seq {}", r.from)
+            } else {
+                format!("seq {}-{}", r.from, r.to)
+            };
+            if !r.signed {
+                return format!("unsigned  {seqs} (before signing began)");
+            }
+            let key = r.key.as_deref().unwrap_or("(not named in the ledger)");
+            let how = match r.key_record {
+                Some(k) => format!("key record seq {k}"),
+                None => "signed from the start, no key record".into(),
+            };
+            let trust = if r.trusted {
+                "a given public key vouches for it"
+            } else if keys_given {
+                "no given public key vouches for it"
+            } else {
+                "give --public-key to check whose key it is"
+            };
+            format!("signed    {seqs} by key {key} ({how}; {trust})")
+        })
+        .collect()
 }
 
 /// Checks every chain in the shared evidence store; the text and the outcome.
@@ -265,6 +311,9 @@ pub fn verify_store_text(
                     "chain     {short} host {}: {} records{signed}, head {}: OK",
                     c.host, c.report.records, c.report.head_hash
                 );
+                for line in range_lines(&c.report, !keys.is_empty()) {
+                    let _ = writeln!(s, "          {line}");
+                }
             }
             Some(p) => {
                 broken += 1;
@@ -290,22 +339,14 @@ pub fn verify_store_text(
     Ok((s, outcome))
 }
 
-/// Verifies a ledger file and prints what it found. With several keys, the
-/// first one that verifies every signature is used.
+/// Verifies a ledger file and prints what it found. With several keys (one
+/// per host of a shared store), the ledger's signed records must be signed
+/// by one of them.
 pub fn verify(
     ledger: &Ledger,
     keys: &[verifier::signing::EvidencePublicKey],
 ) -> Result<Outcome, CliError> {
-    let mut last = None;
-    for key in keys.iter().map(Some).chain(keys.is_empty().then_some(None)) {
-        let (text, outcome) = verify_text(ledger, key)?;
-        if outcome == Outcome::Success {
-            print!("{text}");
-            return Ok(outcome);
-        }
-        last = Some((text, outcome));
-    }
-    let (text, outcome) = last.expect("at least one pass");
+    let (text, outcome) = verify_text(ledger, keys)?;
     print!("{text}");
     Ok(outcome)
 }

@@ -92,6 +92,7 @@ fn verdict(v: Verdict) -> &'static str {
         Verdict::Fail => "FAIL",
         Verdict::Error => "ERROR",
         Verdict::Skipped => "SKIPPED",
+        Verdict::Key => "KEY",
     }
 }
 

@@ -87,6 +87,8 @@ pub struct SystemReport {
     pub coverage: BTreeMap<String, u64>,
     /// For jobs that rotate content checks: what their last N drills verified.
     pub rotation: Vec<verifier::RotationCoverage>,
+    /// How many of the period's records are signed, and by which keys.
+    pub signing: SignedShare,
     pub score: u8,
     pub shortfalls: Vec<Shortfall>,
     /// Every drill, for the charts.
@@ -125,6 +127,104 @@ impl SystemReport {
             format!("{}/{}", self.rto.0, self.rto.1),
             format!("{}/{}", self.rpo.0, self.rpo.1),
         ]
+    }
+}
+
+/// How much of a system's evidence in the period is signed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SignedShare {
+    pub records: u64,
+    pub signed: u64,
+    /// Each key that signs some of them (its fingerprint, or `None` for
+    /// records signed before key records were kept), with the first and last
+    /// of those records' start.
+    pub keys: Vec<(Option<String>, DateTime<Utc>, DateTime<Utc>)>,
+}
+
+/// The signed share of `records`, given the key that signs each (`None`:
+/// unsigned; `Some(None)`: signed, key not named).
+pub fn signed_share(
+    records: &[&Record],
+    key_of: &dyn Fn(&Record) -> Option<Option<String>>,
+) -> SignedShare {
+    let mut share = SignedShare {
+        records: records.len() as u64,
+        ..SignedShare::default()
+    };
+    for r in records {
+        let Some(key) = key_of(r) else { continue };
+        share.signed += 1;
+        let at = r.started_at.with_timezone(&Utc);
+        match share.keys.iter_mut().find(|k| k.0 == key) {
+            Some(k) => {
+                k.1 = k.1.min(at);
+                k.2 = k.2.max(at);
+            }
+            None => share.keys.push((key, at, at)),
+        }
+    }
+    share
+}
+
+/// "12 of 14 records signed: by key 1a2b3c4d5e6f… from 2026-11-20 to
+/// 2026-12-01; 2 unsigned (before signing began)".
+pub fn signing_text(s: &SignedShare, lang: Lang) -> String {
+    let keys: Vec<String> = s
+        .keys
+        .iter()
+        .map(|(k, from, to)| {
+            let k = k
+                .as_deref()
+                .map(|k| k[..16.min(k.len())].to_string() + "…")
+                .unwrap_or_else(|| "?".into());
+            let (a, b) = (from.format("%Y-%m-%d"), to.format("%Y-%m-%d"));
+            match lang {
+                Lang::En => format!("by key {k} from {a} to {b}"),
+                Lang::Ja => format!("鍵 {k} による署名（{a} から {b}）"),
+            }
+        })
+        .collect();
+    let unsigned = s.records - s.signed;
+    match lang {
+        Lang::En => {
+            let mut t = format!("{} of {} records signed", s.signed, s.records);
+            if !keys.is_empty() {
+                t += &format!(": {}", keys.join("; "));
+            }
+            if unsigned > 0 {
+                t += &format!("; {unsigned} unsigned (before signing began)");
+            }
+            t
+        }
+        Lang::Ja => {
+            let mut t = format!("{} 件中 {} 件の記録に署名があります", s.records, s.signed);
+            if !keys.is_empty() {
+                t += &format!("：{}", keys.join("、"));
+            }
+            if unsigned > 0 {
+                t += &format!("。署名のない記録 {unsigned} 件（署名開始前）");
+            }
+            t
+        }
+    }
+}
+
+/// Fills each system's signed share from the records of the period.
+fn attach_signing(
+    a: &mut Assessment,
+    records: &[Record],
+    key_of: &dyn Fn(&Record) -> Option<Option<String>>,
+) {
+    for sys in &mut a.systems {
+        let mine: Vec<&Record> = records
+            .iter()
+            .filter(|r| sys.jobs.contains(&r.job) && r.result != Verdict::Skipped)
+            .filter(|r| {
+                let t = r.started_at.with_timezone(&Utc);
+                t >= a.period.since && t < a.period.until
+            })
+            .collect();
+        sys.signing = signed_share(&mine, key_of);
     }
 }
 
@@ -225,16 +325,26 @@ pub fn for_config(cfg: &Config, period: &Period, now: DateTime<Utc>) -> anyhow::
         return for_store(cfg, period, now);
     }
     let ledger = crate::drills::ledger(cfg);
-    let key = crate::drills::verifying_key(cfg);
-    let problem = match ledger.verify_with(key.as_ref()) {
-        Ok(c) => c.problem.map(|p| format!("line {}: {}", p.line, p.what)),
-        Err(e) => Some(e.to_string()),
+    let keys = crate::drills::verifying_keys(cfg);
+    let (problem, chain) = match ledger.verify_with(&keys) {
+        Ok(c) => (
+            c.problem
+                .as_ref()
+                .map(|p| format!("line {}: {}", p.line, p.what)),
+            c,
+        ),
+        Err(e) => (Some(e.to_string()), verifier::ChainReport::default()),
     };
-    let records: Vec<Record> = match ledger.records() {
+    let mut records: Vec<Record> = match ledger.records() {
         Ok(it) => it.filter_map(Result::ok).collect(),
         Err(_) => Vec::new(),
     };
-    Ok(assess(&records, &scope(cfg), period, problem, now))
+    records.retain(|r| !verifier::is_ledger_note(&r.job));
+    let mut a = assess(&records, &scope(cfg), period, problem, now);
+    attach_signing(&mut a, &records, &|r| {
+        chain.key_of(r.seq).map(|k| k.key.clone())
+    });
+    Ok(a)
 }
 
 /// The assessment from the shared evidence store: every host's records. A job
@@ -246,14 +356,14 @@ pub fn for_config(cfg: &Config, period: &Period, now: DateTime<Utc>) -> anyhow::
 /// cannot be read is an error.
 fn for_store(cfg: &Config, period: &Period, now: DateTime<Utc>) -> anyhow::Result<Assessment> {
     use anyhow::Context;
-    let key = crate::drills::verifying_key(cfg);
+    let keys = crate::drills::verifying_keys(cfg);
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let chains = crate::store::verify_each(&cfg.store, |chain_host| {
-        (chain_host == host)
-            .then_some(key.as_ref())
-            .flatten()
-            .into_iter()
-            .collect()
+        if chain_host == host {
+            keys.clone()
+        } else {
+            Vec::new()
+        }
     })
     .context("the evidence store cannot be read")?;
     let mut problems: Vec<String> = chains
@@ -276,7 +386,19 @@ fn for_store(cfg: &Config, period: &Period, now: DateTime<Utc>) -> anyhow::Resul
         problems.push(format!("{bad} stored rows are not records"));
     }
     let mut systems = declared(cfg);
-    records.retain(|r| r.job != verifier::LEDGER_JOB);
+    records.retain(|r| !verifier::is_ledger_note(&r.job));
+    // The key of each record, by the chain of its host that holds its seq.
+    let key_of = |r: &Record| {
+        chains
+            .iter()
+            .filter(|c| c.host == r.host)
+            .find_map(|c| c.report.key_of(r.seq))
+            .map(|k| k.key.clone())
+    };
+    let keys_by_id: std::collections::HashMap<String, Option<String>> = records
+        .iter()
+        .filter_map(|r| key_of(r).map(|k| (r.id.clone(), k)))
+        .collect();
     for r in &mut records {
         let policy = (r.host == host)
             .then(|| cfg.jobs.iter().find(|j| j.name == r.job))
@@ -288,7 +410,9 @@ fn for_store(cfg: &Config, period: &Period, now: DateTime<Utc>) -> anyhow::Resul
         add_job(&mut systems, name, &r.job, policy);
     }
     let problem = (!problems.is_empty()).then(|| problems.join("; "));
-    Ok(assess(&records, &systems, period, problem, now))
+    let mut a = assess(&records, &systems, period, problem, now);
+    attach_signing(&mut a, &records, &|r| keys_by_id.get(&r.id).cloned());
+    Ok(a)
 }
 
 /// Assesses every system over the period.
@@ -473,6 +597,7 @@ pub fn assess(
                     verifier::rotation_coverage(j, upto)
                 })
                 .collect(),
+            signing: SignedShare::default(),
             score,
             shortfalls,
             points: mine
@@ -596,6 +721,7 @@ struct Words {
     crosswalk_text: &'static str,
     coverage: &'static str,
     rotation: &'static str,
+    signing: &'static str,
 }
 
 fn words(lang: Lang) -> Words {
@@ -630,6 +756,7 @@ fn words(lang: Lang) -> Words {
             crosswalk_text: "Each drill record (result, restore and verification figures, objectives, hash chain) supports these controls:",
             coverage: "Content verification (drills by mode: all files, sample, rotation, none)",
             rotation: "Rotating content checks",
+            signing: "Signed evidence",
         },
         Lang::Ja => Words {
             title: "リストアテスト報告書",
@@ -661,6 +788,7 @@ fn words(lang: Lang) -> Words {
             crosswalk_text: "各ドリルの記録（結果、リストアと検証の数値、目標値、ハッシュチェーン）は次の管理策の証跡となります：",
             coverage: "内容の検証（方式別のドリル回数：all 全ファイル、sample 抽出、rotate ローテーション、none なし）",
             rotation: "ローテーションによる内容の検証",
+            signing: "署名付きの証跡",
         },
     }
 }
@@ -717,6 +845,7 @@ pub fn markdown(a: &Assessment, lang: Lang) -> String {
             let _ = writeln!(s, "- {}", f.text(lang));
         }
         let _ = writeln!(s, "\n**{}**: {}", w.coverage, r.coverage_text());
+        let _ = writeln!(s, "\n**{}**: {}", w.signing, signing_text(&r.signing, lang));
         for c in &r.rotation {
             let _ = writeln!(s, "\n**{}**: {}", w.rotation, rotation_text(c, lang));
         }
@@ -772,7 +901,7 @@ fn color(v: Verdict) -> &'static str {
         Verdict::Pass => "#1a7f37",
         Verdict::Fail => "#cf222e",
         Verdict::Error => "#bc4c00",
-        Verdict::Skipped => "#8c959f",
+        Verdict::Skipped | Verdict::Key => "#8c959f",
     }
 }
 
@@ -926,6 +1055,12 @@ table{{border-collapse:collapse}}td{{border:1px solid #d0d7de;padding:.25em .6em
             "<p><b>{}</b>: {}</p>",
             w.coverage,
             esc(&r.coverage_text())
+        );
+        let _ = write!(
+            s,
+            "<p><b>{}</b>: {}</p>",
+            w.signing,
+            esc(&signing_text(&r.signing, lang))
         );
         for c in &r.rotation {
             let _ = write!(
@@ -1111,9 +1246,11 @@ mod tests {
             checks: vec![],
             sandbox: SandboxSection::default(),
             artifacts: None,
+            key: None,
             prev_hash: String::new(),
             hash: String::new(),
             signature: None,
+            signature_previous: None,
         }
     }
 

@@ -308,20 +308,21 @@ pub struct StoredChain {
 }
 
 /// Verifies every chain in the store (and that each is named by its first
-/// record's hash). With `keys`, a chain must be signed throughout by one of
-/// them (each host may have its own key).
+/// record's hash). With `keys`, what a chain signs must be signed by one of
+/// them (each host may have its own key), or a key linked to one by key
+/// records.
 pub fn verify(
     store: &Store,
     keys: &[verifier::signing::EvidencePublicKey],
 ) -> anyhow::Result<Vec<StoredChain>> {
-    verify_each(store, |_| keys.iter().collect())
+    verify_each(store, |_| keys.to_vec())
 }
 
 /// Verifies every chain, with the keys `keys_for(host)` gives for the host of
-/// its first record (none: the hash chain only).
-pub fn verify_each<'k>(
+/// its first record (none: the chain and the keys its key records name).
+pub fn verify_each(
     store: &Store,
-    keys_for: impl Fn(&str) -> Vec<&'k verifier::signing::EvidencePublicKey>,
+    keys_for: impl Fn(&str) -> Vec<verifier::signing::EvidencePublicKey>,
 ) -> anyhow::Result<Vec<StoredChain>> {
     let mut client = connect(store, Access::Read)?;
     let chains = client.query(
@@ -341,30 +342,11 @@ pub fn verify_each<'k>(
             .iter()
             .map(|r| r.get(0))
             .collect();
-        let keys = keys_for(&host);
-        let candidates: Vec<Option<&verifier::signing::EvidencePublicKey>> = if keys.is_empty() {
-            vec![None]
-        } else {
-            keys.into_iter().map(Some).collect()
-        };
-        // The key that verifies the chain, or the report that got furthest.
-        let mut best: Option<ChainReport> = None;
-        for key in candidates {
-            let report = check_chain(&chain, &lines, key);
-            let better = best
-                .as_ref()
-                .is_none_or(|b| b.problem.is_some() && report.records >= b.records);
-            if better {
-                best = Some(report);
-            }
-            if best.as_ref().is_some_and(|b| b.problem.is_none()) {
-                break;
-            }
-        }
+        let report = check_chain(&chain, &lines, &keys_for(&host));
         out.push(StoredChain {
             chain,
             host,
-            report: best.unwrap_or_default(),
+            report,
         });
     }
     Ok(out)
@@ -373,9 +355,9 @@ pub fn verify_each<'k>(
 fn check_chain(
     chain: &str,
     lines: &[String],
-    key: Option<&verifier::signing::EvidencePublicKey>,
+    keys: &[verifier::signing::EvidencePublicKey],
 ) -> ChainReport {
-    let mut check = ChainChecker::new(key);
+    let mut check = ChainChecker::new(keys);
     for (i, line) in lines.iter().enumerate() {
         if !check.push(line.as_bytes()) {
             break;
@@ -391,7 +373,7 @@ fn check_chain(
             break;
         }
     }
-    check.report
+    check.finish()
 }
 
 /// The records of every chain that started in `[since, until)`, and how many

@@ -131,9 +131,11 @@ mod tests {
             checks: vec![],
             sandbox: Default::default(),
             artifacts: None,
+            key: None,
             prev_hash: String::new(),
             hash: String::new(),
             signature: None,
+            signature_previous: None,
         }
     }
 

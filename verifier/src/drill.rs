@@ -682,9 +682,11 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
             removed,
         },
         artifacts,
+        key: None,
         prev_hash: String::new(),
         hash: String::new(),
         signature: None,
+        signature_previous: None,
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::record::{FORMAT, Record};
+use crate::record::{FORMAT, KEY_JOB, KeySection, Record};
 
 /// `job` of the `error` record that notes a repair of the ledger itself (job
 /// names in a config cannot contain parentheses).
@@ -37,6 +37,8 @@ pub enum LedgerError {
         #[source]
         source: Box<LedgerError>,
     },
+    #[error("cannot sign the ledger's next record: {0}")]
+    Signing(String),
     #[error(
         "ledger {path} line {line} is not a valid record ({detail}); run `restore-verifier evidence verify` for details"
     )]
@@ -51,7 +53,45 @@ pub enum LedgerError {
 pub struct Ledger {
     path: PathBuf,
     signer: Option<ed25519_dalek::SigningKey>,
+    /// The key that signed before `signer`, to sign the key record of a
+    /// key change.
+    previous: Option<ed25519_dalek::SigningKey>,
     tail_source: Option<TailSource>,
+}
+
+/// What the next append does about signing, read from the ledger's last
+/// record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigningTail {
+    /// Nothing: the last record is signed by this ledger's key, or nothing
+    /// is signed and this ledger does not sign.
+    Continues,
+    /// Signing begins: a key record (signed by the new key) goes first.
+    Begins,
+    /// The key changes: a key record signed by the new key and the previous
+    /// one goes first.
+    Rotates,
+    /// Refused: the last record (`seq`) is signed by a key that is neither
+    /// this ledger's nor its previous one.
+    UnknownKey { seq: u64 },
+    /// Refused: the last record (`seq`) is signed and this ledger does not
+    /// sign; an unsigned record would break the chain.
+    NotSigning { seq: u64 },
+}
+
+impl SigningTail {
+    /// Why an append is refused, with what to do; `None` when it goes ahead.
+    pub fn refusal(&self) -> Option<String> {
+        match self {
+            SigningTail::UnknownKey { seq } => Some(format!(
+                "the ledger's last record (seq {seq}) is signed by another key than signing_key_file;                  to change keys, set [agent] previous_signing_key_file to the key that signed it,                  so the key record that starts the new key is signed by both"
+            )),
+            SigningTail::NotSigning { seq } => Some(format!(
+                "the ledger is signed (its last record, seq {seq}, carries a signature), so an unsigned record would break it;                  set [agent] signing_key_file to the signing key again"
+            )),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Ledger {
@@ -59,6 +99,7 @@ impl std::fmt::Debug for Ledger {
         f.debug_struct("Ledger")
             .field("path", &self.path)
             .field("signed", &self.signer.is_some())
+            .field("previous_key", &self.previous.is_some())
             .field("tail_source", &self.tail_source.is_some())
             .finish()
     }
@@ -124,6 +165,7 @@ pub fn record_hash(v: &Value) -> String {
     if let Some(m) = v.as_object_mut() {
         m.remove("hash");
         m.remove("signature");
+        m.remove("signature_previous");
     }
     hex::encode(Sha256::digest(canonical(&v).as_bytes()))
 }
@@ -132,7 +174,7 @@ pub fn record_hash(v: &Value) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct ChainReport {
     pub records: u64,
-    /// Records whose signature verified (with a public key given).
+    /// Records whose signature verified.
     pub signed: u64,
     pub first: Option<Record>,
     pub last: Option<Record>,
@@ -146,22 +188,81 @@ pub struct ChainReport {
     /// Records that finished well before the record before them: the clock
     /// went backwards (or was set back) between them. (seq, what).
     pub clock_notes: Vec<(u64, String)>,
+    /// The ledger in runs of records under one signing state, in order: the
+    /// unsigned records before signing began, then one run per key.
+    pub ranges: Vec<SignedRange>,
+}
+
+impl ChainReport {
+    /// The key that signs the record `seq`, when it is signed.
+    pub fn key_of(&self, seq: u64) -> Option<&SignedRange> {
+        self.ranges
+            .iter()
+            .find(|r| r.signed && r.from <= seq && seq <= r.to)
+    }
+}
+
+/// Consecutive records under one signing state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRange {
+    pub from: u64,
+    pub to: u64,
+    pub signed: bool,
+    /// The fingerprint of the key that signs them ([`crate::signing::fingerprint`]);
+    /// `None` when unsigned, or signed before key records (seq 1 on) with no
+    /// public key given to check them.
+    pub key: Option<String>,
+    /// The seq of the key record that began the run; `None` for records
+    /// signed from the ledger's start without one (agents before 0.x).
+    pub key_record: Option<u64>,
+    /// Whether a public key given to the check is this key, or one linked to
+    /// it by key records signed by both.
+    pub trusted: bool,
+}
+
+/// The signing state a chain is in.
+#[derive(Clone)]
+enum InForce {
+    Unsigned,
+    /// Signed, and the key is known: named by a key record, or a given key
+    /// that verified the first signed record.
+    Key {
+        key: ed25519_dalek::VerifyingKey,
+        fingerprint: String,
+        since: u64,
+    },
+    /// Signed from before key records, and no given key verifies it (or none
+    /// was given): the signatures cannot be checked.
+    Unknown {
+        since: u64,
+    },
 }
 
 /// Checks a chain one record line at a time: canonical form, hash, link to
-/// the record before, signature (with a key), seq. The ledger file and the
-/// shared evidence store both feed it their lines in order.
+/// the record before, seq, and signatures. The ledger file and the shared
+/// evidence store both feed it their lines in order.
+///
+/// Signing: records before the first key record (or the first signed record)
+/// are unsigned; a key record names the key that signs every record from it
+/// on, is signed by that key, and, when a key signed the records before it,
+/// by that key too (`signature_previous`). An unsigned record after signing
+/// began, a signature that does not verify with the key in force, a key
+/// change without the old key's signature: each breaks the chain. With
+/// `trusted` keys, one of the keys that signed must be one of them (keys
+/// linked by key records vouch for each other).
 pub struct ChainChecker<'k> {
-    key: Option<&'k ed25519_dalek::VerifyingKey>,
+    trusted: &'k [ed25519_dalek::VerifyingKey],
     prev: String,
+    in_force: InForce,
     pub report: ChainReport,
 }
 
 impl<'k> ChainChecker<'k> {
-    pub fn new(key: Option<&'k ed25519_dalek::VerifyingKey>) -> ChainChecker<'k> {
+    pub fn new(trusted: &'k [ed25519_dalek::VerifyingKey]) -> ChainChecker<'k> {
         ChainChecker {
-            key,
+            trusted,
             prev: GENESIS.to_string(),
+            in_force: InForce::Unsigned,
             report: ChainReport {
                 head_hash: GENESIS.to_string(),
                 ..ChainReport::default()
@@ -184,6 +285,44 @@ impl<'k> ChainChecker<'k> {
                 false
             }
         }
+    }
+
+    /// The report, after the last line: with trusted keys, the signed records
+    /// must be signed by one of them (or a key linked to one).
+    pub fn finish(mut self) -> ChainReport {
+        let trusted: Vec<String> = self
+            .trusted
+            .iter()
+            .map(crate::signing::fingerprint)
+            .collect();
+        let any = self
+            .report
+            .ranges
+            .iter()
+            .any(|r| r.key.as_ref().is_some_and(|k| trusted.contains(k)));
+        for r in &mut self.report.ranges {
+            r.trusted = r.signed && any;
+        }
+        if !trusted.is_empty()
+            && !any
+            && self.report.problem.is_none()
+            && let Some(r) = self.report.ranges.iter().find(|r| r.signed)
+        {
+            self.report.problem = Some(ChainProblem {
+                line: r.from,
+                what: match &r.key {
+                    Some(k) => format!(
+                        "records {} to {} are signed by key {k}, which is none of the given public keys, and no key record links it to one (a swapped key)",
+                        r.from, r.to
+                    ),
+                    None => format!(
+                        "signature does not verify with the given public key (records {} to {}: changed, or signed by another key)",
+                        r.from, r.to
+                    ),
+                },
+            });
+        }
+        self.report
     }
 
     fn check(&mut self, line: &[u8], line_no: u64) -> Result<(), String> {
@@ -212,18 +351,10 @@ impl<'k> ChainChecker<'k> {
                 }
             ));
         }
-        if let Some(key) = self.key {
-            match v["signature"].as_str() {
-                None => return Err("record is not signed, but a public key was given".into()),
-                Some(sig) if !crate::signing::verify_hash(key, &stored, sig) => {
-                    return Err("signature does not verify with the given public key (changed, or signed by another key)".into());
-                }
-                Some(_) => self.report.signed += 1,
-            }
-        }
         if v["seq"].as_u64() != Some(line_no) {
             return Err(format!("seq is {}, expected {line_no}", v["seq"]));
         }
+        self.check_signing(&v, &stored, line_no)?;
         let rec: Record =
             serde_json::from_value(v).map_err(|e| format!("record fields are invalid: {e}"))?;
         let report = &mut self.report;
@@ -256,6 +387,165 @@ impl<'k> ChainChecker<'k> {
         report.last = Some(rec);
         Ok(())
     }
+
+    /// The signing rules for one record (see the type's documentation), and
+    /// the ranges they make.
+    fn check_signing(&mut self, v: &Value, hash: &str, seq: u64) -> Result<(), String> {
+        use crate::signing::{fingerprint, public_from_pem, verify_hash};
+        let sig = v["signature"].as_str();
+        let key_section = v.get("key").filter(|k| !k.is_null());
+        if let Some(k) = key_section {
+            if v["job"] != KEY_JOB {
+                return Err(format!(
+                    "a record of job {} carries a key section; only key records may",
+                    v["job"]
+                ));
+            }
+            let key = k["public_key"]
+                .as_str()
+                .and_then(public_from_pem)
+                .ok_or("the key record names no valid ed25519 public key")?;
+            let fp = fingerprint(&key);
+            if k["fingerprint"].as_str() != Some(fp.as_str()) {
+                return Err(format!(
+                    "the key record's fingerprint {} is not that of the public key it names ({fp})",
+                    k["fingerprint"]
+                ));
+            }
+            if !sig.is_some_and(|s| verify_hash(&key, hash, s)) {
+                return Err(format!(
+                    "the key record is not signed by the key it names ({fp})"
+                ));
+            }
+            let previous = k["previous"].as_str();
+            let sig_prev = v["signature_previous"].as_str();
+            match &self.in_force {
+                InForce::Unsigned => {
+                    if previous.is_some() || sig_prev.is_some() {
+                        return Err(format!(
+                            "the key record names a previous key, but no record before seq {seq} is signed"
+                        ));
+                    }
+                }
+                InForce::Key {
+                    key: old,
+                    fingerprint: old_fp,
+                    since,
+                } => {
+                    if previous != Some(old_fp.as_str()) {
+                        return Err(format!(
+                            "the key record names previous key {}, but the records since seq {since} are signed by {old_fp}",
+                            previous.unwrap_or("(none)")
+                        ));
+                    }
+                    if !sig_prev.is_some_and(|s| verify_hash(old, hash, s)) {
+                        return Err(format!(
+                            "the key changes here to {fp} without the previous key's signature: the records since seq {since} are signed by {old_fp}, which must sign the key record too (signature_previous)"
+                        ));
+                    }
+                }
+                InForce::Unknown { since } => {
+                    if previous.is_none() || sig_prev.is_none() {
+                        return Err(format!(
+                            "the key changes here to {fp} without the previous key's signature: the records since seq {since} are signed"
+                        ));
+                    }
+                }
+            }
+            self.in_force = InForce::Key {
+                key,
+                fingerprint: fp.clone(),
+                since: seq,
+            };
+            self.report.signed += 1;
+            self.open_range(seq, true, Some(fp), Some(seq));
+            return Ok(());
+        }
+        match (&self.in_force, sig) {
+            (InForce::Unsigned, None) => {
+                self.extend_or_open(seq, false, None);
+            }
+            (InForce::Unsigned, Some(sig)) => {
+                // Signed from before key records: by a given key, or unknown.
+                // When no given key verifies them, a later key record signed
+                // by a given key may still vouch for them (its hash covers
+                // them); `finish` says BROKEN otherwise.
+                match self.trusted.iter().find(|k| verify_hash(k, hash, sig)) {
+                    Some(k) => {
+                        let fp = fingerprint(k);
+                        self.in_force = InForce::Key {
+                            key: *k,
+                            fingerprint: fp.clone(),
+                            since: seq,
+                        };
+                        self.report.signed += 1;
+                        self.open_range(seq, true, Some(fp), None);
+                    }
+                    None => {
+                        self.in_force = InForce::Unknown { since: seq };
+                        self.open_range(seq, true, None, None);
+                    }
+                }
+            }
+            (
+                InForce::Key {
+                    fingerprint, since, ..
+                },
+                None,
+            ) => {
+                return Err(format!(
+                    "record is not signed, but signing began at seq {since} (key {fingerprint})"
+                ));
+            }
+            (
+                InForce::Key {
+                    key,
+                    fingerprint,
+                    since,
+                },
+                Some(sig),
+            ) => {
+                if !verify_hash(key, hash, sig) {
+                    return Err(format!(
+                        "signature does not verify with key {fingerprint}, in force since seq {since} (the record was changed, or signed by another key without a key record)"
+                    ));
+                }
+                self.report.signed += 1;
+                if let Some(r) = self.report.ranges.last_mut() {
+                    r.to = seq;
+                }
+            }
+            (InForce::Unknown { since }, None) => {
+                return Err(format!(
+                    "record is not signed, but the records since seq {since} are"
+                ));
+            }
+            (InForce::Unknown { .. }, Some(_)) => {
+                if let Some(r) = self.report.ranges.last_mut() {
+                    r.to = seq;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open_range(&mut self, seq: u64, signed: bool, key: Option<String>, key_record: Option<u64>) {
+        self.report.ranges.push(SignedRange {
+            from: seq,
+            to: seq,
+            signed,
+            key,
+            key_record,
+            trusted: false,
+        });
+    }
+
+    fn extend_or_open(&mut self, seq: u64, signed: bool, key: Option<String>) {
+        match self.report.ranges.last_mut() {
+            Some(r) if r.signed == signed && r.key == key => r.to = seq,
+            _ => self.open_range(seq, signed, key, None),
+        }
+    }
 }
 
 /// Records are appended as drills finish, so `finished_at` only goes back by
@@ -282,6 +572,7 @@ impl Ledger {
         Ledger {
             path: path.into(),
             signer: None,
+            previous: None,
             tail_source: None,
         }
     }
@@ -294,10 +585,77 @@ impl Ledger {
         self
     }
 
-    /// Signs every record this ledger appends.
+    /// Signs every record this ledger appends. When the ledger's last
+    /// record is unsigned (or there is none), a key record goes first.
     pub fn signed_by(mut self, key: ed25519_dalek::SigningKey) -> Ledger {
         self.signer = Some(key);
         self
+    }
+
+    /// The key that signed before [`Ledger::signed_by`]'s: when the last
+    /// record is signed by it, the next append starts with a key record
+    /// signed by both.
+    pub fn previously_signed_by(mut self, key: ed25519_dalek::SigningKey) -> Ledger {
+        self.previous = Some(key);
+        self
+    }
+
+    /// What the next append does about signing (see [`SigningTail`]).
+    pub fn signing_tail(&self) -> Result<SigningTail, LedgerError> {
+        match self.open_shared()? {
+            None => Ok(self.tail_of(None)),
+            Some(f) => {
+                let last = self.last_line(&f)?;
+                Ok(self.tail_of(last.as_ref()))
+            }
+        }
+    }
+
+    /// Appends the key record now when signing begins or the key changes,
+    /// so the ledger says from when the key signs. `Ok(false)` when none was
+    /// needed.
+    pub fn begin_signing(&self, like: &Record) -> Result<bool, LedgerError> {
+        if self.signer.is_none() {
+            return Ok(false);
+        }
+        let f = self.open_locked()?;
+        let last = self.last_line(&f)?;
+        match self.tail_of(last.as_ref()) {
+            SigningTail::Continues => Ok(false),
+            tail @ (SigningTail::Begins | SigningTail::Rotates) => self
+                .append_key_record(&f, last, like, tail == SigningTail::Rotates)
+                .map(|()| true),
+            refused => Err(LedgerError::Signing(refused.refusal().unwrap_or_default())),
+        }
+    }
+
+    fn tail_of(&self, last: Option<&(u64, String)>) -> SigningTail {
+        let tail = last.and_then(|(line, text)| {
+            let v: Value = serde_json::from_str(text).ok()?;
+            let seq = v["seq"].as_u64().unwrap_or(*line);
+            Some((seq, v))
+        });
+        let Some((seq, v)) = tail else {
+            return if self.signer.is_some() {
+                SigningTail::Begins
+            } else {
+                SigningTail::Continues
+            };
+        };
+        let hash = v["hash"].as_str().unwrap_or_default();
+        let by = |k: &ed25519_dalek::SigningKey| {
+            v["signature"]
+                .as_str()
+                .is_some_and(|s| crate::signing::verify_hash(&k.verifying_key(), hash, s))
+        };
+        match (&self.signer, v["signature"].is_string()) {
+            (None, false) => SigningTail::Continues,
+            (None, true) => SigningTail::NotSigning { seq },
+            (Some(_), false) => SigningTail::Begins,
+            (Some(k), true) if by(k) => SigningTail::Continues,
+            (Some(_), true) if self.previous.as_ref().is_some_and(by) => SigningTail::Rotates,
+            (Some(_), true) => SigningTail::UnknownKey { seq },
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -320,20 +678,7 @@ impl Ledger {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(werr)?;
         }
-        let created = !self.path.exists();
-        let f = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&self.path)
-            .map_err(|e| LedgerError::Open {
-                path: self.path.clone(),
-                source: e,
-            })?;
-        f.lock().map_err(werr)?;
-        if created && let Some(dir) = self.path.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(werr)?;
-        }
+        let f = self.open_locked()?;
         let torn = self.set_aside_torn_tail(&f)?;
         // Records the head file says were written that the file no longer
         // holds: damage after the fact (torn bytes or whole lines), or a
@@ -367,6 +712,33 @@ impl Ledger {
             (None, None) => {}
         }
         self.append_locked(&f, rec)
+    }
+
+    /// The ledger file opened for appending, created when missing, under the
+    /// exclusive lock.
+    fn open_locked(&self) -> Result<File, LedgerError> {
+        let werr = |e| LedgerError::Write {
+            path: self.path.clone(),
+            source: e,
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(werr)?;
+        }
+        let created = !self.path.exists();
+        let f = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .map_err(|e| LedgerError::Open {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        f.lock().map_err(werr)?;
+        if created && let Some(dir) = self.path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(werr)?;
+        }
+        Ok(f)
     }
 
     /// The seq of the file's last complete record (0 when there is none) and
@@ -414,10 +786,15 @@ impl Ledger {
             path: self.path.clone(),
             source: e,
         };
-        // The records held are checked as a chain only: older ones may be
-        // unsigned, or signed with an earlier key.
-        let key = self.signer.as_ref().map(|k| k.verifying_key());
-        let mut check = ChainChecker::new(None);
+        // The records held and those offered are checked as one chain, with
+        // this ledger's keys; what it signs must come back signed.
+        let keys: Vec<ed25519_dalek::VerifyingKey> = self
+            .signer
+            .iter()
+            .chain(self.previous.iter())
+            .map(|k| k.verifying_key())
+            .collect();
+        let mut check = ChainChecker::new(&keys);
         let mut held = BufReader::new(f.try_clone().map_err(rerr)?);
         held.seek(std::io::SeekFrom::Start(0)).map_err(rerr)?;
         let mut line = Vec::new();
@@ -430,13 +807,17 @@ impl Ledger {
                 return Ok(None);
             }
         }
-        check.key = key.as_ref();
         for l in &lines {
             if !check.push(l.as_bytes()) {
                 return Ok(None);
             }
         }
-        if check.report.records != lost.to || check.report.head_hash != lost.head_hash {
+        let report = check.finish();
+        if report.problem.is_some()
+            || report.records != lost.to
+            || report.head_hash != lost.head_hash
+            || (self.signer.is_some() && (lost.from..=lost.to).any(|s| report.key_of(s).is_none()))
+        {
             return Ok(None);
         }
         let mut text = lines.join("\n");
@@ -459,12 +840,72 @@ impl Ledger {
     }
 
     /// Appends under the lock the caller holds.
+    /// Appends under the lock the caller holds: first the key record when
+    /// signing begins or the key changes here.
     fn append_locked(&self, f: &File, rec: &mut Record) -> Result<(), LedgerError> {
+        let last = self.last_line(f)?;
+        match self.tail_of(last.as_ref()) {
+            SigningTail::Continues => self.write_after(f, last, rec, false),
+            tail @ (SigningTail::Begins | SigningTail::Rotates) => {
+                let rotates = tail == SigningTail::Rotates;
+                self.append_key_record(f, last, rec, rotates)?;
+                let last = self.last_line(f)?;
+                self.write_after(f, last, rec, false)
+            }
+            refused => Err(LedgerError::Signing(refused.refusal().unwrap_or_default())),
+        }
+    }
+
+    /// Appends the key record that starts this ledger's key, with the host,
+    /// version and zone of `like`.
+    fn append_key_record(
+        &self,
+        f: &File,
+        last: Option<(u64, String)>,
+        like: &Record,
+        rotates: bool,
+    ) -> Result<(), LedgerError> {
+        let Some(key) = &self.signer else {
+            return Ok(());
+        };
+        let public = key.verifying_key();
+        let fingerprint = crate::signing::fingerprint(&public);
+        let previous = rotates
+            .then(|| self.previous.as_ref())
+            .flatten()
+            .map(|k| crate::signing::fingerprint(&k.verifying_key()));
+        let reason = match &previous {
+            None => format!("signing begins: records from here on are signed by key {fingerprint}"),
+            Some(p) => format!(
+                "the signing key changes from {p} to {fingerprint}: this record is signed by both, and records from here on by the new key"
+            ),
+        };
+        let mut note = note_like(like, KEY_JOB, crate::record::Verdict::Key, reason);
+        note.key = Some(KeySection {
+            public_key: crate::signing::public_pem(&public),
+            fingerprint,
+            previous,
+        });
+        self.write_after(f, last, &mut note, rotates)?;
+        tracing::info!(ledger = %self.path.display(), seq = note.seq, "{}", note.reasons[0]);
+        Ok(())
+    }
+
+    /// Writes `rec` after `last` (the file's last line, read under the
+    /// lock), signing it with this ledger's key and, for a key change, the
+    /// previous one.
+    fn write_after(
+        &self,
+        f: &File,
+        last: Option<(u64, String)>,
+        rec: &mut Record,
+        signed_by_previous: bool,
+    ) -> Result<(), LedgerError> {
         let werr = |e| LedgerError::Write {
             path: self.path.clone(),
             source: e,
         };
-        let (seq, prev) = match self.last_line(f)? {
+        let (seq, prev) = match last {
             None => (1, GENESIS.to_string()),
             Some((line, text)) => {
                 let v: Value = serde_json::from_str(&text).map_err(|e| LedgerError::Corrupt {
@@ -486,6 +927,7 @@ impl Ledger {
         rec.prev_hash = prev;
         rec.hash = String::new();
         rec.signature = None;
+        rec.signature_previous = None;
         let mut v = serde_json::to_value(&*rec).expect("records serialize");
         let hash = record_hash(&v);
         v["hash"] = Value::String(hash.clone());
@@ -493,6 +935,11 @@ impl Ledger {
             let sig = crate::signing::sign_hash(key, &hash);
             v["signature"] = Value::String(sig.clone());
             rec.signature = Some(sig);
+        }
+        if signed_by_previous && let Some(key) = &self.previous {
+            let sig = crate::signing::sign_hash(key, &hash);
+            v["signature_previous"] = Value::String(sig.clone());
+            rec.signature_previous = Some(sig);
         }
         let mut line = canonical(&v);
         line.push('\n');
@@ -640,13 +1087,14 @@ impl Ledger {
 
     /// Checks the whole chain and stops at the first bad line.
     pub fn verify(&self) -> Result<ChainReport, LedgerError> {
-        self.verify_with(None)
+        self.verify_with(&[])
     }
 
-    /// Checks the chain and, with a public key, every record's signature.
+    /// Checks the chain and every signature (see [`ChainChecker`]); with
+    /// public keys, the records signed must be signed by one of them.
     pub fn verify_with(
         &self,
-        key: Option<&ed25519_dalek::VerifyingKey>,
+        keys: &[ed25519_dalek::VerifyingKey],
     ) -> Result<ChainReport, LedgerError> {
         let Some(f) = self.open_shared()? else {
             return Err(LedgerError::Open {
@@ -655,7 +1103,7 @@ impl Ledger {
             });
         };
         let mut reader = BufReader::with_capacity(256 * 1024, f);
-        let mut chain = ChainChecker::new(key);
+        let mut chain = ChainChecker::new(keys);
         let mut buf = Vec::new();
         loop {
             buf.clear();
@@ -678,13 +1126,13 @@ impl Ledger {
                         self.path.display()
                     ),
                 });
-                return Ok(chain.report);
+                return Ok(chain.finish());
             }
             if !chain.push(&buf[..buf.len() - 1]) {
-                return Ok(chain.report);
+                return Ok(chain.finish());
             }
         }
-        let mut report = chain.report;
+        let mut report = chain.finish();
         if let Ok(head) = std::fs::read_to_string(self.head_path()) {
             let mut it = head.split_whitespace();
             let seq: u64 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -743,7 +1191,6 @@ enum Loss {
 
 /// The `error` record that continues the chain after a loss.
 fn repair_record(next: &Record, loss: &Loss) -> Record {
-    let now = chrono::Utc::now().with_timezone(next.finished_at.offset());
     let reason = match loss {
         Loss::AfterWrite(lost, Some(torn)) if lost.from == lost.to => format!(
             "the ledger's line {} ({} bytes left) had been written completely (the head file records it) \
@@ -777,22 +1224,29 @@ fn repair_record(next: &Record, loss: &Loss) -> Record {
             torn.kept.display()
         ),
     };
+    note_like(next, LEDGER_JOB, crate::record::Verdict::Error, reason)
+}
+
+/// A record of the ledger's own (`job`), now, with the host, version and
+/// zone of `like`.
+fn note_like(like: &Record, job: &str, result: crate::record::Verdict, reason: String) -> Record {
+    let now = chrono::Utc::now().with_timezone(like.finished_at.offset());
     Record::note(
         crate::record::NoteHead {
             id: crate::drill::new_id(),
-            job: LEDGER_JOB.to_string(),
+            job: job.to_string(),
             system: None,
-            host: next.host.clone(),
-            agent_version: next.agent_version.clone(),
+            host: like.host.clone(),
+            agent_version: like.agent_version.clone(),
             trigger: crate::record::Trigger {
-                kind: next.trigger.kind,
+                kind: like.trigger.kind,
                 reason: None,
                 scheduled_for: None,
             },
             started_at: now,
             finished_at: now,
         },
-        crate::record::Verdict::Error,
+        result,
         vec![reason],
     )
 }

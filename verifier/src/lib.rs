@@ -40,7 +40,7 @@ pub use drill::{DrillEnv, DrillSpec, VerifySpec, new_id, note_record, run_drill,
 pub use findings::{Finding, Findings, LIST_CAP};
 pub use ledger::{
     ChainChecker, ChainProblem, ChainReport, GENESIS, LEDGER_JOB, Ledger, LedgerError, LostRecords,
-    Records, TailSource, canonical, record_hash,
+    Records, SignedRange, SigningTail, TailSource, canonical, record_hash,
 };
 pub use progress::{Phase, Progress};
 pub use record::*;

@@ -17,6 +17,9 @@ pub enum Verdict {
     /// A due drill that did not run (the job's previous drill was still running,
     /// or the agent shut down first). Never a restore test.
     Skipped,
+    /// A key record: signing began, or the signing key changed, here. Never a
+    /// restore test.
+    Key,
 }
 
 impl Verdict {
@@ -26,6 +29,7 @@ impl Verdict {
             Verdict::Fail => "fail",
             Verdict::Error => "error",
             Verdict::Skipped => "skipped",
+            Verdict::Key => "key",
         }
     }
 }
@@ -181,10 +185,37 @@ pub struct Record {
     /// Where this drill's artifacts (manifest of checked files) are, relative to
     /// the state directory.
     pub artifacts: Option<String>,
+    /// On a key record: the key that signs from this record on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeySection>,
     pub prev_hash: String,
     pub hash: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// On a key record that changes the key: the previous key's signature of
+    /// `hash`, so the old key vouches for the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_previous: Option<String>,
+}
+
+/// `job` of a key record (job names in a config cannot contain parentheses).
+pub const KEY_JOB: &str = "(key)";
+
+/// Whether a record is the ledger's own (a repair note or a key record), not
+/// a job's.
+pub fn is_ledger_note(job: &str) -> bool {
+    job == crate::ledger::LEDGER_JOB || job == KEY_JOB
+}
+
+/// What a key record says: the public key in force from it on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeySection {
+    /// SPKI PEM, as in `FILE.pub`.
+    pub public_key: String,
+    /// SHA-256 of the key's SPKI DER, hex (see [`crate::signing::fingerprint`]).
+    pub fingerprint: String,
+    /// The fingerprint of the key it replaces; none when signing begins.
+    pub previous: Option<String>,
 }
 
 /// Who and when, for a record of something that was not a restore.
@@ -228,9 +259,11 @@ impl Record {
                 removed: true,
             },
             artifacts: None,
+            key: None,
             prev_hash: String::new(),
             hash: String::new(),
             signature: None,
+            signature_previous: None,
         }
     }
 }

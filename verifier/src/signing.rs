@@ -96,3 +96,24 @@ pub fn verify_hash(key: &VerifyingKey, hash: &str, signature: &str) -> bool {
 }
 
 pub use ed25519_dalek::{SigningKey as EvidenceKey, VerifyingKey as EvidencePublicKey};
+
+/// A public key's fingerprint: SHA-256 of its SPKI DER, hex. The same as
+/// `openssl pkey -pubin -in FILE.pub -outform DER | sha256sum`.
+pub fn fingerprint(key: &VerifyingKey) -> String {
+    use sha2::{Digest, Sha256};
+    let der = key
+        .to_public_key_der()
+        .expect("an ed25519 public key encodes");
+    hex::encode(Sha256::digest(der.as_bytes()))
+}
+
+/// A public key as SPKI PEM text (what `FILE.pub` holds).
+pub fn public_pem(key: &VerifyingKey) -> String {
+    key.to_public_key_pem(Default::default())
+        .expect("an ed25519 public key encodes")
+}
+
+/// Reads SPKI PEM text back.
+pub fn public_from_pem(text: &str) -> Option<VerifyingKey> {
+    VerifyingKey::from_public_key_pem(text).ok()
+}

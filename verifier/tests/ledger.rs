@@ -40,9 +40,11 @@ fn record(job: &str, n: u64) -> Record {
         checks: Vec::new(),
         sandbox: SandboxSection::default(),
         artifacts: None,
+        key: None,
         prev_hash: String::new(),
         hash: String::new(),
         signature: None,
+        signature_previous: None,
     }
 }
 
@@ -220,7 +222,8 @@ fn records_lost_after_they_were_written_are_put_back_from_a_copy_that_checks_out
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("ledger.jsonl");
-    // Records 1 and 2 were written before signing was turned on.
+    // Records 1 and 2 were written before signing was turned on; signing
+    // begins with a key record (3), then records 4 and 5.
     let plain = Ledger::new(&path);
     for i in 1..=2 {
         plain.append(&mut record("job", i)).unwrap();
@@ -232,7 +235,8 @@ fn records_lost_after_they_were_written_are_put_back_from_a_copy_that_checks_out
     let good = lines(&signed);
     let text = std::fs::read_to_string(&path).unwrap();
     let head = std::fs::read_to_string(tmp.path().join("ledger.jsonl.head")).unwrap();
-    // Damage: lines 3 and 4 are gone but for a piece of line 3.
+    assert_eq!(good.len(), 5);
+    // Damage: lines 3 to 5 are gone but for a piece of line 3.
     let line3_start = good[..2].iter().map(|l| l.len() + 1).sum::<usize>();
     let damaged = &text[..line3_start + 25];
 
@@ -240,7 +244,8 @@ fn records_lost_after_they_were_written_are_put_back_from_a_copy_that_checks_out
     // same ledger, signed with the same key; the lost records without their
     // signatures; too few records.
     let mut changed = good[2..].to_vec();
-    changed[1] = changed[1].replace("id-job-4", "id-job-X");
+    changed[2] = changed[2].replace("id-job-4", "id-job-X");
+    assert_ne!(changed[2], good[4]);
     let fork = {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("l"), format!("{}\n{}\n", good[0], good[1])).unwrap();
@@ -272,12 +277,17 @@ fn records_lost_after_they_were_written_are_put_back_from_a_copy_that_checks_out
             }));
         l.append(&mut record("job", 5)).unwrap();
         let recs: Vec<Record> = l.records().unwrap().map(Result::unwrap).collect();
-        assert_eq!(recs.len(), 4, "lines 1, 2, the repair note, the new record");
-        assert_eq!(recs[2].job, LEDGER_JOB);
+        assert_eq!(
+            recs.len(),
+            5,
+            "lines 1, 2, the key record, the repair note, the new record"
+        );
+        assert_eq!(recs[2].job, KEY_JOB);
+        assert_eq!(recs[3].job, LEDGER_JOB);
         assert!(
-            recs[2].reasons[0].contains("records 3 to 4"),
+            recs[3].reasons[0].contains("records 3 to 5"),
             "{:?}",
-            recs[2].reasons
+            recs[3].reasons
         );
         for f in std::fs::read_dir(tmp.path()).unwrap().flatten() {
             if f.file_name().to_string_lossy().contains("torn-line") {
@@ -290,10 +300,10 @@ fn records_lost_after_they_were_written_are_put_back_from_a_copy_that_checks_out
         LostRecords {
             chain: Some(record_hash_of(&good[0])),
             from: 3,
-            to: 4,
-            head_hash: record_hash_of(&good[3]),
+            to: 5,
+            head_hash: record_hash_of(&good[4]),
         },
-        "asked for seq 3 to 4 of this chain, ending at the head file's hash"
+        "asked for seq 3 to 5 of this chain, ending at the head file's hash"
     );
 
     // The records that were lost: put back, no repair note, the chain goes on.
@@ -306,9 +316,9 @@ fn records_lost_after_they_were_written_are_put_back_from_a_copy_that_checks_out
     let mut next = record("job", 5);
     l.append(&mut next).unwrap();
     let now = lines(&l);
-    assert_eq!(now[..4], good[..], "the lost records are back as they were");
-    assert_eq!(now.len(), 5);
-    assert_eq!(next.seq, 5);
+    assert_eq!(now[..5], good[..], "the lost records are back as they were");
+    assert_eq!(now.len(), 6);
+    assert_eq!(next.seq, 6);
     let rep = l.verify().unwrap();
     assert!(rep.problem.is_none(), "{:?}", rep.problem);
     assert!(rep.repairs.is_empty());
@@ -411,4 +421,402 @@ fn hash_covers_fields_added_later() {
         first_bad(&l).is_none(),
         "without the head file, only signatures can catch this"
     );
+}
+
+/// A record line chained after `prev` (its hash), signed by `sign` and, as a
+/// key change, by `sign_previous`: how a forger with some keys writes one.
+fn forged_line(
+    mut v: serde_json::Value,
+    seq: u64,
+    prev: &str,
+    sign: Option<&ed25519_dalek::SigningKey>,
+    sign_previous: Option<&ed25519_dalek::SigningKey>,
+) -> String {
+    v["seq"] = seq.into();
+    v["prev_hash"] = prev.into();
+    for k in ["hash", "signature", "signature_previous"] {
+        v.as_object_mut().unwrap().remove(k);
+    }
+    let hash = record_hash(&v);
+    v["hash"] = hash.clone().into();
+    if let Some(k) = sign {
+        v["signature"] = signing::sign_hash(k, &hash).into();
+    }
+    if let Some(k) = sign_previous {
+        v["signature_previous"] = signing::sign_hash(k, &hash).into();
+    }
+    canonical(&v)
+}
+
+fn value(r: &Record) -> serde_json::Value {
+    serde_json::to_value(r).unwrap()
+}
+
+/// A key record naming `key` (and `previous`), before it is chained.
+fn key_record_value(
+    key: &ed25519_dalek::SigningKey,
+    previous: Option<String>,
+) -> serde_json::Value {
+    let mut r = record(KEY_JOB, 0);
+    r.result = Verdict::Key;
+    r.key = Some(KeySection {
+        public_key: signing::public_pem(&key.verifying_key()),
+        fingerprint: signing::fingerprint(&key.verifying_key()),
+        previous,
+    });
+    value(&r)
+}
+
+fn keys(
+    n: u8,
+) -> (
+    ed25519_dalek::SigningKey,
+    ed25519_dalek::VerifyingKey,
+    String,
+) {
+    let k = ed25519_dalek::SigningKey::from_bytes(&[n; 32]);
+    let v = k.verifying_key();
+    let fp = signing::fingerprint(&v);
+    (k, v, fp)
+}
+
+fn range(
+    from: u64,
+    to: u64,
+    key: Option<&str>,
+    key_record: Option<u64>,
+    trusted: bool,
+) -> SignedRange {
+    SignedRange {
+        from,
+        to,
+        signed: key.is_some() || key_record.is_some() || trusted,
+        key: key.map(String::from),
+        key_record,
+        trusted,
+    }
+}
+
+/// The new user's sequence: unsigned trial drills, then signing switched
+/// on, then the key changed. Every step leaves a ledger that verifies, with
+/// the unsigned and signed ranges told apart.
+#[test]
+fn signing_begins_on_a_live_ledger_and_the_key_can_change() {
+    let (k1, p1, fp1) = keys(1);
+    let (k2, p2, fp2) = keys(2);
+    let (_, p3, _) = keys(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let l = ledger_with(tmp.path(), 3);
+    assert_eq!(l.signing_tail().unwrap(), SigningTail::Continues);
+
+    // Signing starts: a key record (seq 4) signed by the new key goes first.
+    let signed = Ledger::new(l.path()).signed_by(k1.clone());
+    assert_eq!(signed.signing_tail().unwrap(), SigningTail::Begins);
+    for i in 4..=5 {
+        signed.append(&mut record("job", i)).unwrap();
+    }
+    let recs: Vec<Record> = l.records().unwrap().map(Result::unwrap).collect();
+    assert_eq!(recs.len(), 6);
+    assert_eq!(
+        (recs[3].job.as_str(), recs[3].result),
+        (KEY_JOB, Verdict::Key)
+    );
+    let key = recs[3].key.as_ref().unwrap();
+    assert_eq!(
+        (key.fingerprint.as_str(), key.previous.as_deref()),
+        (fp1.as_str(), None)
+    );
+    assert_eq!(signing::public_from_pem(&key.public_key), Some(p1));
+    assert!(recs[3].signature_previous.is_none());
+    assert_eq!(signed.signing_tail().unwrap(), SigningTail::Continues);
+    let rep = l.verify_with(&[p1]).unwrap();
+    assert!(rep.problem.is_none(), "{:?}", rep.problem);
+    assert_eq!(
+        rep.ranges,
+        vec![
+            range(1, 3, None, None, false),
+            range(4, 6, Some(&fp1), Some(4), true)
+        ]
+    );
+    assert_eq!(rep.signed, 3);
+
+    // The key changes: refused without the old key, which must sign too.
+    let new_only = Ledger::new(l.path()).signed_by(k2.clone());
+    assert_eq!(
+        new_only.signing_tail().unwrap(),
+        SigningTail::UnknownKey { seq: 6 }
+    );
+    let before = std::fs::read(l.path()).unwrap();
+    let err = new_only.append(&mut record("job", 9)).unwrap_err();
+    assert!(
+        err.to_string().contains("previous_signing_key_file"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(l.path()).unwrap(), before, "nothing written");
+    let rotated = Ledger::new(l.path())
+        .signed_by(k2.clone())
+        .previously_signed_by(k1.clone());
+    assert_eq!(rotated.signing_tail().unwrap(), SigningTail::Rotates);
+    for i in 6..=7 {
+        rotated.append(&mut record("job", i)).unwrap();
+    }
+    let recs: Vec<Record> = l.records().unwrap().map(Result::unwrap).collect();
+    assert_eq!(recs[6].job, KEY_JOB);
+    assert_eq!(
+        recs[6].key.as_ref().unwrap().previous.as_deref(),
+        Some(fp1.as_str())
+    );
+    assert!(recs[6].signature_previous.is_some());
+    // Once the new key signs, the old one is not needed any more.
+    assert_eq!(
+        Ledger::new(l.path())
+            .signed_by(k2.clone())
+            .signing_tail()
+            .unwrap(),
+        SigningTail::Continues
+    );
+
+    // Either key vouches for the whole ledger; no key checks the chain and
+    // the signatures by the keys the key records name.
+    let want = |trusted| {
+        vec![
+            range(1, 3, None, None, false),
+            range(4, 6, Some(&fp1), Some(4), trusted),
+            range(7, 9, Some(&fp2), Some(7), trusted),
+        ]
+    };
+    for given in [vec![p2], vec![p1], vec![p3, p2]] {
+        let rep = l.verify_with(&given).unwrap();
+        assert!(rep.problem.is_none(), "{:?}", rep.problem);
+        assert_eq!(rep.ranges, want(true));
+        assert_eq!((rep.records, rep.signed), (9, 6));
+    }
+    let rep = l.verify_with(&[]).unwrap();
+    assert!(rep.problem.is_none(), "{:?}", rep.problem);
+    assert_eq!(rep.ranges, want(false));
+    // A key that signed nothing here vouches for nothing.
+    let rep = l.verify_with(&[p3]).unwrap();
+    let p = rep.problem.expect("no given key signed");
+    assert!(
+        p.what.contains("none of the given public keys"),
+        "{}",
+        p.what
+    );
+
+    // Signing cannot be switched off without breaking the chain: refused.
+    let unsigned = Ledger::new(l.path());
+    assert_eq!(
+        unsigned.signing_tail().unwrap(),
+        SigningTail::NotSigning { seq: 9 }
+    );
+    let err = unsigned.append(&mut record("job", 10)).unwrap_err();
+    assert!(err.to_string().contains("signing_key_file"), "{err}");
+}
+
+/// Each forgery of a signed ledger is BROKEN at the line it starts.
+#[test]
+fn forged_signing_is_broken() {
+    let (k1, p1, _) = keys(1);
+    let (k2, p2, fp2) = keys(2);
+    let (evil, _, _) = keys(9);
+    let tmp = tempfile::tempdir().unwrap();
+    let l = ledger_with(tmp.path(), 2);
+    Ledger::new(l.path())
+        .signed_by(k1.clone())
+        .append(&mut record("job", 3))
+        .unwrap();
+    Ledger::new(l.path())
+        .signed_by(k2.clone())
+        .previously_signed_by(k1.clone())
+        .append(&mut record("job", 4))
+        .unwrap();
+    // 1, 2 unsigned; 3 key k1; 4 signed k1; 5 key k2 (and k1); 6 signed k2.
+    let good = lines(&l);
+    assert_eq!(good.len(), 6);
+    std::fs::remove_file(tmp.path().join("ledger.jsonl.head")).unwrap();
+    let hash = |i: usize| record_hash_of(&good[i]);
+    let check = |forged: Vec<String>, given: &[ed25519_dalek::VerifyingKey]| {
+        write(&l, &forged);
+        let rep = l.verify_with(given).unwrap();
+        write(&l, &good);
+        rep.problem.map(|p| (p.line, p.what))
+    };
+    assert_eq!(check(good.clone(), &[p2]), None);
+
+    // An unsigned record after signing began, at the end or re-chained in.
+    let mut end = good.clone();
+    end.push(forged_line(
+        value(&record("job", 7)),
+        7,
+        &hash(5),
+        None,
+        None,
+    ));
+    let (line, what) = check(end, &[p2]).expect("unsigned after signing");
+    assert_eq!(line, 7);
+    assert!(
+        what.contains("not signed, but signing began at seq 5"),
+        "{what}"
+    );
+    let mut mid = good[..4].to_vec();
+    mid.push(forged_line(
+        value(&record("job", 5)),
+        5,
+        &hash(3),
+        None,
+        None,
+    ));
+    let (line, what) = check(mid, &[p2]).expect("unsigned inserted");
+    assert_eq!(line, 5);
+    assert!(
+        what.contains("not signed, but signing began at seq 3"),
+        "{what}"
+    );
+
+    // A key record not signed by the old key (the forger's key signs it
+    // twice), or with no old signature at all.
+    for prev in [Some(&evil), None] {
+        let mut f = good.clone();
+        f.push(forged_line(
+            key_record_value(&evil, Some(fp2.clone())),
+            7,
+            &hash(5),
+            Some(&evil),
+            prev,
+        ));
+        let (line, what) = check(f, &[p2]).expect("key change without the old key");
+        assert_eq!(line, 7);
+        assert!(
+            what.contains("without the previous key's signature"),
+            "{what}"
+        );
+    }
+
+    // A key change with no key record: a record signed by another key.
+    let mut f = good.clone();
+    f.push(forged_line(
+        value(&record("job", 7)),
+        7,
+        &hash(5),
+        Some(&evil),
+        None,
+    ));
+    let (line, what) = check(f, &[p2]).expect("another key without a key record");
+    assert_eq!(line, 7);
+    assert!(
+        what.contains("signature does not verify with key"),
+        "{what}"
+    );
+
+    // A swapped key: the ledger signed over from the key record on by the
+    // forger's own key, re-chained throughout. The chain holds; no given key
+    // signed it.
+    let mut f = good[..2].to_vec();
+    let mut prev = hash(1);
+    f.push(forged_line(
+        key_record_value(&evil, None),
+        3,
+        &prev,
+        Some(&evil),
+        None,
+    ));
+    prev = record_hash_of(&f[2]);
+    f.push(forged_line(
+        value(&record("job", 4)),
+        4,
+        &prev,
+        Some(&evil),
+        None,
+    ));
+    assert_eq!(check(f.clone(), &[]), None, "a chain of its own");
+    let (line, what) = check(f, &[p1, p2]).expect("swapped key");
+    assert_eq!(line, 3);
+    assert!(what.contains("none of the given public keys"), "{what}");
+
+    // A key record whose fingerprint is not its key's.
+    let mut v = key_record_value(&evil, Some(fp2.clone()));
+    v["key"]["fingerprint"] = fp2.clone().into();
+    let mut f = good.clone();
+    f.push(forged_line(v, 7, &hash(5), Some(&evil), Some(&k2)));
+    let (_, what) = check(f, &[p2]).expect("wrong fingerprint");
+    assert!(what.contains("fingerprint"), "{what}");
+
+    // A key section on a drill's record.
+    let mut v = value(&record("job", 7));
+    v["key"] = serde_json::to_value(KeySection {
+        public_key: signing::public_pem(&evil.verifying_key()),
+        fingerprint: signing::fingerprint(&evil.verifying_key()),
+        previous: Some(fp2.clone()),
+    })
+    .unwrap();
+    let mut f = good.clone();
+    f.push(forged_line(v, 7, &hash(5), Some(&evil), Some(&k2)));
+    let (_, what) = check(f, &[p2]).expect("key section on a drill");
+    assert!(what.contains("only key records"), "{what}");
+}
+
+/// Ledgers signed from their first record by agents that wrote no key
+/// record still verify with their key, and can change keys.
+#[test]
+fn ledgers_signed_before_key_records_verify_and_can_change_keys() {
+    let (k1, p1, fp1) = keys(1);
+    let (k2, p2, fp2) = keys(2);
+    let (_, p3, _) = keys(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let l = Ledger::new(tmp.path().join("ledger.jsonl"));
+    let mut old = Vec::new();
+    let mut prev = GENESIS.to_string();
+    for i in 1..=3 {
+        let line = forged_line(value(&record("job", i)), i, &prev, Some(&k1), None);
+        prev = record_hash_of(&line);
+        old.push(line);
+    }
+    write(&l, &old);
+    let rep = l.verify_with(&[p1]).unwrap();
+    assert!(rep.problem.is_none(), "{:?}", rep.problem);
+    assert_eq!(rep.ranges, vec![range(1, 3, Some(&fp1), None, true)]);
+    assert_eq!(rep.signed, 3);
+    let rep = l.verify_with(&[]).unwrap();
+    assert!(rep.problem.is_none());
+    assert_eq!(
+        rep.ranges,
+        vec![SignedRange {
+            from: 1,
+            to: 3,
+            signed: true,
+            key: None,
+            key_record: None,
+            trusted: false
+        }]
+    );
+    assert!(l.verify_with(&[p3]).unwrap().problem.is_some());
+
+    // The same key goes on without a key record; a new one gets one.
+    Ledger::new(l.path())
+        .signed_by(k1.clone())
+        .append(&mut record("job", 4))
+        .unwrap();
+    assert_eq!(lines(&l).len(), 4);
+    Ledger::new(l.path())
+        .signed_by(k2.clone())
+        .previously_signed_by(k1.clone())
+        .append(&mut record("job", 5))
+        .unwrap();
+    for given in [&[p1][..], &[p2][..], &[][..]] {
+        let rep = l.verify_with(given).unwrap();
+        assert!(rep.problem.is_none(), "{:?}", rep.problem);
+        assert_eq!(rep.ranges.len(), 2);
+        assert_eq!(
+            rep.ranges[1],
+            range(5, 6, Some(&fp2), Some(5), !given.is_empty())
+        );
+    }
+    // The first key is known by the key given, or not at all: the later key
+    // record vouches for what it continues.
+    assert_eq!(
+        l.verify_with(&[p1]).unwrap().ranges[0].key.as_deref(),
+        Some(fp1.as_str())
+    );
+    assert_eq!(l.verify_with(&[p2]).unwrap().ranges[0].key, None);
+    assert!(l.verify_with(&[p2]).unwrap().ranges[0].trusted);
 }
