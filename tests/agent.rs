@@ -610,3 +610,164 @@ fn catch_up_runs_a_missed_drill_once_at_start() {
     assert_eq!(ledger_records(&site).len(), 1);
     d.stop();
 }
+
+/// The new user's sequence: trial drills unsigned, then a key and
+/// `signing_key_file`, then a key change. The agent starts clean each time,
+/// the ledger verifies with the ranges told apart, the report states the
+/// signed share, and a key change without the old key is refused.
+#[test]
+fn signing_switched_on_after_trial_drills_then_a_new_key_verifies_with_its_ranges() {
+    let site = daemon_site(&job("good", "backups/good/share-*.tar"), false);
+    for _ in 0..3 {
+        assert_eq!(site.run(&["run"]).status.code(), Some(0));
+    }
+    let keygen = |name: &str| {
+        let out = bin()
+            .arg("keygen")
+            .arg("-o")
+            .arg(site.path(name))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        // The fingerprint an auditor computes with OpenSSL alone.
+        let der = Command::new("openssl")
+            .args(["pkey", "-pubin", "-outform", "DER", "-in"])
+            .arg(site.path(&format!("{name}.pub")))
+            .output()
+            .unwrap();
+        assert!(der.status.success());
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&der.stdout))
+    };
+    let set_agent = |extra: &str| {
+        let cfg = std::fs::read_to_string(&site.config).unwrap();
+        let base = cfg.split("timezone = \"Asia/Tokyo\"\n").collect::<Vec<_>>();
+        let rest = base[1]
+            .lines()
+            .filter(|l| !l.contains("signing_key_file"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>();
+        std::fs::write(
+            &site.config,
+            format!("{}timezone = \"Asia/Tokyo\"\n{extra}{rest}", base[0]),
+        )
+        .unwrap();
+    };
+    let verify = |key: &str| {
+        let out = site.run(&[
+            "evidence",
+            "verify",
+            "--public-key",
+            site.path(key).to_str().unwrap(),
+        ]);
+        (out.status.code(), text(&out.stdout))
+    };
+
+    // Signing switched on: the agent starts without an error and appends the
+    // key record at once; the ledger check holds.
+    let fp1 = keygen("k1.key");
+    set_agent("signing_key_file = \"k1.key\"\n");
+    let d = Daemon::start(&site);
+    wait_for("the ledger check", || {
+        scrape(&d).contains("restore_verifier_ledger_intact")
+    });
+    assert!(scrape(&d).contains("restore_verifier_ledger_intact 1"));
+    d.stop();
+    let log = std::fs::read_to_string(site.path("agent.log")).unwrap();
+    assert!(!log.contains("\"ERROR\""), "{log}");
+    let recs = ledger_records(&site);
+    assert_eq!(recs.len(), 4);
+    assert_eq!(
+        (recs[3]["job"].as_str(), recs[3]["result"].as_str()),
+        (Some("(key)"), Some("key"))
+    );
+    assert_eq!(recs[3]["key"]["fingerprint"], fp1);
+    assert_eq!(site.run(&["run"]).status.code(), Some(0));
+    let (code, said) = verify("k1.key.pub");
+    assert_eq!(code, Some(0), "{said}");
+    for want in [
+        "records   5\n".to_string(),
+        "unsigned  seq 1-3 (before signing began)".to_string(),
+        format!(
+            "signed    seq 4-5 by key {fp1} (key record seq 4; a given public key vouches for it)"
+        ),
+        "signed    2 of 5 records carry a signature that verifies".to_string(),
+        "OK: the hash chain holds for all 5 records; signed from seq 4".to_string(),
+    ] {
+        assert!(said.contains(&want), "{want:?} in {said}");
+    }
+
+    // A new key without the old one: refused before anything is written.
+    let fp2 = keygen("k2.key");
+    set_agent("signing_key_file = \"k2.key\"\n");
+    let out = site.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("agent.signing_key_file") && err.contains("previous_signing_key_file"),
+        "{err}"
+    );
+    let out = site.run(&["run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(ledger_records(&site).len(), 5);
+
+    // With the old key named, the key record is signed by both.
+    set_agent("signing_key_file = \"k2.key\"\nprevious_signing_key_file = \"k1.key\"\n");
+    assert_eq!(site.run(&["config", "check"]).status.code(), Some(0));
+    assert_eq!(site.run(&["run"]).status.code(), Some(0));
+    let recs = ledger_records(&site);
+    assert_eq!(recs.len(), 7);
+    assert_eq!(recs[5]["key"]["fingerprint"], fp2);
+    assert_eq!(recs[5]["key"]["previous"], fp1);
+    assert!(recs[5]["signature_previous"].is_string());
+    for key in ["k2.key.pub", "k1.key.pub"] {
+        let (code, said) = verify(key);
+        assert_eq!(code, Some(0), "{said}");
+        for want in [
+            "unsigned  seq 1-3 (before signing began)".to_string(),
+            format!(
+                "signed    seq 4-5 by key {fp1} (key record seq 4; a given public key vouches for it)"
+            ),
+            format!(
+                "signed    seq 6-7 by key {fp2} (key record seq 6; a given public key vouches for it)"
+            ),
+            "OK: the hash chain holds for all 7 records".to_string(),
+        ] {
+            assert!(said.contains(&want), "{want:?} in {said}");
+        }
+    }
+    let (code, said) = verify("k2.key.pub");
+    assert_eq!(code, Some(0), "{said}");
+
+    // The report states the signed share and does not fail the ledger.
+    let md = text(&site.run(&["report"]).stdout);
+    assert!(!md.contains("does NOT verify"), "{md}");
+    assert!(
+        md.contains(&format!(
+            "**Signed evidence**: 2 of 5 records signed: by key {}…",
+            &fp1[..16]
+        )) && md.contains(&format!("by key {}…", &fp2[..16]))
+            && md.contains("3 unsigned (before signing began)"),
+        "{md}"
+    );
+    let ja = text(&site.run(&["report", "--lang", "ja"]).stdout);
+    assert!(ja.contains("5 件中 2 件の記録に署名があります"), "{ja}");
+
+    // A record whose signature was taken off after signing began.
+    let ledger = site.path("state/ledger.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&ledger)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let mut last: Value = serde_json::from_str(&lines[6]).unwrap();
+    last.as_object_mut().unwrap().remove("signature");
+    let mut forged = lines[..6].to_vec();
+    forged.push(verifier::canonical(&last));
+    std::fs::write(&ledger, forged.join("\n") + "\n").unwrap();
+    let (code, said) = verify("k2.key.pub");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("BROKEN at line 7: record is not signed, but signing began at seq 6"),
+        "{said}"
+    );
+}

@@ -862,19 +862,22 @@ fn signed_evidence_verifies_only_with_its_key() {
     };
     let out = verify(&site.path("evidence.key.pub"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    // Signing began with the ledger: its key record is line 1.
     assert!(
-        text(&out.stdout).contains("signed    2 of 2 records verify"),
+        text(&out.stdout).contains("signed    3 of 3 records carry a signature that verifies")
+            && text(&out.stdout).contains("signed    seq 1-3 by key "),
         "{}",
         text(&out.stdout)
     );
 
-    // A record signed by another key.
+    // A ledger signed by another key.
     let other = site.path("other.key");
     bin().arg("keygen").arg("-o").arg(&other).output().unwrap();
     let out = verify(&site.path("other.key.pub"));
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stdout).contains("BROKEN at line 1: signature does not verify"),
+        text(&out.stdout).contains("BROKEN at line 1: records 1 to 3 are signed by key ")
+            && text(&out.stdout).contains("none of the given public keys"),
         "{}",
         text(&out.stdout)
     );
@@ -901,6 +904,10 @@ fn signed_evidence_verifies_only_with_its_key() {
     );
 
     // A changed record.
+    let failed = 1 + original
+        .lines()
+        .position(|l| l.contains("\"result\":\"fail\""))
+        .unwrap();
     std::fs::write(
         &ledger,
         original.replacen("\"result\":\"fail\"", "\"result\":\"pass\"", 1),
@@ -909,7 +916,7 @@ fn signed_evidence_verifies_only_with_its_key() {
     let out = verify(&site.path("evidence.key.pub"));
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stdout).contains("BROKEN at line 2: record was changed"),
+        text(&out.stdout).contains(&format!("BROKEN at line {failed}: record was changed")),
         "{}",
         text(&out.stdout)
     );
@@ -993,7 +1000,7 @@ fn export_bundle_verifies_offline() {
     let out = site.run(&["evidence", "export", "-o", bundle.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).contains("2 records in the period"),
+        text(&out.stdout).contains("3 records in the period"),
         "{}",
         text(&out.stdout)
     );
@@ -1038,7 +1045,11 @@ fn export_bundle_verifies_offline() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("signed    2 of 2"));
+    assert!(
+        text(&out.stdout).contains("signed    3 of 3"),
+        "the key record and both drills: {}",
+        text(&out.stdout)
+    );
 }
 
 #[test]

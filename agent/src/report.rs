@@ -35,6 +35,50 @@ pub struct Period {
     pub until: DateTime<Utc>,
 }
 
+/// How long a system may go without a passing restore, counted from a pass
+/// (or the period's start): for each of its jobs, the time [`crate::due::due_by`]
+/// gives from there (the same rule as the overdue alert and metric), at most
+/// [`DEFAULT_POLICY`] unless the job's `max_interval` says otherwise; the
+/// strictest job wins. A system with no such job has [`DEFAULT_POLICY`].
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    jobs: Vec<(crate::config::Job, chrono_tz::Tz)>,
+    /// Jobs known only by their records (another host's, in a shared store).
+    fixed: Option<Duration>,
+}
+
+impl Policy {
+    pub fn fixed(d: Duration) -> Policy {
+        Policy {
+            jobs: Vec::new(),
+            fixed: Some(d),
+        }
+    }
+
+    fn add(&mut self, other: Policy) {
+        self.jobs.extend(other.jobs);
+        self.fixed = match (self.fixed, other.fixed) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// The longest gap allowed from `from` to the next pass.
+    pub fn allowed(&self, from: DateTime<Utc>) -> Duration {
+        let jobs = self.jobs.iter().map(|(j, tz)| {
+            let d = crate::due::due_by(j, *tz, Some(from), from)
+                .and_then(|by| (by - from).to_std().ok())
+                .unwrap_or(DEFAULT_POLICY);
+            if j.max_interval.is_some() {
+                d
+            } else {
+                d.min(DEFAULT_POLICY)
+            }
+        });
+        jobs.chain(self.fixed).min().unwrap_or(DEFAULT_POLICY)
+    }
+}
+
 /// A system as the report sees it: declared, or named by a job.
 #[derive(Debug, Clone)]
 pub struct SystemScope {
@@ -42,7 +86,7 @@ pub struct SystemScope {
     pub owner: Option<String>,
     pub criticality: Option<String>,
     pub jobs: Vec<String>,
-    pub policy: Duration,
+    pub policy: Policy,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -283,20 +327,20 @@ fn declared(cfg: &Config) -> Vec<SystemScope> {
             owner: s.owner.clone(),
             criticality: s.criticality.clone(),
             jobs: Vec::new(),
-            policy: DEFAULT_POLICY,
+            policy: Policy::default(),
         })
         .collect()
 }
 
 /// Puts `job` under the system `name` (made if missing); the system's policy
 /// is the strictest of its jobs'.
-fn add_job(systems: &mut Vec<SystemScope>, name: String, job: &str, policy: Duration) {
+fn add_job(systems: &mut Vec<SystemScope>, name: String, job: &str, policy: Policy) {
     match systems.iter_mut().find(|s| s.name == name) {
         Some(s) => {
             if !s.jobs.iter().any(|j| j == job) {
                 s.jobs.push(job.to_string());
             }
-            s.policy = s.policy.min(policy);
+            s.policy.add(policy);
         }
         None => systems.push(SystemScope {
             name,
@@ -312,7 +356,10 @@ pub fn scope(cfg: &Config) -> Vec<SystemScope> {
     let mut out = declared(cfg);
     for j in &cfg.jobs {
         let name = j.system.clone().unwrap_or_else(|| j.name.clone());
-        let policy = j.max_interval.unwrap_or(DEFAULT_POLICY);
+        let policy = Policy {
+            jobs: vec![(j.clone(), cfg.agent.timezone)],
+            fixed: None,
+        };
         add_job(&mut out, name, &j.name, policy);
     }
     out
@@ -400,11 +447,16 @@ fn for_store(cfg: &Config, period: &Period, now: DateTime<Utc>) -> anyhow::Resul
         .filter_map(|r| key_of(r).map(|k| (r.id.clone(), k)))
         .collect();
     for r in &mut records {
-        let policy = (r.host == host)
+        let policy = match (r.host == host)
             .then(|| cfg.jobs.iter().find(|j| j.name == r.job))
             .flatten()
-            .and_then(|j| j.max_interval)
-            .unwrap_or(DEFAULT_POLICY);
+        {
+            Some(j) => Policy {
+                jobs: vec![(j.clone(), cfg.agent.timezone)],
+                fixed: None,
+            },
+            None => Policy::fixed(DEFAULT_POLICY),
+        };
         r.job = format!("{}@{}", r.job, r.host);
         let name = r.system.clone().unwrap_or_else(|| r.job.clone());
         add_job(&mut systems, name, &r.job, policy);
@@ -449,12 +501,17 @@ pub fn assess(
         pass_times.sort();
         // Gaps between passing restores, counting the period's edges.
         let mut longest = chrono::Duration::zero();
+        let mut longest_policy = s.policy.allowed(period.since);
         let mut gap_shortfalls = Vec::new();
         let mut prev: (DateTime<Utc>, Option<&str>) = (period.since, None);
-        let policy = chrono::Duration::from_std(s.policy).unwrap_or(chrono::Duration::MAX);
         for (t, id) in pass_times.iter().copied().chain(std::iter::once((end, ""))) {
             let gap = t - prev.0;
-            longest = longest.max(gap);
+            let allowed = s.policy.allowed(prev.0);
+            let policy = chrono::Duration::from_std(allowed).unwrap_or(chrono::Duration::MAX);
+            if gap > longest {
+                longest = gap;
+                longest_policy = allowed;
+            }
             if gap > policy {
                 let (from_en, from_ja) = match prev.1 {
                     Some(i) => (format!("pass {i}"), format!("合格 {i}")),
@@ -580,7 +637,9 @@ pub fn assess(
             errors,
             skipped,
             last_pass: pass_times.last().map(|(t, id)| (id.to_string(), *t)),
-            policy_days: days(policy),
+            policy_days: days(
+                chrono::Duration::from_std(longest_policy).unwrap_or(chrono::Duration::MAX),
+            ),
             longest_gap_days: days(longest),
             changes,
             rto: objective(&|r| r.objectives.rto_met),
@@ -1261,13 +1320,79 @@ mod tests {
         }
     }
 
+    /// The policy of one job "fs" configured with `extra`, in UTC.
+    fn job_policy(extra: &str) -> Policy {
+        let text = format!(
+            "[[job]]\nname = \"fs\"\n{extra}\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n"
+        );
+        let cfg = crate::config::parse(
+            std::path::Path::new("/etc/rv.toml"),
+            &text,
+            crate::config::Check::Values,
+        )
+        .unwrap();
+        Policy {
+            jobs: vec![(cfg.jobs[0].clone(), chrono_tz::UTC)],
+            fixed: None,
+        }
+    }
+
+    /// The gap allowed between passes is the one the overdue alert uses
+    /// (`due::due_by` from each pass), at most 90 days without max_interval.
+    /// Day 0 is Wednesday 2025-01-01 03:00 UTC.
+    #[rstest]
+    #[case::daily_missing_three_days("schedule = \"0 3 * * *\"\ntimeout = \"1h\"", &[0, 4], Some("no passing restore for 4 days (policy 2 days)"))]
+    #[case::daily_every_day("schedule = \"0 3 * * *\"\ntimeout = \"1h\"", &[0, 1, 2, 3], None)]
+    #[case::weekdays_over_a_weekend("schedule = \"0 3 * * 1-5\"\ntimeout = \"1h\"", &[2, 5, 6], None)]
+    #[case::weekdays_missing_monday_and_tuesday("schedule = \"0 3 * * 1-5\"\ntimeout = \"1h\"", &[2, 7], Some("no passing restore for 5 days (policy 4 days)"))]
+    #[case::weekly_capped_by_max_interval("schedule = \"0 3 * * 3\"\nmax_interval = \"10d\"", &[0, 12], Some("(policy 10 days)"))]
+    #[case::manual_job_default("", &[0, 100], Some("no passing restore for 100 days (policy 90 days)"))]
+    #[case::max_interval_beyond_the_default("max_interval = \"180d\"", &[0, 100], None)]
+    #[case::yearly_schedule_capped("schedule = \"0 3 1 1 *\"", &[0, 100], Some("(policy 90 days)"))]
+    fn gaps_are_judged_by_the_due_by_rule(
+        #[case] extra: &str,
+        #[case] pass_days: &[i64],
+        #[case] shortfall: Option<&str>,
+    ) {
+        let records: Vec<Record> = pass_days
+            .iter()
+            .map(|d| rec("fs", *d, Verdict::Pass, None))
+            .collect();
+        let first = records[0].started_at.with_timezone(&Utc);
+        let last = records.last().unwrap().started_at.with_timezone(&Utc);
+        let period = Period {
+            since: first,
+            until: last + chrono::Duration::minutes(1),
+        };
+        let systems = vec![SystemScope {
+            name: "fs".into(),
+            owner: None,
+            criticality: None,
+            jobs: vec!["fs".into()],
+            policy: job_policy(extra),
+        }];
+        let a = assess(&records, &systems, &period, None, period.until);
+        let texts: Vec<&str> = a.systems[0]
+            .shortfalls
+            .iter()
+            .map(|s| s.en.as_str())
+            .collect();
+        match shortfall {
+            None => assert!(texts.is_empty(), "{texts:?}"),
+            Some(want) => assert!(
+                texts.len() == 1 && texts[0].contains(want),
+                "{want:?} in {texts:?}"
+            ),
+        }
+    }
+
     fn scope_of(jobs: &[&str]) -> Vec<SystemScope> {
         vec![SystemScope {
             name: "Engineering file server".into(),
             owner: Some("IT".into()),
             criticality: Some("high".into()),
             jobs: jobs.iter().map(|s| s.to_string()).collect(),
-            policy: DEFAULT_POLICY,
+            policy: Policy::fixed(DEFAULT_POLICY),
         }]
     }
 
@@ -1346,7 +1471,7 @@ mod tests {
             owner: None,
             criticality: None,
             jobs: vec![],
-            policy: DEFAULT_POLICY,
+            policy: Policy::fixed(DEFAULT_POLICY),
         });
         let now = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
         let a = assess(&monthly_passes(), &systems, &year(), None, now);

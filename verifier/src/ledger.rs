@@ -227,7 +227,7 @@ enum InForce {
     /// Signed, and the key is known: named by a key record, or a given key
     /// that verified the first signed record.
     Key {
-        key: ed25519_dalek::VerifyingKey,
+        key: Box<ed25519_dalek::VerifyingKey>,
         fingerprint: String,
         since: u64,
     },
@@ -453,7 +453,7 @@ impl<'k> ChainChecker<'k> {
                 }
             }
             self.in_force = InForce::Key {
-                key,
+                key: Box::new(key),
                 fingerprint: fp.clone(),
                 since: seq,
             };
@@ -474,7 +474,7 @@ impl<'k> ChainChecker<'k> {
                     Some(k) => {
                         let fp = fingerprint(k);
                         self.in_force = InForce::Key {
-                            key: *k,
+                            key: Box::new(*k),
                             fingerprint: fp.clone(),
                             since: seq,
                         };
@@ -605,7 +605,12 @@ impl Ledger {
         match self.open_shared()? {
             None => Ok(self.tail_of(None)),
             Some(f) => {
-                let last = self.last_line(&f)?;
+                // A torn last line is set aside by the next append: the line
+                // before it is the one the next record follows.
+                let last = match self.last_line(&f) {
+                    Err(LedgerError::Corrupt { .. }) => self.last_complete_line(&f)?,
+                    other => other?,
+                };
                 Ok(self.tail_of(last.as_ref()))
             }
         }
@@ -871,7 +876,7 @@ impl Ledger {
         let public = key.verifying_key();
         let fingerprint = crate::signing::fingerprint(&public);
         let previous = rotates
-            .then(|| self.previous.as_ref())
+            .then_some(self.previous.as_ref())
             .flatten()
             .map(|k| crate::signing::fingerprint(&k.verifying_key()));
         let reason = match &previous {
@@ -1038,6 +1043,24 @@ impl Ledger {
         f.read_exact_at(&mut buf, start).map_err(rerr)?;
         let text = String::from_utf8_lossy(&buf).into_owned();
         Ok(Some((self.count_lines(f)?, text)))
+    }
+
+    /// The last line that ends in a newline (number, text), skipping an
+    /// incomplete one after it.
+    fn last_complete_line(&self, f: &File) -> Result<Option<(u64, String)>, LedgerError> {
+        let rerr = |e| LedgerError::Read {
+            path: self.path.clone(),
+            source: e,
+        };
+        let len = f.metadata().map_err(rerr)?.len();
+        let Some(end) = newline_before(f, len).map_err(rerr)? else {
+            return Ok(None);
+        };
+        let start = newline_before(f, end).map_err(rerr)?.map_or(0, |i| i + 1);
+        let mut buf = vec![0u8; (end - start) as usize];
+        f.read_exact_at(&mut buf, start).map_err(rerr)?;
+        let lines = self.count_lines(f)?;
+        Ok(Some((lines, String::from_utf8_lossy(&buf).into_owned())))
     }
 
     fn count_lines(&self, f: &File) -> Result<u64, LedgerError> {
