@@ -389,7 +389,9 @@ fn real_alertmanager_fires_and_resolves() {
     let port = free_port();
     std::fs::write(
         site.path("am.yml"),
-        "route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n",
+        // A short resolve_timeout: an alert posted without endsAt would
+        // resolve on its own while the problem is still open.
+        "global:\n  resolve_timeout: 2s\nroute:\n  receiver: nobody\nreceivers:\n  - name: nobody\n",
     )
     .unwrap();
     let child = Command::new("prometheus-alertmanager")
@@ -439,6 +441,16 @@ fn real_alertmanager_fires_and_resolves() {
             .unwrap()
             .contains("content mismatch: finance/ledger.csv"),
         "{a}"
+    );
+    // Only a pass resolves it: not Alertmanager's resolve_timeout.
+    std::thread::sleep(Duration::from_secs(4));
+    let a = firing();
+    assert_eq!(a.len(), 1, "still firing after resolve_timeout: {a:?}");
+    let ends = chrono::DateTime::parse_from_rfc3339(a[0]["endsAt"].as_str().unwrap()).unwrap();
+    assert!(
+        ends > chrono::Utc::now() + chrono::Duration::hours(24),
+        "{}",
+        a[0]
     );
     // The next pass resolves it.
     std::fs::write(&site.config, cfg("backups/good/share-*.tar")).unwrap();

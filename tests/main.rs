@@ -322,6 +322,11 @@ fn config_check_refuses_what_the_agent_would_refuse_at_start() {
             "\"a-file/state\"",
             "agent.state_dir: state_dir ",
         ),
+        (
+            "sandbox_dir",
+            "\"a-file/sandbox\"",
+            "agent.sandbox_dir: sandbox_dir ",
+        ),
     ] {
         // The key replaces the site's own (state_dir), or is added.
         let agent_section = config
@@ -378,6 +383,31 @@ fn config_check_refuses_what_the_agent_would_refuse_at_start() {
         "{}",
         text(&out.stderr)
     );
+
+    // Warnings, not refusals: a listen address in use (it may be the
+    // running agent's), a sink that would never be told anything.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    std::fs::write(
+        &site.config,
+        format!(
+            "{}\n[[alert]]\nname = \"only-good-news\"\ntype = \"command\"\nrun = [\"true\"]\non = [\"recovered\"]\n",
+            config.replace("[agent]\n", &format!("[agent]\nlisten = \"{addr}\"\n"))
+        ),
+    )
+    .unwrap();
+    let out = site.run(&["config", "check"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("agent.listen: warning: {addr} is in use")),
+        "{err}"
+    );
+    assert!(
+        err.contains("alert.on: warning: the sink \"only-good-news\" is told of no problem"),
+        "{err}"
+    );
+    drop(held);
 }
 
 #[test]

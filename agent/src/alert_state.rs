@@ -88,7 +88,7 @@ pub enum Kind {
 
 /// One alert to send to one sink.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Send {
+pub struct Outgoing {
     pub sink: String,
     pub event: Event,
     pub kind: Kind,
@@ -107,7 +107,7 @@ pub fn step(
     sinks: &[Sink],
     now: DateTime<Utc>,
     new_id: &mut dyn FnMut() -> String,
-) -> (JobState, Vec<Send>) {
+) -> (JobState, Vec<Outgoing>) {
     use verifier::Verdict;
     let mut sends = Vec::new();
     let problem = match happening {
@@ -118,7 +118,7 @@ pub fn step(
                     if let Some(t) = p.told.get(s.name)
                         && s.on.contains(&Event::Recovered)
                     {
-                        sends.push(Send {
+                        sends.push(Outgoing {
                             sink: s.name.to_string(),
                             event: Event::Recovered,
                             kind: Kind::Recovered,
@@ -186,7 +186,7 @@ fn tell(
     sinks: &[Sink],
     now: DateTime<Utc>,
     new_id: &mut dyn FnMut() -> String,
-    sends: &mut Vec<Send>,
+    sends: &mut Vec<Outgoing>,
 ) {
     for s in sinks {
         if !s.on.contains(&event) || p.told.contains_key(s.name) {
@@ -201,7 +201,7 @@ fn tell(
                 last_sent: now,
             },
         );
-        sends.push(Send {
+        sends.push(Outgoing {
             sink: s.name.to_string(),
             event,
             kind: Kind::Problem,
@@ -218,7 +218,7 @@ fn remind(
     sinks: &[Sink],
     now: DateTime<Utc>,
     new_id: &mut dyn FnMut() -> String,
-    sends: &mut Vec<Send>,
+    sends: &mut Vec<Outgoing>,
 ) {
     for s in sinks {
         let (Some(every), Some(t)) = (s.repeat_interval, p.told.get_mut(s.name)) else {
@@ -233,7 +233,7 @@ fn remind(
         }
         t.last_sent = now;
         let (event, follows) = (t.event, t.alert.clone());
-        sends.push(Send {
+        sends.push(Outgoing {
             sink: s.name.to_string(),
             event,
             kind: Kind::Reminder,

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use verifier::{Record, Verdict};
 
-use crate::alert_state::{self, Happening, JobState, Kind, Send};
+use crate::alert_state::{self, Happening, JobState, Kind, Outgoing};
 use crate::config::{AlertSink, Config, Event, SinkKind};
 use crate::due::Due;
 
@@ -220,7 +220,7 @@ impl Alerts {
             .map(|s| alert_state::Sink {
                 name: &s.name,
                 on: &s.on,
-                repeat_interval: s.repeat_interval,
+                repeat_interval: refresh_interval(s),
             })
             .collect();
         let prev = state.get(job).cloned().unwrap_or_default();
@@ -357,9 +357,9 @@ fn when(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
 }
 
-/// The alert one [`Send`] of the rule stands for.
+/// The alert one [`Outgoing`] of the rule stands for.
 fn make_alert(
-    send: &Send,
+    send: &Outgoing,
     job: &str,
     system: Option<String>,
     host: &str,
@@ -540,6 +540,28 @@ fn error_kind(e: &ureq::Error) -> String {
     }
 }
 
+/// How often a firing Alertmanager alert is posted again while its problem
+/// is open; each post says it ends [`ALERTMANAGER_ENDS_AFTER`] later.
+pub const ALERTMANAGER_REFRESH: Duration = Duration::from_secs(10 * 60);
+/// Long enough that Alertmanager never resolves an open problem on its own
+/// (its `resolve_timeout` applies only to alerts without `endsAt`) between
+/// re-posts by the agent, or between a daily `run`'s failing drills.
+pub const ALERTMANAGER_ENDS_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(36);
+
+/// The interval of a sink's reminders: its `repeat_interval`; an
+/// Alertmanager sink's is at most [`ALERTMANAGER_REFRESH`], since
+/// Alertmanager keeps an alert only while it is posted again (it sends
+/// notifications by its own `repeat_interval`, so re-posts page nobody).
+pub fn refresh_interval(sink: &AlertSink) -> Option<Duration> {
+    match sink.kind {
+        SinkKind::Alertmanager { .. } => Some(
+            sink.repeat_interval
+                .map_or(ALERTMANAGER_REFRESH, |r| r.min(ALERTMANAGER_REFRESH)),
+        ),
+        _ => sink.repeat_interval,
+    }
+}
+
 /// Delivers one alert to one sink.
 pub fn send(sink: &AlertSink, a: &Alert) -> Result<(), String> {
     match &sink.kind {
@@ -574,7 +596,7 @@ pub fn send(sink: &AlertSink, a: &Alert) -> Result<(), String> {
                     { "labels": labels("RestoreDrillOverdue"), "annotations": annotations, "startsAt": a.at, "endsAt": a.at },
                 ]),
                 Event::Overdue => {
-                    serde_json::json!([{ "labels": labels("RestoreDrillOverdue"), "annotations": annotations, "startsAt": a.at }])
+                    serde_json::json!([{ "labels": labels("RestoreDrillOverdue"), "annotations": annotations, "startsAt": a.at, "endsAt": a.at + ALERTMANAGER_ENDS_AFTER }])
                 }
                 // Its own name, resolved after five minutes: routes and
                 // inhibitions for the drill alerts never see it.
@@ -585,7 +607,7 @@ pub fn send(sink: &AlertSink, a: &Alert) -> Result<(), String> {
                     "endsAt": a.at + chrono::Duration::minutes(5),
                 }]),
                 _ => {
-                    serde_json::json!([{ "labels": labels("RestoreDrillFailed"), "annotations": annotations, "startsAt": a.at }])
+                    serde_json::json!([{ "labels": labels("RestoreDrillFailed"), "annotations": annotations, "startsAt": a.at, "endsAt": a.at + ALERTMANAGER_ENDS_AFTER }])
                 }
             };
             post(&format!("{base}/api/v2/alerts"), &body)
@@ -724,6 +746,37 @@ pub fn test_alert(cfg: &Config) -> Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Alertmanager forgets an alert that is not posted again: its sink is
+    /// refreshed at least every ten minutes, whatever its repeat_interval.
+    #[test]
+    fn alertmanager_sinks_are_refreshed_while_a_problem_is_open() {
+        let sink = |kind: SinkKind, repeat: Option<u64>| AlertSink {
+            name: "s".into(),
+            kind,
+            on: vec![Event::Fail],
+            jobs: vec![],
+            repeat_interval: repeat.map(Duration::from_secs),
+        };
+        let am = || SinkKind::Alertmanager {
+            url: "http://am:9093".into(),
+        };
+        let hook = || SinkKind::Webhook {
+            url: "http://hook".into(),
+        };
+        for (kind, repeat, want) in [
+            (am(), None, Some(600)),
+            (am(), Some(3600), Some(600)),
+            (am(), Some(120), Some(120)),
+            (hook(), None, None),
+            (hook(), Some(3600), Some(3600)),
+        ] {
+            assert_eq!(
+                refresh_interval(&sink(kind, repeat)),
+                want.map(Duration::from_secs)
+            );
+        }
+    }
 
     #[test]
     fn urls_are_redacted_to_their_host() {

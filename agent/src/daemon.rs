@@ -557,8 +557,12 @@ impl Agent {
         match config::load(&self.cfg_path, Check::Values)
             .map_err(anyhow::Error::from)
             .and_then(|c| {
-                if let Some(p) = drills::start_problems(&c).into_iter().find(|p| p.refuses) {
+                let problems = drills::start_problems(&c);
+                if let Some(p) = problems.iter().find(|p| p.refuses) {
                     anyhow::bail!("{}: {}", p.key, p.why);
+                }
+                for p in &problems {
+                    tracing::warn!(key = p.key, "{}", p.why);
                 }
                 let t = drills::read_token(&c).map_err(anyhow::Error::msg)?;
                 Ok((c, t))

@@ -123,6 +123,27 @@ pub fn start_problems(cfg: &Config) -> Vec<StartProblem> {
         Err(e) => problems.push(StartProblem::refuses("agent.api_token_file", e)),
         Ok(_) => problems.extend(token_mode(cfg)),
     }
+    for a in &cfg.alerts {
+        let problem = a.on.iter().any(|e| {
+            matches!(
+                e,
+                crate::config::Event::Fail
+                    | crate::config::Event::Error
+                    | crate::config::Event::Overdue
+            )
+        });
+        if !problem {
+            problems.push(StartProblem {
+                key: "alert.on",
+                why: format!(
+                    "the sink {:?} is told of no problem (on = [{}]), and recovered goes only to sinks that had the problem, so it will never get an alert; add \"fail\", \"error\" or \"overdue\"",
+                    a.name,
+                    a.on.iter().map(|e| format!("{:?}", e.as_str())).collect::<Vec<_>>().join(", ")
+                ),
+                refuses: false,
+            });
+        }
+    }
     if let Err(e) = signing_ledger(cfg) {
         let previous = cfg
             .agent
