@@ -756,7 +756,7 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
                 cx.at(
                     0..0,
                     format!("alert[{i}].name"),
-                    format!("duplicate alert name {:?}", s.name),
+                    format!("duplicate alert name {:?} (two sinks to the same target need names of their own)", s.name),
                 );
             }
             alerts.push(s);
@@ -1745,11 +1745,16 @@ fn alert_config(
         }
         names.push(j.into_inner());
     }
+    // An unnamed sink is named by what it sends to, not by its place in the
+    // file: the alert state keeps what each sink was told under its name, and
+    // a reload that adds a sink above it must not make it a new one.
+    let name = a.name.map(Spanned::into_inner).unwrap_or_else(|| {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{kind:?}").as_bytes());
+        format!("{kind_name}-{}", &hex::encode(digest)[..8])
+    });
     Some(AlertSink {
-        name: a
-            .name
-            .map(Spanned::into_inner)
-            .unwrap_or_else(|| format!("{kind_name}-{i}")),
+        name,
         kind,
         on,
         jobs: names,
@@ -1773,6 +1778,32 @@ mod tests {
             Ok(_) => vec![],
             Err(e) => e.0.iter().map(|d| d.to_string()).collect(),
         }
+    }
+
+    /// The alert state keeps what each sink was told under its name: an
+    /// unnamed sink keeps its name when another is added above it.
+    #[test]
+    fn unnamed_sinks_keep_their_names_when_sinks_are_added() {
+        let hook = "[[alert]]\ntype = \"webhook\"\nurl = \"http://hook.example/a\"\n";
+        let other = "[[alert]]\ntype = \"webhook\"\nurl = \"http://hook.example/b\"\n";
+        let names = |text: &str| -> Vec<String> {
+            parse(Path::new("/etc/rv.toml"), text, Check::Values)
+                .unwrap()
+                .alerts
+                .into_iter()
+                .map(|a| a.name)
+                .collect()
+        };
+        let alone = names(hook);
+        let below = names(&format!("{other}{hook}"));
+        assert_eq!(below[1], alone[0]);
+        assert_ne!(below[0], below[1]);
+        assert!(alone[0].starts_with("webhook-"), "{alone:?}");
+        let twice = errs(&format!("{hook}{hook}"));
+        assert!(
+            twice.iter().any(|e| e.contains("duplicate alert name")),
+            "{twice:?}"
+        );
     }
 
     #[test]
