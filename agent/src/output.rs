@@ -122,8 +122,12 @@ pub fn summary(r: &Record) -> String {
         b.kind,
         b.id.as_deref().map(escape).unwrap_or("(not found)".into())
     );
-    if let Some(t) = b.created_at {
-        let _ = write!(line, ", taken {}", t.format("%Y-%m-%d %H:%M:%S %:z"));
+    match b.created_at {
+        Some(t) => {
+            let _ = write!(line, ", taken {}", t.format("%Y-%m-%d %H:%M:%S %:z"));
+        }
+        None if b.id.is_some() => line.push_str(", backup time unknown"),
+        None => {}
     }
     if let Some(a) = b.age_seconds {
         let _ = write!(

@@ -1115,4 +1115,13 @@ fn a_runbook_over_a_mirror_without_backup_time_excuses_nothing() {
         reasons(&rec)
     );
     assert!(rec.backup.created_at.is_none(), "{rec:#?}");
+    // The record says so, in the notes `evidence show` prints.
+    assert!(
+        rec.restore
+            .notes
+            .iter()
+            .any(|n| n.starts_with("the backup time is unknown")),
+        "{:?}",
+        rec.restore.notes
+    );
 }

@@ -87,6 +87,12 @@ impl Driver for CommandDriver {
         deadline: &Deadline,
         stats: &mut RestoreStats,
     ) -> Result<(), DriverError> {
+        if backup.created_at.is_none() {
+            stats.notes.push(
+                "the backup time is unknown (no backup_time, and {backup} is not a file whose mtime says when it was written): a file that differs from the source fails; none is excused as changed since the backup, and an RPO cannot be shown to be met"
+                    .into(),
+            );
+        }
         let mut opts = StepOptions::in_dir(sandbox);
         self.isolation.apply(&mut opts);
         opts.drop_caps = true;
