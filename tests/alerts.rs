@@ -648,3 +648,45 @@ fn reminders_follow_repeat_interval_and_slack_gets_text() {
         "slack has no repeat_interval: no reminder"
     );
 }
+
+/// A one-off `run` beside a running agent: both step the same alert state
+/// (under its lock), so the agent's watch neither forgets the run's problem
+/// nor tells it again, and the run's pass sends the one `recovered`.
+#[test]
+fn a_one_off_run_beside_the_agent_shares_its_alert_state() {
+    let port = free_port();
+    let rx = Receiver::start(port);
+    let jobs = job("flaky", "backups/bad/share-*.tar").replace(
+        "source = \"source\"\n",
+        "source = \"source\"\nmax_interval = \"1h\"\n",
+    );
+    let alerts = format!(
+        "\n[[alert]]\nname = \"pager\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/pager\"\non = [\"fail\", \"error\", \"recovered\"]\n"
+    );
+    let site = daemon_site(&format!("{jobs}{alerts}"), false);
+    let d = Daemon::start(&site);
+    for _ in 0..3 {
+        assert_eq!(site.run(&["run", "flaky"]).status.code(), Some(1));
+        // The agent's watch steps the state every second in between.
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    wait_until("the fail alert", 30, || {
+        count(&by_path(&rx, "/pager"), "fail") == 1
+    });
+    let text = std::fs::read_to_string(&site.config).unwrap();
+    std::fs::write(
+        &site.config,
+        text.replace("backups/bad/share-*.tar", "backups/good/share-*.tar"),
+    )
+    .unwrap();
+    assert_eq!(site.run(&["run", "flaky"]).status.code(), Some(0));
+    wait_until("the recovered alert", 30, || {
+        count(&by_path(&rx, "/pager"), "recovered") == 1
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let pager = by_path(&rx, "/pager");
+    assert_eq!(pager.len(), 2, "{pager:?}");
+    assert_eq!(pager[0]["event"], "fail");
+    assert_eq!(pager[1]["follows"], pager[0]["id"], "{pager:?}");
+    d.stop();
+}
