@@ -719,6 +719,15 @@ fn signing_switched_on_after_trial_drills_then_a_new_key_verifies_with_its_range
     assert_eq!(recs[5]["key"]["fingerprint"], fp2);
     assert_eq!(recs[5]["key"]["previous"], fp1);
     assert!(recs[5]["signature_previous"].is_string());
+    // From now on the old key is not needed, and better not kept at hand.
+    let out = site.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("agent.previous_signing_key_file: warning: ")
+            && text(&out.stderr).contains("is no longer needed"),
+        "{}",
+        text(&out.stderr)
+    );
     for key in ["k2.key.pub", "k1.key.pub"] {
         let (code, said) = verify(key);
         assert_eq!(code, Some(0), "{said}");

@@ -346,3 +346,50 @@ fn records_lost_from_the_ledger_after_publishing_come_back_from_the_store() {
     assert!(said.contains("chains    1 (4 records)"), "{said}");
     assert!(!said.contains("repair"), "{said}");
 }
+
+/// With a public key, every chain in the store must be signed: this host's
+/// chain, signed from a key record, verifies and shows its range; a chain no
+/// key signed (another ledger writing to the same store unsigned) does not.
+#[test]
+fn signed_chains_in_the_store_verify_and_an_unsigned_one_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = LivePg::start(&tmp.path().join("pg"));
+    let site = Site::new(&job("good", "backups/good/share-*.tar"));
+    let out = bin()
+        .arg("keygen")
+        .arg("-o")
+        .arg(site.path("evidence.key"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let cfg = std::fs::read_to_string(&site.config).unwrap().replace(
+        "timezone = \"Asia/Tokyo\"\n",
+        "timezone = \"Asia/Tokyo\"\nsigning_key_file = \"evidence.key\"\n",
+    );
+    std::fs::write(&site.config, cfg).unwrap();
+    with_store(&site, &pg.conninfo("postgres"));
+    for _ in 0..2 {
+        assert_eq!(site.run(&["run"]).status.code(), Some(0));
+    }
+    assert_eq!(stored(&pg), 3, "the key record and two drills");
+    let key = site.path("evidence.key.pub");
+    let verify = || {
+        let out = site.run(&["evidence", "verify", "--public-key", key.to_str().unwrap()]);
+        (out.status.code(), text(&out.stdout))
+    };
+    let (code, said) = verify();
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("signed    seq 1-3 by key "), "{said}");
+
+    // Another ledger publishes to the same store, unsigned.
+    let other = Site::new(&job("good", "backups/good/share-*.tar"));
+    with_store(&other, &pg.conninfo("postgres"));
+    assert_eq!(other.run(&["run"]).status.code(), Some(0));
+    assert_eq!(stored(&pg), 4);
+    let (code, said) = verify();
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("UNSIGNED: 1 records and none is signed"),
+        "{said}"
+    );
+}

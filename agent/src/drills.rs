@@ -144,7 +144,21 @@ pub fn start_problems(cfg: &Config) -> Vec<StartProblem> {
             });
         }
     }
-    if let Err(e) = signing_ledger(cfg) {
+    let ledger = signing_ledger(cfg);
+    if let Ok(l) = &ledger
+        && let Some(p) = &cfg.agent.previous_signing_key_file
+        && l.signing_tail().ok() == Some(verifier::SigningTail::Continues)
+    {
+        problems.push(StartProblem {
+            key: "agent.previous_signing_key_file",
+            why: format!(
+                "{} is no longer needed: the ledger's last record is signed by signing_key_file; remove the key (and keep the file out of reach), since whoever holds a retired key could use it to fork the ledger",
+                p.display()
+            ),
+            refuses: false,
+        });
+    }
+    if let Err(e) = ledger {
         let previous = cfg
             .agent
             .previous_signing_key_file

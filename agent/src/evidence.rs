@@ -304,7 +304,16 @@ pub fn verify_store_text(
         } else {
             String::new()
         };
+        let unsigned = !keys.is_empty() && c.report.records > 0 && c.report.signed == 0;
         match &c.report.problem {
+            None if unsigned => {
+                broken += 1;
+                let _ = writeln!(
+                    s,
+                    "chain     {short} host {}: UNSIGNED: {} records and none is signed, so no public key verified them",
+                    c.host, c.report.records
+                );
+            }
             None => {
                 let _ = writeln!(
                     s,

@@ -20,7 +20,8 @@ ledger.jsonl.head   the last seq and hash the agent wrote
 runs/<id>/          per drill: manifest.jsonl (path, size, SHA-256 of every
                     content-checked file); its SHA-256 is the record's
                     verify.manifest_sha256
-evidence.pub        the public key records are signed with (when signing is on)
+evidence.pub        the public key records are signed with now (when signing is on);
+                    a key record (job (key)) names each key that signed before
 report.en.md, report.ja.md, report.en.html, report.ja.html, report.json
                     the period report and No.151 assessment
 SHA256SUMS          checksums of every file above
@@ -30,10 +31,13 @@ Verify offline:
   restore-verifier evidence verify --ledger ledger.jsonl [--public-key evidence.pub]
 
 Without restore-verifier: each record's `hash` is SHA-256 over the record's
-JSON without `hash` and `signature`, keys sorted, no whitespace; `prev_hash` is
+JSON without `hash`, `signature` and `signature_previous`, keys sorted, no
+whitespace; `prev_hash` is
 the previous record's `hash` (64 zeros for the first). A signature is ed25519
 over the 64 ASCII hex characters of `hash`:
   openssl pkeyutl -verify -pubin -inkey evidence.pub -rawin -in hash.txt -sigfile sig.bin
+Records signed before a key change verify with the key their key record names
+(its `key.public_key`, PEM), not evidence.pub.
 ";
 
 pub struct Exported {

@@ -225,9 +225,10 @@ enum EvidenceCommand {
         /// Ledger file [default: state_dir/ledger.jsonl of the config].
         #[arg(long)]
         ledger: Option<PathBuf>,
-        /// Public key (PEM) every record must be signed with; repeat it for a
-        /// shared store whose hosts have their own keys (each chain must be
-        /// signed throughout by one of them).
+        /// Public key (PEM) the signed records must be signed with, or linked
+        /// to by key records; repeat it for a shared store whose hosts have
+        /// their own keys. Records before signing began are checked as a
+        /// chain and shown as the unsigned range.
         #[arg(long, value_name = "FILE")]
         public_key: Vec<PathBuf>,
     },

@@ -63,7 +63,19 @@ impl Policy {
         };
     }
 
-    /// The longest gap allowed from `from` to the next pass.
+    /// The longest gap allowed from the period's start to its first pass:
+    /// with no pass to count a schedule from, `max_interval`, else
+    /// [`DEFAULT_POLICY`] (a job may have begun within the period).
+    pub fn leading(&self) -> Duration {
+        self.jobs
+            .iter()
+            .map(|(j, _)| j.max_interval.unwrap_or(DEFAULT_POLICY))
+            .chain(self.fixed)
+            .min()
+            .unwrap_or(DEFAULT_POLICY)
+    }
+
+    /// The longest gap allowed from a pass at `from` to the next pass.
     pub fn allowed(&self, from: DateTime<Utc>) -> Duration {
         let jobs = self.jobs.iter().map(|(j, tz)| {
             let d = crate::due::due_by(j, *tz, Some(from), from)
@@ -337,10 +349,11 @@ fn declared(cfg: &Config) -> Vec<SystemScope> {
 fn add_job(systems: &mut Vec<SystemScope>, name: String, job: &str, policy: Policy) {
     match systems.iter_mut().find(|s| s.name == name) {
         Some(s) => {
+            // Once per job: the store path calls this for every record.
             if !s.jobs.iter().any(|j| j == job) {
                 s.jobs.push(job.to_string());
+                s.policy.add(policy);
             }
-            s.policy.add(policy);
         }
         None => systems.push(SystemScope {
             name,
@@ -501,12 +514,15 @@ pub fn assess(
         pass_times.sort();
         // Gaps between passing restores, counting the period's edges.
         let mut longest = chrono::Duration::zero();
-        let mut longest_policy = s.policy.allowed(period.since);
+        let mut longest_policy = s.policy.leading();
         let mut gap_shortfalls = Vec::new();
         let mut prev: (DateTime<Utc>, Option<&str>) = (period.since, None);
         for (t, id) in pass_times.iter().copied().chain(std::iter::once((end, ""))) {
             let gap = t - prev.0;
-            let allowed = s.policy.allowed(prev.0);
+            let allowed = match prev.1 {
+                Some(_) => s.policy.allowed(prev.0),
+                None => s.policy.leading(),
+            };
             let policy = chrono::Duration::from_std(allowed).unwrap_or(chrono::Duration::MAX);
             if gap > longest {
                 longest = gap;
@@ -1338,7 +1354,8 @@ mod tests {
     }
 
     /// The gap allowed between passes is the one the overdue alert uses
-    /// (`due::due_by` from each pass), at most 90 days without max_interval.
+    /// (`due::due_by` from each pass), at most 90 days without max_interval;
+    /// from the period's start to its first pass, max_interval or 90 days.
     /// Day 0 is Wednesday 2025-01-01 03:00 UTC.
     #[rstest]
     #[case::daily_missing_three_days("schedule = \"0 3 * * *\"\ntimeout = \"1h\"", &[0, 4], Some("no passing restore for 4 days (policy 2 days)"))]
@@ -1384,6 +1401,56 @@ mod tests {
                 "{want:?} in {texts:?}"
             ),
         }
+    }
+
+    /// A daily job whose first pass is 30 days into the period: the leading
+    /// gap has no pass to count the schedule from, so 90 days apply.
+    #[test]
+    fn the_leading_gap_is_judged_by_the_default() {
+        let records = vec![
+            rec("fs", 30, Verdict::Pass, None),
+            rec("fs", 31, Verdict::Pass, None),
+        ];
+        let since = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+        let period = Period {
+            since,
+            until: records[1].started_at.with_timezone(&Utc) + chrono::Duration::minutes(1),
+        };
+        let systems = |extra: &str| {
+            vec![SystemScope {
+                name: "fs".into(),
+                owner: None,
+                criticality: None,
+                jobs: vec!["fs".into()],
+                policy: job_policy(extra),
+            }]
+        };
+        let daily = assess(
+            &records,
+            &systems("schedule = \"0 3 * * *\"\ntimeout = \"1h\""),
+            &period,
+            None,
+            period.until,
+        );
+        assert!(
+            daily.systems[0].shortfalls.is_empty(),
+            "{:?}",
+            daily.systems[0].shortfalls
+        );
+        let capped = assess(
+            &records,
+            &systems("schedule = \"0 3 * * *\"\nmax_interval = \"7d\""),
+            &period,
+            None,
+            period.until,
+        );
+        assert!(
+            capped.systems[0].shortfalls[0]
+                .en
+                .contains("(policy 7 days), from the period's start"),
+            "{:?}",
+            capped.systems[0].shortfalls
+        );
     }
 
     fn scope_of(jobs: &[&str]) -> Vec<SystemScope> {

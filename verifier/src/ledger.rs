@@ -77,6 +77,10 @@ pub enum SigningTail {
     /// Refused: the last record (`seq`) is signed and this ledger does not
     /// sign; an unsigned record would break the chain.
     NotSigning { seq: u64 },
+    /// Refused: the head file says record `seq` was signed by `key`, but
+    /// the ledger ends unsigned there or after it: the ledger was replaced
+    /// or edited after it was written. Signing must not begin over it.
+    Replaced { seq: u64, key: String },
 }
 
 impl SigningTail {
@@ -84,7 +88,13 @@ impl SigningTail {
     pub fn refusal(&self) -> Option<String> {
         match self {
             SigningTail::UnknownKey { seq } => Some(format!(
-                "the ledger's last record (seq {seq}) is signed by another key than signing_key_file;                  to change keys, set [agent] previous_signing_key_file to the key that signed it,                  so the key record that starts the new key is signed by both"
+                "the ledger's last record (seq {seq}) is signed by another key than signing_key_file;                  to change keys, set [agent] previous_signing_key_file to the key that signed it,                  so the key record that starts the new key is signed by both \
+                 (a running agent with the old config: reload it first)"
+            )),
+            SigningTail::Replaced { seq, key } => Some(format!(
+                "the ledger's head file says record {seq} was signed by key {key}, but the ledger ends with unsigned records: \
+                 it was replaced or edited after it was written, and a key record must not vouch for it; \
+                 `restore-verifier evidence verify` shows what is there; move ledger.jsonl and its head file aside to start a new ledger"
             )),
             SigningTail::NotSigning { seq } => Some(format!(
                 "the ledger is signed (its last record, seq {seq}, carries a signature), so an unsigned record would break it;                  set [agent] signing_key_file to the signing key again"
@@ -394,6 +404,11 @@ impl<'k> ChainChecker<'k> {
         use crate::signing::{fingerprint, public_from_pem, verify_hash};
         let sig = v["signature"].as_str();
         let key_section = v.get("key").filter(|k| !k.is_null());
+        if key_section.is_none() && v.get("signature_previous").is_some() {
+            return Err(
+                "a record that is not a key record carries signature_previous; only key records may".into(),
+            );
+        }
         if let Some(k) = key_section {
             if v["job"] != KEY_JOB {
                 return Err(format!(
@@ -624,6 +639,8 @@ impl Ledger {
             return Ok(false);
         }
         let f = self.open_locked()?;
+        // As an append would: what was lost from the end is noted first.
+        self.mend_tail(&f, like)?;
         let last = self.last_line(&f)?;
         match self.tail_of(last.as_ref()) {
             SigningTail::Continues => Ok(false),
@@ -653,10 +670,20 @@ impl Ledger {
                 .as_str()
                 .is_some_and(|s| crate::signing::verify_hash(&k.verifying_key(), hash, s))
         };
+        // The head file names the key of the record it records: a tail that
+        // is unsigned where a signed record was written was replaced.
+        let replaced = || {
+            self.read_head_signed().and_then(|(head_seq, _, fp)| {
+                (head_seq <= seq)
+                    .then_some(fp)
+                    .flatten()
+                    .map(|key| SigningTail::Replaced { seq: head_seq, key })
+            })
+        };
         match (&self.signer, v["signature"].is_string()) {
-            (None, false) => SigningTail::Continues,
+            (None, false) => replaced().unwrap_or(SigningTail::Continues),
             (None, true) => SigningTail::NotSigning { seq },
-            (Some(_), false) => SigningTail::Begins,
+            (Some(_), false) => replaced().unwrap_or(SigningTail::Begins),
             (Some(k), true) if by(k) => SigningTail::Continues,
             (Some(_), true) if self.previous.as_ref().is_some_and(by) => SigningTail::Rotates,
             (Some(_), true) => SigningTail::UnknownKey { seq },
@@ -676,19 +703,20 @@ impl Ledger {
     /// Appends `rec`, setting its `seq`, `prev_hash` and `hash`. Safe against
     /// concurrent appenders (in other processes too) and durable on return.
     pub fn append(&self, rec: &mut Record) -> Result<(), LedgerError> {
-        let werr = |e| LedgerError::Write {
-            path: self.path.clone(),
-            source: e,
-        };
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(werr)?;
-        }
         let f = self.open_locked()?;
-        let torn = self.set_aside_torn_tail(&f)?;
+        self.mend_tail(&f, rec)?;
+        self.append_locked(&f, rec)
+    }
+
+    /// Under the lock, before anything is appended: a torn last line is set
+    /// aside, and records lost from the end are read back or noted in a
+    /// repair record (with the host, version and zone of `like`).
+    fn mend_tail(&self, f: &File, like: &Record) -> Result<(), LedgerError> {
+        let torn = self.set_aside_torn_tail(f)?;
         // Records the head file says were written that the file no longer
         // holds: damage after the fact (torn bytes or whole lines), or a
         // ledger put back from an older copy.
-        let (last_seq, first_hash) = self.ends(&f)?;
+        let (last_seq, first_hash) = self.ends(f)?;
         let lost = self
             .read_head()
             .filter(|(head_seq, _)| *head_seq > last_seq)
@@ -699,24 +727,24 @@ impl Ledger {
                 head_hash,
             });
         match (lost, torn) {
-            (Some(lost), torn) => match self.recover(&f, &lost)? {
+            (Some(lost), torn) => match self.recover(f, &lost)? {
                 Some(n) => {
                     tracing::warn!(ledger = %self.path.display(), records = n, from_seq = lost.from, "Records lost from the end of the ledger after they were written were read back from the evidence store, where they continue the chain and end at the head file's hash.{}", torn.as_ref().map(|t| format!(" The damaged bytes were kept in {}.", t.kept.display())).unwrap_or_default());
                 }
                 None => {
-                    let mut note = repair_record(rec, &Loss::AfterWrite(lost, torn));
-                    self.append_locked(&f, &mut note)?;
+                    let mut note = repair_record(like, &Loss::AfterWrite(lost, torn));
+                    self.append_locked(f, &mut note)?;
                     tracing::warn!(ledger = %self.path.display(), "Records were lost from the end of the ledger after they were written; an error record notes it.");
                 }
             },
             (None, Some(torn)) => {
-                let mut note = repair_record(rec, &Loss::Torn(torn.clone()));
-                self.append_locked(&f, &mut note)?;
+                let mut note = repair_record(like, &Loss::Torn(torn.clone()));
+                self.append_locked(f, &mut note)?;
                 tracing::warn!(ledger = %self.path.display(), kept = %torn.kept.display(), "The ledger's last line was torn by an interrupted write; its bytes were kept aside and an error record notes it.");
             }
             (None, None) => {}
         }
-        self.append_locked(&f, rec)
+        Ok(())
     }
 
     /// The ledger file opened for appending, created when missing, under the
@@ -792,7 +820,9 @@ impl Ledger {
             source: e,
         };
         // The records held and those offered are checked as one chain, with
-        // this ledger's keys; what it signs must come back signed.
+        // this ledger's keys: once signing began, every record must be signed
+        // (unsigned ones before it come back as they were, which the head
+        // file's hash pins).
         let keys: Vec<ed25519_dalek::VerifyingKey> = self
             .signer
             .iter()
@@ -821,7 +851,6 @@ impl Ledger {
         if report.problem.is_some()
             || report.records != lost.to
             || report.head_hash != lost.head_hash
-            || (self.signer.is_some() && (lost.from..=lost.to).any(|s| report.key_of(s).is_none()))
         {
             return Ok(None);
         }
@@ -838,10 +867,18 @@ impl Ledger {
 
     /// The head file: the seq and hash of the last record written.
     fn read_head(&self) -> Option<(u64, String)> {
+        self.read_head_signed().map(|(seq, hash, _)| (seq, hash))
+    }
+
+    /// The head file in full: seq, hash and the fingerprint of the key that
+    /// signed that record (none when unsigned, or written before the head
+    /// file said).
+    fn read_head_signed(&self) -> Option<(u64, String, Option<String>)> {
         let h = std::fs::read_to_string(self.head_path()).ok()?;
         let mut it = h.split_whitespace();
         let seq = it.next()?.parse::<u64>().ok()?;
-        Some((seq, it.next()?.to_string()))
+        let hash = it.next()?.to_string();
+        Some((seq, hash, it.next().map(String::from)))
     }
 
     /// Appends under the lock the caller holds.
@@ -953,7 +990,11 @@ impl Ledger {
         f.sync_data().map_err(werr)?;
         // The record is durable in the ledger now; a stale head file only
         // weakens the tail check, so it must not turn success into failure.
-        if let Err(e) = self.write_head(seq, &hash) {
+        let signer = self
+            .signer
+            .as_ref()
+            .map(|k| crate::signing::fingerprint(&k.verifying_key()));
+        if let Err(e) = self.write_head(seq, &hash, signer.as_deref()) {
             tracing::warn!(ledger = %self.path.display(), error = %e, "Could not update the ledger head file.");
         }
         rec.hash = hash;
@@ -1011,11 +1052,14 @@ impl Ledger {
         }))
     }
 
-    fn write_head(&self, seq: u64, hash: &str) -> io::Result<()> {
+    fn write_head(&self, seq: u64, hash: &str, signer: Option<&str>) -> io::Result<()> {
         let head = self.head_path();
         let tmp = head.with_extension("head.tmp");
         let mut f = File::create(&tmp)?;
-        writeln!(f, "{seq} {hash}")?;
+        match signer {
+            Some(fp) => writeln!(f, "{seq} {hash} {fp}")?,
+            None => writeln!(f, "{seq} {hash}")?,
+        }
         f.sync_data()?;
         std::fs::rename(&tmp, &head)
     }
@@ -1156,7 +1200,9 @@ impl Ledger {
             }
         }
         let mut report = chain.finish();
-        if let Ok(head) = std::fs::read_to_string(self.head_path()) {
+        if report.problem.is_none()
+            && let Ok(head) = std::fs::read_to_string(self.head_path())
+        {
             let mut it = head.split_whitespace();
             let seq: u64 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
             let hash = it.next().unwrap_or_default();
@@ -1173,6 +1219,27 @@ impl Ledger {
                     line: report.records,
                     what: "the last record's hash differs from the one in the head file: the end of the ledger was replaced".into(),
                 });
+            } else if seq == report.records
+                && report.problem.is_none()
+                && let Some(fp) = it.next()
+                && let Some(last) = report.ranges.last()
+            {
+                // The head file names the key that signed the last record.
+                let what = match &last.key {
+                    _ if !last.signed => Some(format!(
+                        "the head file says the last record was signed by key {fp}, but it carries no signature: signatures were removed"
+                    )),
+                    Some(k) if k != fp => Some(format!(
+                        "the head file says the last record was signed by key {fp}, but it is signed by key {k}"
+                    )),
+                    _ => None,
+                };
+                if let Some(what) = what {
+                    report.problem = Some(ChainProblem {
+                        line: report.records,
+                        what,
+                    });
+                }
             }
         }
         Ok(report)

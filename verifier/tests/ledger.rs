@@ -741,6 +741,15 @@ fn forged_signing_is_broken() {
     let (_, what) = check(f, &[p2]).expect("wrong fingerprint");
     assert!(what.contains("fingerprint"), "{what}");
 
+    // signature_previous (outside the hash) added to a drill's record.
+    let mut v: serde_json::Value = serde_json::from_str(&good[5]).unwrap();
+    v["signature_previous"] = signing::sign_hash(&evil, v["hash"].as_str().unwrap()).into();
+    let mut f = good.clone();
+    f[5] = canonical(&v);
+    let (line, what) = check(f, &[p2]).expect("signature_previous on a drill");
+    assert_eq!(line, 6);
+    assert!(what.contains("only key records"), "{what}");
+
     // A key section on a drill's record.
     let mut v = value(&record("job", 7));
     v["key"] = serde_json::to_value(KeySection {
@@ -819,4 +828,115 @@ fn ledgers_signed_before_key_records_verify_and_can_change_keys() {
     );
     assert_eq!(l.verify_with(&[p2]).unwrap().ranges[0].key, None);
     assert!(l.verify_with(&[p2]).unwrap().ranges[0].trusted);
+}
+
+/// A key record never vouches for what replaced a signed ledger: records
+/// cut from the end are noted before the key record goes on, and a ledger
+/// rewritten unsigned in place is refused.
+#[test]
+fn a_key_record_never_vouches_for_a_cut_or_replaced_ledger() {
+    let (k1, p1, _) = keys(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let l = ledger_with(tmp.path(), 3);
+    let signed = Ledger::new(l.path()).signed_by(k1.clone());
+    for i in 4..=5 {
+        signed.append(&mut record("job", i)).unwrap();
+    }
+    let good = lines(&l);
+    assert_eq!(good.len(), 6, "3 unsigned, the key record, 2 signed");
+
+    // Cut back to the unsigned records: the agent's start notes the loss.
+    write(&l, &good[..3]);
+    signed.begin_signing(&record("note", 0)).unwrap();
+    let recs: Vec<Record> = l.records().unwrap().map(Result::unwrap).collect();
+    let jobs: Vec<&str> = recs.iter().map(|r| r.job.as_str()).collect();
+    assert_eq!(jobs, ["job", "job", "job", KEY_JOB, LEDGER_JOB], "{jobs:?}");
+    assert!(
+        recs[4].reasons[0].contains("records 4 to 6"),
+        "{:?}",
+        recs[4].reasons
+    );
+    let rep = l.verify_with(&[p1]).unwrap();
+    assert!(rep.problem.is_none(), "{:?}", rep.problem);
+    assert_eq!(rep.repairs.len(), 1, "evidence verify lists the loss");
+
+    // Rewritten unsigned in place (the head file still names the key):
+    // refused, and evidence verify says so.
+    let tmp = tempfile::tempdir().unwrap();
+    let l = ledger_with(tmp.path(), 1);
+    let signed = Ledger::new(l.path()).signed_by(k1.clone());
+    signed.append(&mut record("job", 2)).unwrap();
+    let head = std::fs::read_to_string(tmp.path().join("ledger.jsonl.head")).unwrap();
+    assert!(
+        head.trim_end().ends_with(&signing::fingerprint(&p1)),
+        "{head}"
+    );
+    let mut prev = GENESIS.to_string();
+    let mut fake = Vec::new();
+    for i in 1..=4 {
+        let line = forged_line(value(&record("fake", i)), i, &prev, None, None);
+        prev = record_hash_of(&line);
+        fake.push(line);
+    }
+    write(&l, &fake);
+    assert!(matches!(
+        signed.signing_tail().unwrap(),
+        SigningTail::Replaced { seq: 3, .. }
+    ));
+    let err = signed.append(&mut record("job", 5)).unwrap_err();
+    assert!(err.to_string().contains("replaced or edited"), "{err}");
+    assert_eq!(lines(&l), fake, "nothing appended");
+    let err = Ledger::new(l.path())
+        .append(&mut record("job", 5))
+        .unwrap_err();
+    assert!(err.to_string().contains("replaced or edited"), "{err}");
+
+    // The signature taken off the last record: the head file names its key.
+    let tmp = tempfile::tempdir().unwrap();
+    let l = Ledger::new(tmp.path().join("ledger.jsonl")).signed_by(k1.clone());
+    for i in 1..=2 {
+        l.append(&mut record("job", i)).unwrap();
+    }
+    let mut now = lines(&l);
+    let mut v: serde_json::Value = serde_json::from_str(&now[2]).unwrap();
+    v.as_object_mut().unwrap().remove("signature");
+    now[2] = canonical(&v);
+    write(&l, &now);
+    let p = l.verify_with(&[]).unwrap().problem.expect("broken");
+    assert_eq!(p.line, 3);
+    assert!(
+        p.what.contains("not signed, but signing began at seq 1"),
+        "{}",
+        p.what
+    );
+
+    // A ledger signed before key records, every signature taken off: the
+    // chain holds, but the head file says its last record was signed.
+    let tmp = tempfile::tempdir().unwrap();
+    let l = Ledger::new(tmp.path().join("ledger.jsonl"));
+    let mut prev = GENESIS.to_string();
+    let mut old = Vec::new();
+    for i in 1..=2 {
+        let line = forged_line(value(&record("job", i)), i, &prev, Some(&k1), None);
+        prev = record_hash_of(&line);
+        old.push(line);
+    }
+    write(&l, &old);
+    Ledger::new(l.path())
+        .signed_by(k1.clone())
+        .append(&mut record("job", 3))
+        .unwrap();
+    assert!(l.verify_with(&[p1]).unwrap().problem.is_none());
+    let stripped: Vec<String> = lines(&l)
+        .iter()
+        .map(|line| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v.as_object_mut().unwrap().remove("signature");
+            canonical(&v)
+        })
+        .collect();
+    write(&l, &stripped);
+    let p = l.verify_with(&[]).unwrap().problem.expect("broken");
+    assert_eq!(p.line, 3);
+    assert!(p.what.contains("signatures were removed"), "{}", p.what);
 }
