@@ -747,6 +747,22 @@ fn signing_switched_on_after_trial_drills_then_a_new_key_verifies_with_its_range
     let (code, said) = verify("k2.key.pub");
     assert_eq!(code, Some(0), "{said}");
 
+    // Signing switched off again: refused, since the next record would be
+    // unsigned after signing began.
+    let cfg = std::fs::read_to_string(&site.config).unwrap();
+    set_agent("");
+    let out = site.run(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("agent.signing_key_file: ")
+            && text(&out.stderr).contains("an unsigned record would break it"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(site.run(&["run"]).status.code(), Some(2));
+    assert_eq!(ledger_records(&site).len(), 7);
+    std::fs::write(&site.config, cfg).unwrap();
+
     // The report states the signed share and does not fail the ledger.
     let md = text(&site.run(&["report"]).stdout);
     assert!(!md.contains("does NOT verify"), "{md}");
