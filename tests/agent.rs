@@ -696,6 +696,17 @@ fn signing_switched_on_after_trial_drills_then_a_new_key_verifies_with_its_range
         assert!(said.contains(&want), "{want:?} in {said}");
     }
 
+    // evidence show says what the key record is, and no drill figures.
+    let shown = text(&site.run(&["evidence", "show", "4"]).stdout);
+    assert!(
+        shown.starts_with("(key): KEY")
+            && shown.contains(&format!(
+                "  key      {fp1}\n  previous none (signing begins here)"
+            ))
+            && !shown.contains("restore "),
+        "{shown}"
+    );
+
     // A new key without the old one: refused before anything is written.
     let fp2 = keygen("k2.key");
     set_agent("signing_key_file = \"k2.key\"\n");

@@ -116,6 +116,20 @@ pub fn summary(r: &Record) -> String {
     for reason in &r.reasons {
         let _ = writeln!(s, "  reason   {}", escape(reason));
     }
+    // The ledger's own records (a repair, a key record) restored nothing.
+    if verifier::is_ledger_note(&r.job) {
+        if let Some(k) = &r.key {
+            let _ = writeln!(s, "  key      {}", k.fingerprint);
+            let _ = writeln!(
+                s,
+                "  previous {}",
+                k.previous
+                    .as_deref()
+                    .unwrap_or("none (signing begins here)")
+            );
+        }
+        return s;
+    }
     let b = &r.backup;
     let mut line = format!(
         "  backup   {} {}",
@@ -272,12 +286,14 @@ pub fn details(r: &Record) -> String {
             escape(r.artifacts.as_deref().unwrap_or("-"))
         );
     }
-    let _ = writeln!(
-        s,
-        "  sandbox  {} (removed: {})",
-        escape(&r.sandbox.path),
-        r.sandbox.removed
-    );
+    if !verifier::is_ledger_note(&r.job) {
+        let _ = writeln!(
+            s,
+            "  sandbox  {} (removed: {})",
+            escape(&r.sandbox.path),
+            r.sandbox.removed
+        );
+    }
     let _ = writeln!(s, "  hash     {}\n  prev     {}", r.hash, r.prev_hash);
     // What ran, as the operator guide promises: the tool, every step and
     // check with its exit code, time and the end of its output.
