@@ -714,7 +714,9 @@ fn signing_switched_on_after_trial_drills_then_a_new_key_verifies_with_its_range
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
-        err.contains("agent.signing_key_file") && err.contains("previous_signing_key_file"),
+        err.contains("agent.signing_key_file")
+            && err.contains("previous_signing_key_file")
+            && !err.contains("  "),
         "{err}"
     );
     let out = site.run(&["run"]);

@@ -88,7 +88,9 @@ impl SigningTail {
     pub fn refusal(&self) -> Option<String> {
         match self {
             SigningTail::UnknownKey { seq } => Some(format!(
-                "the ledger's last record (seq {seq}) is signed by another key than signing_key_file;                  to change keys, set [agent] previous_signing_key_file to the key that signed it,                  so the key record that starts the new key is signed by both \
+                "the ledger's last record (seq {seq}) is signed by another key than signing_key_file; \
+                 to change keys, set [agent] previous_signing_key_file to the key that signed it, \
+                 so the key record that starts the new key is signed by both \
                  (a running agent with the old config: reload it first)"
             )),
             SigningTail::Replaced { seq, key } => Some(format!(
@@ -97,7 +99,8 @@ impl SigningTail {
                  `restore-verifier evidence verify` shows what is there; move ledger.jsonl and its head file aside to start a new ledger"
             )),
             SigningTail::NotSigning { seq } => Some(format!(
-                "the ledger is signed (its last record, seq {seq}, carries a signature), so an unsigned record would break it;                  set [agent] signing_key_file to the signing key again"
+                "the ledger is signed (its last record, seq {seq}, carries a signature), so an unsigned record would break it; \
+                 set [agent] signing_key_file to the signing key again"
             )),
             _ => None,
         }
