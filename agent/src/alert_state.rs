@@ -54,6 +54,10 @@ pub struct Told {
     /// That alert's id: reminders and `recovered` thread under it.
     pub alert: String,
     pub last_sent: DateTime<Utc>,
+    /// The problem alert's summary and details, for sinks that keep one
+    /// alert and are posted it again (Alertmanager).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<(String, String)>,
 }
 
 /// What happened to a job.
@@ -74,6 +78,9 @@ pub struct Sink<'a> {
     pub name: &'a str,
     pub on: &'a [Event],
     pub repeat_interval: Option<Duration>,
+    /// Told when the problem closes whatever its `on`: a sink that keeps the
+    /// alert firing until it is resolved (Alertmanager).
+    pub resolves: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +123,7 @@ pub fn step(
             if let Some(p) = &prev.problem {
                 for s in sinks {
                     if let Some(t) = p.told.get(s.name)
-                        && s.on.contains(&Event::Recovered)
+                        && (s.on.contains(&Event::Recovered) || s.resolves)
                     {
                         sends.push(Outgoing {
                             sink: s.name.to_string(),
@@ -199,6 +206,7 @@ fn tell(
                 event,
                 alert: id.clone(),
                 last_sent: now,
+                text: None,
             },
         );
         sends.push(Outgoing {
@@ -296,21 +304,25 @@ mod tests {
                 name: "all",
                 on: ALL,
                 repeat_interval: None,
+                resolves: false,
             },
             Sink {
                 name: "pager",
                 on: PAGER,
                 repeat_interval: Some(Duration::from_secs(60)),
+                resolves: false,
             },
             Sink {
                 name: "deadman",
                 on: DEADMAN,
                 repeat_interval: None,
+                resolves: false,
             },
             Sink {
                 name: "errors",
                 on: ERRORS,
                 repeat_interval: None,
+                resolves: false,
             },
         ]
     }
@@ -460,6 +472,37 @@ mod tests {
             let (_, got) = run(&JobState::default(), &steps);
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    /// A sink that keeps the alert firing until resolved (Alertmanager) is
+    /// told of the recovery though its `on` does not list `recovered`.
+    #[test]
+    fn a_sink_that_keeps_the_alert_is_always_told_it_resolved() {
+        let am = [Sink {
+            name: "am",
+            on: &[Event::Fail],
+            repeat_interval: None,
+            resolves: true,
+        }];
+        let mut n = 0;
+        let mut id = || {
+            n += 1;
+            format!("a{n}")
+        };
+        let (s, sent) = step(
+            &JobState::default(),
+            d(verifier::Verdict::Fail),
+            &am,
+            t(0),
+            &mut id,
+        );
+        assert_eq!(sent.len(), 1);
+        let (s, sent) = step(&s, d(verifier::Verdict::Pass), &am, t(10), &mut id);
+        assert_eq!(s.problem, None);
+        assert_eq!(
+            sent.iter().map(|o| (o.event, o.kind)).collect::<Vec<_>>(),
+            [(Event::Recovered, Kind::Recovered)]
+        );
     }
 
     #[test]

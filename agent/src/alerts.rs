@@ -221,6 +221,7 @@ impl Alerts {
                 name: &s.name,
                 on: &s.on,
                 repeat_interval: refresh_interval(s),
+                resolves: keeps_one_alert(s),
             })
             .collect();
         let prev = state.get(job).cloned().unwrap_or_default();
@@ -235,7 +236,32 @@ impl Alerts {
             .find(|j| j.name == job)
             .and_then(|j| j.system.clone());
         for send in &sends {
-            let alert = make_alert(send, job, system.clone(), host, &cx, cfg.agent.timezone);
+            let mut alert = make_alert(send, job, system.clone(), host, &cx, cfg.agent.timezone);
+            // A sink that keeps one alert is posted the problem's own text
+            // again, so its reasons stay on it.
+            let keeps = cfg
+                .alerts
+                .iter()
+                .find(|s| s.name == send.sink)
+                .is_some_and(keeps_one_alert);
+            if keeps && let Some(p) = next.problem.as_mut() {
+                match send.kind {
+                    Kind::Problem => {
+                        if let Some(t) = p.told.get_mut(&send.sink) {
+                            t.text = Some((alert.summary.clone(), alert.details.clone()));
+                        }
+                    }
+                    Kind::Reminder => {
+                        if let Some((summary, details)) =
+                            p.told.get(&send.sink).and_then(|t| t.text.clone())
+                        {
+                            alert.summary = summary;
+                            alert.details = details;
+                        }
+                    }
+                    Kind::Recovered => {}
+                }
+            }
             // A problem alert that could not be queued (a full disk) is not
             // told: the sink hears of the problem at its next event.
             if !self.enqueue(cfg, &alert, &send.sink)
@@ -255,8 +281,14 @@ impl Alerts {
     /// Writes the outbox item for one sink; durable before it returns.
     /// Whether it was written.
     fn enqueue(&self, cfg: &Config, alert: &Alert, sink: &str) -> bool {
-        if !cfg.alerts.iter().any(|s| s.name == sink) {
+        let Some(conf) = cfg.alerts.iter().find(|s| s.name == sink) else {
             return false;
+        };
+        // A sink that keeps one alert per job takes the newest state: what
+        // is still waiting for it of this job is superseded, so a post from
+        // before a `recovered` never fires the alert again.
+        if keeps_one_alert(conf) {
+            self.drop_pending(&alert.job, sink);
         }
         let item = Item {
             alert: alert.clone(),
@@ -281,8 +313,29 @@ impl Alerts {
         }
     }
 
+    /// Removes the outbox items of `job` waiting for `sink`.
+    fn drop_pending(&self, job: &str, sink: &str) {
+        let Ok(rd) = std::fs::read_dir(self.dir.join("outbox")) else {
+            return;
+        };
+        let suffix = format!(".{sink}.json");
+        for path in rd.flatten().map(|e| e.path()) {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if !name.is_some_and(|n| n.ends_with(&suffix)) {
+                continue;
+            }
+            let pending = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Item>(&b).ok());
+            if pending.is_some_and(|i| i.sink == sink && i.alert.job == job) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+
     /// Sends every due outbox item once; failures are retried later with
-    /// exponential backoff (5 s doubling, at most 1 h).
+    /// exponential backoff (5 s doubling, at most 1 h). After one failure a
+    /// sink is not tried again in the same pass.
     pub fn deliver_due(&self, cfg: &Config) {
         let Ok(rd) = std::fs::read_dir(self.dir.join("outbox")) else {
             return;
@@ -293,6 +346,7 @@ impl Alerts {
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
             .collect();
         paths.sort();
+        let mut down: std::collections::HashSet<String> = std::collections::HashSet::new();
         for path in paths {
             let Some(mut item) = std::fs::read(&path)
                 .ok()
@@ -300,7 +354,7 @@ impl Alerts {
             else {
                 continue;
             };
-            if item.next_attempt > Utc::now() {
+            if item.next_attempt > Utc::now() || down.contains(&item.sink) {
                 continue;
             }
             let Some(sink) = cfg.alerts.iter().find(|s| s.name == item.sink) else {
@@ -320,6 +374,7 @@ impl Alerts {
                     tracing::info!(job = %item.alert.job, event = item.alert.event.as_str(), sink = %sink.name, attempts = item.attempts + 1, "Alert delivered.");
                 }
                 Err(why) => {
+                    down.insert(item.sink.clone());
                     item.attempts += 1;
                     let backoff =
                         Duration::from_secs(5 * 2u64.saturating_pow(item.attempts.min(10) - 1))
@@ -548,6 +603,12 @@ pub const ALERTMANAGER_REFRESH: Duration = Duration::from_secs(10 * 60);
 /// re-posts by the agent, or between a daily `run`'s failing drills.
 pub const ALERTMANAGER_ENDS_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(36);
 
+/// Whether a sink keeps one alert per job, fired until it is resolved
+/// (Alertmanager), rather than taking messages.
+pub fn keeps_one_alert(sink: &AlertSink) -> bool {
+    matches!(sink.kind, SinkKind::Alertmanager { .. })
+}
+
 /// The interval of a sink's reminders: its `repeat_interval`; an
 /// Alertmanager sink's is at most [`ALERTMANAGER_REFRESH`], since
 /// Alertmanager keeps an alert only while it is posted again (it sends
@@ -746,6 +807,58 @@ pub fn test_alert(cfg: &Config) -> Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Alertmanager keeps one alert per job: a post still waiting from
+    /// before (an outage) is superseded by the newest, so it never fires a
+    /// closed problem again; a webhook keeps every message.
+    #[test]
+    fn an_alertmanager_sink_takes_only_the_newest_post_of_a_job() {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = "[[job]]\nname = \"j\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n\
+            [[alert]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"http://127.0.0.1:9\"\n\
+            [[alert]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9\"\n";
+        let cfg = crate::config::parse(
+            std::path::Path::new("/etc/rv.toml"),
+            text,
+            crate::config::Check::Values,
+        )
+        .unwrap();
+        let alerts = Alerts::open(tmp.path()).unwrap();
+        let alert = |id: &str, job: &str, event: Event| Alert {
+            id: id.into(),
+            event,
+            kind: "problem".into(),
+            follows: None,
+            job: job.into(),
+            system: None,
+            host: "h".into(),
+            at: Utc::now(),
+            summary: String::new(),
+            details: String::new(),
+            record: None,
+        };
+        for sink in ["am", "hook"] {
+            assert!(alerts.enqueue(&cfg, &alert("1-fail", "j", Event::Fail), sink));
+            assert!(alerts.enqueue(&cfg, &alert("2-other", "k", Event::Fail), sink));
+            assert!(alerts.enqueue(&cfg, &alert("3-recovered", "j", Event::Recovered), sink));
+        }
+        let mut left: Vec<String> = std::fs::read_dir(tmp.path().join("alerts/outbox"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "1-fail.hook.json",
+                "2-other.am.json",
+                "2-other.hook.json",
+                "3-recovered.am.json",
+                "3-recovered.hook.json"
+            ]
+        );
+    }
 
     /// Alertmanager forgets an alert that is not posted again: its sink is
     /// refreshed at least every ten minutes, whatever its repeat_interval.

@@ -751,12 +751,22 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
     }
     let mut alerts = Vec::new();
     for (i, a) in raw_alerts {
-        if let Some(s) = alert_config(&mut cx, i, a, &jobs, &base) {
+        let named = a.name.is_some();
+        if let Some(mut s) = alert_config(&mut cx, i, a, &jobs, &base) {
+            // Unnamed sinks to one target (other `jobs` or `on`): numbered.
+            if !named {
+                let base_name = s.name.clone();
+                let mut n = 1;
+                while alerts.iter().any(|o: &AlertSink| o.name == s.name) {
+                    n += 1;
+                    s.name = format!("{base_name}-{n}");
+                }
+            }
             if alerts.iter().any(|o: &AlertSink| o.name == s.name) {
                 cx.at(
                     0..0,
                     format!("alert[{i}].name"),
-                    format!("duplicate alert name {:?} (two sinks to the same target need names of their own)", s.name),
+                    format!("duplicate alert name {:?}", s.name),
                 );
             }
             alerts.push(s);
@@ -1750,7 +1760,7 @@ fn alert_config(
     // a reload that adds a sink above it must not make it a new one.
     let name = a.name.map(Spanned::into_inner).unwrap_or_else(|| {
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(format!("{kind:?}").as_bytes());
+        let digest = sha2::Sha256::digest(sink_target(&kind).as_bytes());
         format!("{kind_name}-{}", &hex::encode(digest)[..8])
     });
     Some(AlertSink {
@@ -1760,6 +1770,25 @@ fn alert_config(
         jobs: names,
         repeat_interval: duration(cx, a.repeat_interval, k("repeat_interval")),
     })
+}
+
+/// What an unnamed sink is named after: where it sends, without a URL's
+/// user, password or query (a short hash of it is shown in logs and state).
+fn sink_target(kind: &SinkKind) -> String {
+    let bare = |url: &str| {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let rest = rest.split(['?', '#']).next().unwrap_or_default();
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        format!("{scheme}://{host}/{path}")
+    };
+    match kind {
+        SinkKind::Webhook { url } | SinkKind::Slack { url } | SinkKind::Alertmanager { url } => {
+            bare(url)
+        }
+        SinkKind::Command { run } => run.join("\0"),
+        SinkKind::Email(e) => format!("{}:{}|{}|{}", e.host, e.port, e.from, e.to.join(",")),
+    }
 }
 
 /// The config file to use: `-c`, else `$RESTORE_VERIFIER_CONFIG`, else the default.
@@ -1799,11 +1828,16 @@ mod tests {
         assert_eq!(below[1], alone[0]);
         assert_ne!(below[0], below[1]);
         assert!(alone[0].starts_with("webhook-"), "{alone:?}");
-        let twice = errs(&format!("{hook}{hook}"));
-        assert!(
-            twice.iter().any(|e| e.contains("duplicate alert name")),
-            "{twice:?}"
+        // Two unnamed sinks to one target are numbered, in file order.
+        let twice = names(&format!("{hook}{hook}"));
+        assert_eq!(twice, [alone[0].clone(), format!("{}-2", alone[0])]);
+        // A URL's password and query are not part of what names it.
+        let secret = names(
+            &hook
+                .replace("http://hook", "http://u:pw@hook")
+                .replace("/a", "/a?token=1"),
         );
+        assert_eq!(secret, alone);
     }
 
     #[test]

@@ -643,7 +643,13 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
         Verdict::Key,
         Vec::new(),
     );
-    tokio::task::block_in_place(|| ledger.begin_signing(&like)).map_err(anyhow::Error::from)?;
+    tokio::task::block_in_place(|| ledger.begin_signing(&like)).map_err(|e| match e {
+        // What the start checks refuse, found again at the last moment.
+        verifier::LedgerError::Signing(why) => {
+            CliError::Usage(format!("agent.signing_key_file: {why}"))
+        }
+        e => CliError::Other(e.into()),
+    })?;
     let mut jobs: BTreeMap<String, JobState> = cfg
         .jobs
         .iter()

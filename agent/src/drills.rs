@@ -164,9 +164,15 @@ pub fn start_problems(cfg: &Config) -> Vec<StartProblem> {
             .previous_signing_key_file
             .as_ref()
             .is_some_and(|p| verifier::signing::load_signing_key(p).is_err());
+        // A ledger that cannot be read is the state directory's problem.
+        let unreadable = e
+            .downcast_ref::<verifier::LedgerError>()
+            .is_some_and(|l| !matches!(l, verifier::LedgerError::Signing(_)));
         problems.push(StartProblem::refuses(
             if previous {
                 "agent.previous_signing_key_file"
+            } else if unreadable {
+                "agent.state_dir"
             } else {
                 "agent.signing_key_file"
             },

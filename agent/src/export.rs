@@ -21,7 +21,8 @@ runs/<id>/          per drill: manifest.jsonl (path, size, SHA-256 of every
                     content-checked file); its SHA-256 is the record's
                     verify.manifest_sha256
 evidence.pub        the public key records are signed with now (when signing is on);
-                    a key record (job (key)) names each key that signed before
+                    key records (job (key)) name each later key with its PEM, and
+                    the fingerprint of the key before it
 report.en.md, report.ja.md, report.en.html, report.ja.html, report.json
                     the period report and No.151 assessment
 SHA256SUMS          checksums of every file above
@@ -36,8 +37,9 @@ whitespace; `prev_hash` is
 the previous record's `hash` (64 zeros for the first). A signature is ed25519
 over the 64 ASCII hex characters of `hash`:
   openssl pkeyutl -verify -pubin -inkey evidence.pub -rawin -in hash.txt -sigfile sig.bin
-Records signed before a key change verify with the key their key record names
-(its `key.public_key`, PEM), not evidence.pub.
+Records signed after a key record verify with the key it names (its
+`key.public_key`, PEM), not necessarily evidence.pub; records signed before any
+key record (a ledger signed from its start) with the key the operator gave.
 ";
 
 pub struct Exported {

@@ -228,7 +228,8 @@ enum EvidenceCommand {
         /// Public key (PEM) the signed records must be signed with, or linked
         /// to by key records; repeat it for a shared store whose hosts have
         /// their own keys. Records before signing began are checked as a
-        /// chain and shown as the unsigned range.
+        /// chain and shown as the unsigned range. With a key and no signed
+        /// record at all: UNSIGNED, exit 1.
         #[arg(long, value_name = "FILE")]
         public_key: Vec<PathBuf>,
     },

@@ -514,14 +514,31 @@ pub fn assess(
         pass_times.sort();
         // Gaps between passing restores, counting the period's edges.
         let mut longest = chrono::Duration::zero();
-        let mut longest_policy = s.policy.leading();
+        // The leading gap: counted from the last pass before the period when
+        // there is one (the rule then says how far into the period it
+        // reaches), else from the period's start by `leading`.
+        let before = records
+            .iter()
+            .filter(|r| s.jobs.contains(&r.job) && r.result == Verdict::Pass)
+            .map(|r| r.started_at.with_timezone(&Utc))
+            .filter(|t| *t < period.since)
+            .max();
+        let leading = match before {
+            Some(p) => (p + chrono::Duration::from_std(s.policy.allowed(p))
+                .unwrap_or(chrono::Duration::days(36_500))
+                - period.since)
+                .to_std()
+                .unwrap_or_default(),
+            None => s.policy.leading(),
+        };
+        let mut longest_policy = leading;
         let mut gap_shortfalls = Vec::new();
         let mut prev: (DateTime<Utc>, Option<&str>) = (period.since, None);
         for (t, id) in pass_times.iter().copied().chain(std::iter::once((end, ""))) {
             let gap = t - prev.0;
             let allowed = match prev.1 {
                 Some(_) => s.policy.allowed(prev.0),
-                None => s.policy.leading(),
+                None => leading,
             };
             let policy = chrono::Duration::from_std(allowed).unwrap_or(chrono::Duration::MAX);
             if gap > longest {
@@ -1450,6 +1467,26 @@ mod tests {
                 .contains("(policy 7 days), from the period's start"),
             "{:?}",
             capped.systems[0].shortfalls
+        );
+        // A pass before the period: the rule counts from it, so a daily job
+        // that failed for the period's first 30 days falls short.
+        let mut with_before = records.clone();
+        with_before.insert(0, rec("fs", -1, Verdict::Pass, None));
+        let daily = assess(
+            &with_before,
+            &systems("schedule = \"0 3 * * *\"\ntimeout = \"1h\""),
+            &period,
+            None,
+            period.until,
+        );
+        let texts: Vec<&str> = daily.systems[0]
+            .shortfalls
+            .iter()
+            .map(|s| s.en.as_str())
+            .collect();
+        assert!(
+            texts.len() == 1 && texts[0].contains("(policy 1.2 days), from the period's start"),
+            "{texts:?}"
         );
     }
 

@@ -78,8 +78,8 @@ pub enum SigningTail {
     /// sign; an unsigned record would break the chain.
     NotSigning { seq: u64 },
     /// Refused: the head file says record `seq` was signed by `key`, but
-    /// the ledger ends unsigned there or after it: the ledger was replaced
-    /// or edited after it was written. Signing must not begin over it.
+    /// the ledger now ends unsigned: it was replaced, edited or cut back
+    /// after it was written. Signing must not begin over it.
     Replaced { seq: u64, key: String },
 }
 
@@ -94,8 +94,8 @@ impl SigningTail {
                  (a running agent with the old config: reload it first)"
             )),
             SigningTail::Replaced { seq, key } => Some(format!(
-                "the ledger's head file says record {seq} was signed by key {key}, but the ledger ends with unsigned records: \
-                 it was replaced or edited after it was written, and a key record must not vouch for it; \
+                "the ledger's head file says record {seq} was signed by key {key}, but the ledger now ends with an unsigned record: \
+                 it was replaced, edited or cut back after it was written, and a key record must not vouch for it; \
                  `restore-verifier evidence verify` shows what is there; move ledger.jsonl and its head file aside to start a new ledger"
             )),
             SigningTail::NotSigning { seq } => Some(format!(
@@ -673,14 +673,13 @@ impl Ledger {
                 .as_str()
                 .is_some_and(|s| crate::signing::verify_hash(&k.verifying_key(), hash, s))
         };
-        // The head file names the key of the record it records: a tail that
-        // is unsigned where a signed record was written was replaced.
+        // The head file names the key of the record it records: a ledger
+        // that ends unsigned after a signed record was written was replaced
+        // or cut back (a ledger put back from an older, unsigned copy too);
+        // no key record may vouch for it.
         let replaced = || {
             self.read_head_signed().and_then(|(head_seq, _, fp)| {
-                (head_seq <= seq)
-                    .then_some(fp)
-                    .flatten()
-                    .map(|key| SigningTail::Replaced { seq: head_seq, key })
+                fp.map(|key| SigningTail::Replaced { seq: head_seq, key })
             })
         };
         match (&self.signer, v["signature"].is_string()) {

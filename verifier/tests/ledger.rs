@@ -845,20 +845,18 @@ fn a_key_record_never_vouches_for_a_cut_or_replaced_ledger() {
     let good = lines(&l);
     assert_eq!(good.len(), 6, "3 unsigned, the key record, 2 signed");
 
-    // Cut back to the unsigned records: the agent's start notes the loss.
+    // Cut back to the unsigned records: refused, at the agent's start as at
+    // an append, and nothing is written.
     write(&l, &good[..3]);
-    signed.begin_signing(&record("note", 0)).unwrap();
-    let recs: Vec<Record> = l.records().unwrap().map(Result::unwrap).collect();
-    let jobs: Vec<&str> = recs.iter().map(|r| r.job.as_str()).collect();
-    assert_eq!(jobs, ["job", "job", "job", KEY_JOB, LEDGER_JOB], "{jobs:?}");
-    assert!(
-        recs[4].reasons[0].contains("records 4 to 6"),
-        "{:?}",
-        recs[4].reasons
-    );
-    let rep = l.verify_with(&[p1]).unwrap();
-    assert!(rep.problem.is_none(), "{:?}", rep.problem);
-    assert_eq!(rep.repairs.len(), 1, "evidence verify lists the loss");
+    let err = signed.begin_signing(&record("note", 0)).unwrap_err();
+    assert!(err.to_string().contains("cut back"), "{err}");
+    let err = signed.append(&mut record("job", 6)).unwrap_err();
+    assert!(err.to_string().contains("cut back"), "{err}");
+    assert_eq!(lines(&l), good[..3].to_vec());
+    // The records come back: it goes on.
+    write(&l, &good);
+    signed.append(&mut record("job", 6)).unwrap();
+    assert!(l.verify_with(&[p1]).unwrap().problem.is_none());
 
     // Rewritten unsigned in place (the head file still names the key):
     // refused, and evidence verify says so.

@@ -89,8 +89,11 @@ impl Driver for CommandDriver {
     ) -> Result<(), DriverError> {
         if backup.created_at.is_none() {
             stats.notes.push(
-                "the backup time is unknown (no backup_time, and {backup} is not a file whose mtime says when it was written): a file that differs from the source fails; none is excused as changed since the backup, and an RPO cannot be shown to be met"
-                    .into(),
+                match &self.backup {
+                    Some(_) => "the backup time is unknown: no backup_time, and the backup is a directory (its mtime is not when it was written); no difference is excused as changed since the backup, and an RPO cannot be shown to be met",
+                    None => "the backup time is unknown: no backup_time and no backup path; no difference is excused as changed since the backup, and an RPO cannot be shown to be met",
+                }
+                .into(),
             );
         }
         let mut opts = StepOptions::in_dir(sandbox);
