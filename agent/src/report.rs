@@ -440,24 +440,27 @@ fn for_store(cfg: &Config, period: &Period, now: DateTime<Utc>) -> anyhow::Resul
             })
         })
         .collect();
-    let (mut records, bad) = crate::store::records(&cfg.store, period.since, period.until)
+    let (stored, bad) = crate::store::records(&cfg.store, period.since, period.until)
         .context("the evidence store cannot be read")?;
     if bad > 0 {
         problems.push(format!("{bad} stored rows are not records"));
     }
     let mut systems = declared(cfg);
-    records.retain(|r| !verifier::is_ledger_note(&r.job));
-    // The key of each record, by the chain of its host that holds its seq.
-    let key_of = |r: &Record| {
-        chains
-            .iter()
-            .filter(|c| c.host == r.host)
-            .find_map(|c| c.report.key_of(r.seq))
-            .map(|k| k.key.clone())
-    };
-    let keys_by_id: std::collections::HashMap<String, Option<String>> = records
+    // The key of each record, by its chain's ranges.
+    let keys_by_id: std::collections::HashMap<String, Option<String>> = stored
         .iter()
-        .filter_map(|r| key_of(r).map(|k| (r.id.clone(), k)))
+        .filter_map(|(chain, r)| {
+            chains
+                .iter()
+                .find(|c| &c.chain == chain)
+                .and_then(|c| c.report.key_of(r.seq))
+                .map(|k| (r.id.clone(), k.key.clone()))
+        })
+        .collect();
+    let mut records: Vec<Record> = stored
+        .into_iter()
+        .map(|(_, r)| r)
+        .filter(|r| !verifier::is_ledger_note(&r.job))
         .collect();
     for r in &mut records {
         let policy = match (r.host == host)

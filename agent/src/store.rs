@@ -376,17 +376,17 @@ fn check_chain(
     check.finish()
 }
 
-/// The records of every chain that started in `[since, until)`, and how many
-/// stored rows in that time did not read as records (skipped; `verify` says
-/// which chain they break).
+/// The records of every chain that started in `[since, until)`, each with
+/// the chain it is in, and how many stored rows in that time did not read as
+/// records (skipped; `verify` says which chain they break).
 pub fn records(
     store: &Store,
     since: chrono::DateTime<chrono::Utc>,
     until: chrono::DateTime<chrono::Utc>,
-) -> anyhow::Result<(Vec<Record>, usize)> {
+) -> anyhow::Result<(Vec<(String, Record)>, usize)> {
     let mut client = connect(store, Access::Read)?;
     let rows = client.query(
-        "SELECT line FROM restore_verifier_records
+        "SELECT line, chain FROM restore_verifier_records
          WHERE started_at >= $1::text::timestamptz AND started_at < $2::text::timestamptz
          ORDER BY started_at, chain, seq",
         &[&since.to_rfc3339(), &until.to_rfc3339()],
@@ -396,7 +396,7 @@ pub fn records(
     for r in rows {
         let line: String = r.get(0);
         match serde_json::from_str(&line) {
-            Ok(rec) => out.push(rec),
+            Ok(rec) => out.push((r.get(1), rec)),
             Err(_) => bad += 1,
         }
     }
