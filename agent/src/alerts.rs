@@ -81,6 +81,8 @@ pub struct Alerts {
     state: Mutex<BTreeMap<String, JobState>>,
     /// Deliveries by sink and outcome, for /metrics.
     pub delivered: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Sinks whose last delivery failed, not tried again until then.
+    down_until: Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
 }
 
 fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -111,6 +113,7 @@ impl Alerts {
             dir,
             state: Mutex::new(BTreeMap::new()),
             delivered: Mutex::new(BTreeMap::new()),
+            down_until: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -284,12 +287,7 @@ impl Alerts {
         let Some(conf) = cfg.alerts.iter().find(|s| s.name == sink) else {
             return false;
         };
-        // A sink that keeps one alert per job takes the newest state: what
-        // is still waiting for it of this job is superseded, so a post from
-        // before a `recovered` never fires the alert again.
-        if keeps_one_alert(conf) {
-            self.drop_pending(&alert.job, sink);
-        }
+        let keeps = keeps_one_alert(conf);
         let item = Item {
             alert: alert.clone(),
             sink: sink.to_string(),
@@ -303,6 +301,13 @@ impl Alerts {
             .join(format!("{}.{sink}.json", alert.id));
         match write_durably(&path, &serde_json::to_vec_pretty(&item).unwrap_or_default()) {
             Ok(()) => {
+                // A sink that keeps one alert per job takes the newest state:
+                // what is still waiting for it of this job is superseded, so
+                // a post from before a `recovered` never fires the alert
+                // again. Dropped only once the new one is queued.
+                if keeps {
+                    self.drop_pending(&alert.job, sink, &path);
+                }
                 tracing::info!(job = %alert.job, event = alert.event.as_str(), kind = %alert.kind, sink = %sink, "Alert queued.");
                 true
             }
@@ -313,13 +318,16 @@ impl Alerts {
         }
     }
 
-    /// Removes the outbox items of `job` waiting for `sink`.
-    fn drop_pending(&self, job: &str, sink: &str) {
+    /// Removes the outbox items of `job` waiting for `sink`, but `keep`.
+    fn drop_pending(&self, job: &str, sink: &str, keep: &Path) {
         let Ok(rd) = std::fs::read_dir(self.dir.join("outbox")) else {
             return;
         };
         let suffix = format!(".{sink}.json");
         for path in rd.flatten().map(|e| e.path()) {
+            if path == keep {
+                continue;
+            }
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
             if !name.is_some_and(|n| n.ends_with(&suffix)) {
                 continue;
@@ -346,7 +354,8 @@ impl Alerts {
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
             .collect();
         paths.sort();
-        let mut down: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut down = self.down_until.lock().expect("down_until").clone();
+        down.retain(|_, until| *until > Utc::now());
         for path in paths {
             let Some(mut item) = std::fs::read(&path)
                 .ok()
@@ -354,7 +363,7 @@ impl Alerts {
             else {
                 continue;
             };
-            if item.next_attempt > Utc::now() || down.contains(&item.sink) {
+            if item.next_attempt > Utc::now() || down.contains_key(&item.sink) {
                 continue;
             }
             let Some(sink) = cfg.alerts.iter().find(|s| s.name == item.sink) else {
@@ -365,6 +374,7 @@ impl Alerts {
             match send(sink, &item.alert) {
                 Ok(()) => {
                     let _ = std::fs::remove_file(&path);
+                    down.remove(&sink.name);
                     *self
                         .delivered
                         .lock()
@@ -374,7 +384,6 @@ impl Alerts {
                     tracing::info!(job = %item.alert.job, event = item.alert.event.as_str(), sink = %sink.name, attempts = item.attempts + 1, "Alert delivered.");
                 }
                 Err(why) => {
-                    down.insert(item.sink.clone());
                     item.attempts += 1;
                     let backoff =
                         Duration::from_secs(5 * 2u64.saturating_pow(item.attempts.min(10) - 1))
@@ -382,8 +391,16 @@ impl Alerts {
                     item.next_attempt =
                         Utc::now() + chrono::Duration::from_std(backoff).unwrap_or_default();
                     item.last_error = Some(why.clone());
-                    let _ =
-                        write_durably(&path, &serde_json::to_vec_pretty(&item).unwrap_or_default());
+                    // The sink's other items wait as long as this one.
+                    down.insert(item.sink.clone(), item.next_attempt);
+                    // Superseded meanwhile (a newer post queued for an
+                    // Alertmanager sink): not put back.
+                    if path.exists() {
+                        let _ = write_durably(
+                            &path,
+                            &serde_json::to_vec_pretty(&item).unwrap_or_default(),
+                        );
+                    }
                     *self
                         .delivered
                         .lock()
@@ -394,6 +411,7 @@ impl Alerts {
                 }
             }
         }
+        *self.down_until.lock().expect("down_until") = down;
     }
 
     /// Items waiting in the outbox.
@@ -656,9 +674,13 @@ pub fn send(sink: &AlertSink, a: &Alert) -> Result<(), String> {
                     { "labels": labels("RestoreDrillFailed"), "annotations": annotations, "startsAt": a.at, "endsAt": a.at },
                     { "labels": labels("RestoreDrillOverdue"), "annotations": annotations, "startsAt": a.at, "endsAt": a.at },
                 ]),
-                Event::Overdue => {
-                    serde_json::json!([{ "labels": labels("RestoreDrillOverdue"), "annotations": annotations, "startsAt": a.at, "endsAt": a.at + ALERTMANAGER_ENDS_AFTER }])
-                }
+                // Each firing post also resolves the other drill alert: one
+                // problem fires one of them, so what is left of an earlier
+                // problem (its `recovered` superseded) ends here.
+                Event::Overdue => serde_json::json!([
+                    { "labels": labels("RestoreDrillOverdue"), "annotations": annotations, "startsAt": a.at, "endsAt": a.at + ALERTMANAGER_ENDS_AFTER },
+                    { "labels": labels("RestoreDrillFailed"), "annotations": annotations, "startsAt": a.at, "endsAt": a.at },
+                ]),
                 // Its own name, resolved after five minutes: routes and
                 // inhibitions for the drill alerts never see it.
                 Event::Test => serde_json::json!([{
@@ -667,9 +689,10 @@ pub fn send(sink: &AlertSink, a: &Alert) -> Result<(), String> {
                     "startsAt": a.at,
                     "endsAt": a.at + chrono::Duration::minutes(5),
                 }]),
-                _ => {
-                    serde_json::json!([{ "labels": labels("RestoreDrillFailed"), "annotations": annotations, "startsAt": a.at, "endsAt": a.at + ALERTMANAGER_ENDS_AFTER }])
-                }
+                _ => serde_json::json!([
+                    { "labels": labels("RestoreDrillFailed"), "annotations": annotations, "startsAt": a.at, "endsAt": a.at + ALERTMANAGER_ENDS_AFTER },
+                    { "labels": labels("RestoreDrillOverdue"), "annotations": annotations, "startsAt": a.at, "endsAt": a.at },
+                ]),
             };
             post(&format!("{base}/api/v2/alerts"), &body)
         }
@@ -807,6 +830,52 @@ pub fn test_alert(cfg: &Config) -> Alert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink that does not answer is tried once per pass, and not again
+    /// until that item's retry time: a dead sink does not hold up the watch.
+    #[test]
+    fn a_sink_that_fails_waits_with_all_its_items() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Port 9 on loopback: refused at once.
+        let text = "[[job]]\nname = \"j\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n\
+            [[alert]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n";
+        let cfg = crate::config::parse(
+            std::path::Path::new("/etc/rv.toml"),
+            text,
+            crate::config::Check::Values,
+        )
+        .unwrap();
+        let alerts = Alerts::open(tmp.path()).unwrap();
+        for id in ["1", "2", "3"] {
+            let a = Alert {
+                id: id.into(),
+                event: Event::Fail,
+                kind: "problem".into(),
+                follows: None,
+                job: format!("j{id}"),
+                system: None,
+                host: "h".into(),
+                at: Utc::now(),
+                summary: String::new(),
+                details: String::new(),
+                record: None,
+            };
+            assert!(alerts.enqueue(&cfg, &a, "hook"));
+        }
+        let failed = |a: &Alerts| {
+            a.delivered
+                .lock()
+                .unwrap()
+                .get(&("hook".to_string(), "failed"))
+                .copied()
+                .unwrap_or(0)
+        };
+        alerts.deliver_due(&cfg);
+        assert_eq!(failed(&alerts), 1, "one try in the pass");
+        alerts.deliver_due(&cfg);
+        assert_eq!(failed(&alerts), 1, "the others wait for the retry time");
+        assert_eq!(alerts.queued(), 3, "nothing is lost");
+    }
 
     /// Alertmanager keeps one alert per job: a post still waiting from
     /// before (an outage) is superseded by the newest, so it never fires a

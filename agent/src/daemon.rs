@@ -630,8 +630,16 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
     let ledger = drills::signing_ledger(&cfg).map_err(|e| CliError::Usage(format!("{e:#}")))?;
     // Drills a crash interrupted: their sandboxes go, their records say so.
     let env = drills::env(&cfg, drills::trigger(TriggerKind::Schedule, None), None);
+    // What the start checks refuse, found again at the last moment (after
+    // the tail was mended), is a start-time refusal too.
+    let refusal = |e: verifier::LedgerError| match e {
+        verifier::LedgerError::Signing(why) => {
+            CliError::Usage(format!("agent.signing_key_file: {why}"))
+        }
+        e => CliError::Other(e.into()),
+    };
     let recovered = tokio::task::block_in_place(|| verifier::recover_interrupted(&env, &ledger))
-        .map_err(anyhow::Error::from)?;
+        .map_err(refusal)?;
     // Signing that begins (or a key that changes) is on the ledger from the
     // start, not from the first drill.
     let like = verifier::note_record(
@@ -643,13 +651,7 @@ async fn serve(cfg_path: PathBuf, cfg: Config, token: Option<String>) -> Result<
         Verdict::Key,
         Vec::new(),
     );
-    tokio::task::block_in_place(|| ledger.begin_signing(&like)).map_err(|e| match e {
-        // What the start checks refuse, found again at the last moment.
-        verifier::LedgerError::Signing(why) => {
-            CliError::Usage(format!("agent.signing_key_file: {why}"))
-        }
-        e => CliError::Other(e.into()),
-    })?;
+    tokio::task::block_in_place(|| ledger.begin_signing(&like)).map_err(refusal)?;
     let mut jobs: BTreeMap<String, JobState> = cfg
         .jobs
         .iter()

@@ -517,31 +517,29 @@ pub fn assess(
         pass_times.sort();
         // Gaps between passing restores, counting the period's edges.
         let mut longest = chrono::Duration::zero();
-        // The leading gap: counted from the last pass before the period when
-        // there is one (the rule then says how far into the period it
-        // reaches), else from the period's start by `leading`.
+        // The leading gap: from the last pass before the period when there
+        // is one, by the same rule; else from the period's start by
+        // `leading`.
         let before = records
             .iter()
             .filter(|r| s.jobs.contains(&r.job) && r.result == Verdict::Pass)
-            .map(|r| r.started_at.with_timezone(&Utc))
-            .filter(|t| *t < period.since)
+            .map(|r| (r.started_at.with_timezone(&Utc), r.id.as_str()))
+            .filter(|(t, _)| *t < period.since)
             .max();
-        let leading = match before {
-            Some(p) => (p + chrono::Duration::from_std(s.policy.allowed(p))
-                .unwrap_or(chrono::Duration::days(36_500))
-                - period.since)
-                .to_std()
-                .unwrap_or_default(),
+        let mut longest_policy = match before {
+            Some((p, _)) => s.policy.allowed(p),
             None => s.policy.leading(),
         };
-        let mut longest_policy = leading;
         let mut gap_shortfalls = Vec::new();
-        let mut prev: (DateTime<Utc>, Option<&str>) = (period.since, None);
+        let mut prev: (DateTime<Utc>, Option<&str>) = match before {
+            Some((p, id)) => (p, Some(id)),
+            None => (period.since, None),
+        };
         for (t, id) in pass_times.iter().copied().chain(std::iter::once((end, ""))) {
             let gap = t - prev.0;
             let allowed = match prev.1 {
                 Some(_) => s.policy.allowed(prev.0),
-                None => leading,
+                None => s.policy.leading(),
             };
             let policy = chrono::Duration::from_std(allowed).unwrap_or(chrono::Duration::MAX);
             if gap > longest {
@@ -1488,7 +1486,10 @@ mod tests {
             .map(|s| s.en.as_str())
             .collect();
         assert!(
-            texts.len() == 1 && texts[0].contains("(policy 1.2 days), from the period's start"),
+            texts.len() == 1
+                && texts[0].contains(
+                    "no passing restore for 31 days (policy 2 days), from pass fs--1-pass (2024-12-31)"
+                ),
             "{texts:?}"
         );
     }

@@ -621,7 +621,7 @@ impl Ledger {
     /// What the next append does about signing (see [`SigningTail`]).
     pub fn signing_tail(&self) -> Result<SigningTail, LedgerError> {
         match self.open_shared()? {
-            None => Ok(self.tail_of(None)),
+            None => Ok(self.tail_of(None, true)),
             Some(f) => {
                 // A torn last line is set aside by the next append: the line
                 // before it is the one the next record follows.
@@ -629,7 +629,7 @@ impl Ledger {
                     Err(LedgerError::Corrupt { .. }) => self.last_complete_line(&f)?,
                     other => other?,
                 };
-                Ok(self.tail_of(last.as_ref()))
+                Ok(self.tail_of(last.as_ref(), true))
             }
         }
     }
@@ -645,7 +645,7 @@ impl Ledger {
         // As an append would: what was lost from the end is noted first.
         self.mend_tail(&f, like)?;
         let last = self.last_line(&f)?;
-        match self.tail_of(last.as_ref()) {
+        match self.tail_of(last.as_ref(), false) {
             SigningTail::Continues => Ok(false),
             tail @ (SigningTail::Begins | SigningTail::Rotates) => self
                 .append_key_record(&f, last, like, tail == SigningTail::Rotates)
@@ -654,7 +654,10 @@ impl Ledger {
         }
     }
 
-    fn tail_of(&self, last: Option<&(u64, String)>) -> SigningTail {
+    /// What the next append does about signing after `last`. `ahead`: asked
+    /// before the tail is mended, so records the head file says are lost may
+    /// still be read back from the tail source (the refusal waits for that).
+    fn tail_of(&self, last: Option<&(u64, String)>, ahead: bool) -> SigningTail {
         let tail = last.and_then(|(line, text)| {
             let v: Value = serde_json::from_str(text).ok()?;
             let seq = v["seq"].as_u64().unwrap_or(*line);
@@ -679,6 +682,9 @@ impl Ledger {
         // no key record may vouch for it.
         let replaced = || {
             self.read_head_signed().and_then(|(head_seq, _, fp)| {
+                if ahead && head_seq > seq && self.tail_source.is_some() {
+                    return None;
+                }
                 fp.map(|key| SigningTail::Replaced { seq: head_seq, key })
             })
         };
@@ -888,7 +894,7 @@ impl Ledger {
     /// signing begins or the key changes here.
     fn append_locked(&self, f: &File, rec: &mut Record) -> Result<(), LedgerError> {
         let last = self.last_line(f)?;
-        match self.tail_of(last.as_ref()) {
+        match self.tail_of(last.as_ref(), false) {
             SigningTail::Continues => self.write_after(f, last, rec, false),
             tail @ (SigningTail::Begins | SigningTail::Rotates) => {
                 let rotates = tail == SigningTail::Rotates;

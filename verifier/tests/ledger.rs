@@ -302,9 +302,19 @@ fn records_lost_after_they_were_written_are_put_back_from_a_copy_that_checks_out
     std::fs::write(&path, damaged).unwrap();
     std::fs::write(tmp.path().join("ledger.jsonl.head"), &head).unwrap();
     let copy = good[2..].to_vec();
+    // Without a copy to read back from, what is left is refused; with one,
+    // the start checks wait for the append to read it back.
+    assert!(matches!(
+        Ledger::new(&path)
+            .signed_by(key.clone())
+            .signing_tail()
+            .unwrap(),
+        SigningTail::Replaced { seq: 5, .. }
+    ));
     let l = Ledger::new(&path)
         .signed_by(key.clone())
         .recovering_from(Arc::new(move |_: &LostRecords| copy.clone()));
+    assert_eq!(l.signing_tail().unwrap(), SigningTail::Begins);
     let mut next = record("job", 5);
     l.append(&mut next).unwrap();
     let now = lines(&l);
