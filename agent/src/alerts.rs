@@ -831,35 +831,48 @@ pub fn test_alert(cfg: &Config) -> Alert {
 mod tests {
     use super::*;
 
-    /// A sink that does not answer is tried once per pass, and not again
-    /// until that item's retry time: a dead sink does not hold up the watch.
-    #[test]
-    fn a_sink_that_fails_waits_with_all_its_items() {
+    /// An outbox in a fresh state directory, with one job "j" and `sinks`
+    /// (TOML `[[alert]]` sections).
+    fn outbox_with(sinks: &str) -> (tempfile::TempDir, Config, Alerts) {
         let tmp = tempfile::tempdir().unwrap();
-        // Port 9 on loopback: refused at once.
-        let text = "[[job]]\nname = \"j\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n\
-            [[alert]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n";
+        let text =
+            format!("[[job]]\nname = \"j\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n{sinks}");
         let cfg = crate::config::parse(
             std::path::Path::new("/etc/rv.toml"),
-            text,
+            &text,
             crate::config::Check::Values,
         )
         .unwrap();
         let alerts = Alerts::open(tmp.path()).unwrap();
+        (tmp, cfg, alerts)
+    }
+
+    fn test_alert(id: &str, job: &str, event: Event) -> Alert {
+        Alert {
+            id: id.into(),
+            event,
+            kind: "problem".into(),
+            follows: None,
+            job: job.into(),
+            system: None,
+            host: "h".into(),
+            at: Utc::now(),
+            summary: String::new(),
+            details: String::new(),
+            record: None,
+        }
+    }
+
+    /// A sink that does not answer is tried once per pass, and not again
+    /// until that item's retry time: a dead sink does not hold up the watch.
+    #[test]
+    fn a_sink_that_fails_waits_with_all_its_items() {
+        // Port 9 on loopback: refused at once.
+        let (_tmp, cfg, alerts) = outbox_with(
+            "[[alert]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n",
+        );
         for id in ["1", "2", "3"] {
-            let a = Alert {
-                id: id.into(),
-                event: Event::Fail,
-                kind: "problem".into(),
-                follows: None,
-                job: format!("j{id}"),
-                system: None,
-                host: "h".into(),
-                at: Utc::now(),
-                summary: String::new(),
-                details: String::new(),
-                record: None,
-            };
+            let a = test_alert(id, &format!("j{id}"), Event::Fail);
             assert!(alerts.enqueue(&cfg, &a, "hook"));
         }
         let failed = |a: &Alerts| {
@@ -882,34 +895,18 @@ mod tests {
     /// closed problem again; a webhook keeps every message.
     #[test]
     fn an_alertmanager_sink_takes_only_the_newest_post_of_a_job() {
-        let tmp = tempfile::tempdir().unwrap();
-        let text = "[[job]]\nname = \"j\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n\
-            [[alert]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"http://127.0.0.1:9\"\n\
-            [[alert]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9\"\n";
-        let cfg = crate::config::parse(
-            std::path::Path::new("/etc/rv.toml"),
-            text,
-            crate::config::Check::Values,
-        )
-        .unwrap();
-        let alerts = Alerts::open(tmp.path()).unwrap();
-        let alert = |id: &str, job: &str, event: Event| Alert {
-            id: id.into(),
-            event,
-            kind: "problem".into(),
-            follows: None,
-            job: job.into(),
-            system: None,
-            host: "h".into(),
-            at: Utc::now(),
-            summary: String::new(),
-            details: String::new(),
-            record: None,
-        };
+        let (tmp, cfg, alerts) = outbox_with(
+            "[[alert]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"http://127.0.0.1:9\"\n\
+            [[alert]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9\"\n",
+        );
         for sink in ["am", "hook"] {
-            assert!(alerts.enqueue(&cfg, &alert("1-fail", "j", Event::Fail), sink));
-            assert!(alerts.enqueue(&cfg, &alert("2-other", "k", Event::Fail), sink));
-            assert!(alerts.enqueue(&cfg, &alert("3-recovered", "j", Event::Recovered), sink));
+            assert!(alerts.enqueue(&cfg, &test_alert("1-fail", "j", Event::Fail), sink));
+            assert!(alerts.enqueue(&cfg, &test_alert("2-other", "k", Event::Fail), sink));
+            assert!(alerts.enqueue(
+                &cfg,
+                &test_alert("3-recovered", "j", Event::Recovered),
+                sink
+            ));
         }
         let mut left: Vec<String> = std::fs::read_dir(tmp.path().join("alerts/outbox"))
             .unwrap()

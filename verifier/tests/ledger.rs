@@ -450,6 +450,19 @@ fn forged_line(
     canonical(&v)
 }
 
+/// `n` records of `job` chained from the start, signed by `key` with no key
+/// record (as agents wrote them before key records), or unsigned.
+fn plain_chain(job: &str, n: u64, key: Option<&ed25519_dalek::SigningKey>) -> Vec<String> {
+    let mut prev = GENESIS.to_string();
+    let mut out = Vec::new();
+    for i in 1..=n {
+        let line = forged_line(value(&record(job, i)), i, &prev, key, None);
+        prev = record_hash_of(&line);
+        out.push(line);
+    }
+    out
+}
+
 fn value(r: &Record) -> serde_json::Value {
     serde_json::to_value(r).unwrap()
 }
@@ -644,6 +657,12 @@ fn forged_signing_is_broken() {
         rep.problem.map(|p| (p.line, p.what))
     };
     assert_eq!(check(good.clone(), &[p2]), None);
+    // BROKEN at `line`, saying `says`, with the current public key.
+    let broken = |forged: Vec<String>, line: u64, says: &str| {
+        let (at, what) = check(forged, &[p2]).unwrap_or_else(|| panic!("not broken: {says}"));
+        assert_eq!(at, line, "{what}");
+        assert!(what.contains(says), "{what}");
+    };
 
     // An unsigned record after signing began, at the end or re-chained in.
     let mut end = good.clone();
@@ -654,12 +673,7 @@ fn forged_signing_is_broken() {
         None,
         None,
     ));
-    let (line, what) = check(end, &[p2]).expect("unsigned after signing");
-    assert_eq!(line, 7);
-    assert!(
-        what.contains("not signed, but signing began at seq 5"),
-        "{what}"
-    );
+    broken(end, 7, "not signed, but signing began at seq 5");
     let mut mid = good[..4].to_vec();
     mid.push(forged_line(
         value(&record("job", 5)),
@@ -668,12 +682,7 @@ fn forged_signing_is_broken() {
         None,
         None,
     ));
-    let (line, what) = check(mid, &[p2]).expect("unsigned inserted");
-    assert_eq!(line, 5);
-    assert!(
-        what.contains("not signed, but signing began at seq 3"),
-        "{what}"
-    );
+    broken(mid, 5, "not signed, but signing began at seq 3");
 
     // A key record not signed by the old key (the forger's key signs it
     // twice), or with no old signature at all.
@@ -703,12 +712,7 @@ fn forged_signing_is_broken() {
         Some(&evil),
         None,
     ));
-    let (line, what) = check(f, &[p2]).expect("another key without a key record");
-    assert_eq!(line, 7);
-    assert!(
-        what.contains("signature does not verify with key"),
-        "{what}"
-    );
+    broken(f, 7, "signature does not verify with key");
 
     // A swapped key: the ledger signed over from the key record on by the
     // forger's own key, re-chained throughout. The chain holds; no given key
@@ -748,9 +752,7 @@ fn forged_signing_is_broken() {
     v["signature_previous"] = signing::sign_hash(&evil, v["hash"].as_str().unwrap()).into();
     let mut f = good.clone();
     f[5] = canonical(&v);
-    let (line, what) = check(f, &[p2]).expect("signature_previous on a drill");
-    assert_eq!(line, 6);
-    assert!(what.contains("only key records"), "{what}");
+    broken(f, 6, "only key records");
 
     // A key section on a drill's record.
     let mut v = value(&record("job", 7));
@@ -775,13 +777,7 @@ fn ledgers_signed_before_key_records_verify_and_can_change_keys() {
     let (_, p3, _) = keys(3);
     let tmp = tempfile::tempdir().unwrap();
     let l = Ledger::new(tmp.path().join("ledger.jsonl"));
-    let mut old = Vec::new();
-    let mut prev = GENESIS.to_string();
-    for i in 1..=3 {
-        let line = forged_line(value(&record("job", i)), i, &prev, Some(&k1), None);
-        prev = record_hash_of(&line);
-        old.push(line);
-    }
+    let old = plain_chain("job", 3, Some(&k1));
     write(&l, &old);
     let rep = l.verify_with(&[p1]).unwrap();
     assert!(rep.problem.is_none(), "{:?}", rep.problem);
@@ -871,13 +867,7 @@ fn a_key_record_never_vouches_for_a_cut_or_replaced_ledger() {
         head.trim_end().ends_with(&signing::fingerprint(&p1)),
         "{head}"
     );
-    let mut prev = GENESIS.to_string();
-    let mut fake = Vec::new();
-    for i in 1..=4 {
-        let line = forged_line(value(&record("fake", i)), i, &prev, None, None);
-        prev = record_hash_of(&line);
-        fake.push(line);
-    }
+    let fake = plain_chain("fake", 4, None);
     write(&l, &fake);
     assert!(matches!(
         signed.signing_tail().unwrap(),
@@ -914,13 +904,7 @@ fn a_key_record_never_vouches_for_a_cut_or_replaced_ledger() {
     // chain holds, but the head file says its last record was signed.
     let tmp = tempfile::tempdir().unwrap();
     let l = Ledger::new(tmp.path().join("ledger.jsonl"));
-    let mut prev = GENESIS.to_string();
-    let mut old = Vec::new();
-    for i in 1..=2 {
-        let line = forged_line(value(&record("job", i)), i, &prev, Some(&k1), None);
-        prev = record_hash_of(&line);
-        old.push(line);
-    }
+    let old = plain_chain("job", 2, Some(&k1));
     write(&l, &old);
     Ledger::new(l.path())
         .signed_by(k1.clone())
