@@ -698,9 +698,9 @@ pub fn send(sink: &AlertSink, a: &Alert) -> Result<(), String> {
         }
         SinkKind::Email(e) => send_mail(e, a),
         SinkKind::Command { run } => {
-            let mut opts = verifier::process::StepOptions::in_dir(&std::env::temp_dir());
+            let mut opts = verifier::drill::process::StepOptions::in_dir(&std::env::temp_dir());
             opts.stdin = Some(serde_json::to_vec(a).unwrap_or_default());
-            match verifier::process::run_step(
+            match verifier::drill::process::run_step(
                 run,
                 &opts,
                 &verifier::Deadline::after(Duration::from_secs(60)),

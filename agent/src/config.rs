@@ -180,7 +180,7 @@ pub struct Verify {
     /// Verify against this manifest instead of the source.
     pub manifest: Option<PathBuf>,
     /// `metadata = ["mode", "owner", "acl", "xattr"]`; unset: the default.
-    pub metadata: Option<verifier::metadata::MetadataSet>,
+    pub metadata: Option<verifier::tree::metadata::MetadataSet>,
 }
 
 impl Default for Verify {
@@ -214,7 +214,7 @@ pub struct Job {
     /// Refuse a restore larger than this many bytes.
     pub max_restore_bytes: Option<u64>,
     /// Who runs the runbook's restore steps and the checks, and with what network.
-    pub isolation: verifier::process::Isolation,
+    pub isolation: verifier::drill::process::Isolation,
     pub source: Option<PathBuf>,
     pub backup: Backup,
     pub verify: Verify,
@@ -1002,9 +1002,9 @@ fn job(
     let timeout = duration(cx, j.timeout, k("timeout")).unwrap_or(DEFAULT_TIMEOUT);
     let rto = duration(cx, j.rto, k("rto"));
     let max_restore_bytes = bytes_key(cx, j.max_restore_bytes, k("max_restore_bytes"));
-    let mut isolation = verifier::process::Isolation::default();
+    let mut isolation = verifier::drill::process::Isolation::default();
     if let Some(r) = j.run_as {
-        match verifier::process::RunAs::lookup(r.get_ref()) {
+        match verifier::drill::process::RunAs::lookup(r.get_ref()) {
             Ok(who) => isolation.run_as = Some(who),
             Err(e) => cx.at(r.span(), k("run_as"), e),
         }
@@ -1093,7 +1093,7 @@ fn job(
     verify.min_files = count(cx, rv.min_files, k("verify.min_files"), 0, verify.min_files);
     verify.metadata =
         rv.metadata.and_then(
-            |m| match verifier::metadata::MetadataSet::parse(m.get_ref()) {
+            |m| match verifier::tree::metadata::MetadataSet::parse(m.get_ref()) {
                 Ok(set) => Some(set),
                 Err(why) => {
                     cx.at(m.span(), k("verify.metadata"), why);
@@ -1160,7 +1160,7 @@ fn job(
             );
         }
         if check == Check::Paths
-            && let Err(e) = verifier::manifest::verify_checksum(&path)
+            && let Err(e) = verifier::tree::manifest::verify_checksum(&path)
         {
             cx.at(m.span(), k("verify.manifest"), e.to_string());
         }
@@ -1514,7 +1514,7 @@ fn backup_config(
                 }
             });
             let live_tolerance = match b.live_tolerance {
-                None => verifier::drift::LIVE_TOLERANCE_PERCENT,
+                None => verifier::tree::drift::LIVE_TOLERANCE_PERCENT,
                 Some(t) => {
                     if live.is_none() {
                         cx.at(
@@ -1527,7 +1527,7 @@ fn backup_config(
                         Ok(p) => p,
                         Err(m) => {
                             cx.at(t.span(), k("live_tolerance"), m);
-                            verifier::drift::LIVE_TOLERANCE_PERCENT
+                            verifier::tree::drift::LIVE_TOLERANCE_PERCENT
                         }
                     }
                 }

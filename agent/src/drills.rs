@@ -31,11 +31,12 @@ pub fn signing_ledger(cfg: &Config) -> anyhow::Result<Ledger> {
         l = l.recovering_from(source);
     }
     if let Some(p) = &cfg.agent.signing_key_file {
-        l = l.signed_by(verifier::signing::load_signing_key(p)?);
+        l = l.signed_by(verifier::evidence::signing::load_signing_key(p)?);
     }
     if let Some(p) = &cfg.agent.previous_signing_key_file {
         l = l.previously_signed_by(
-            verifier::signing::load_signing_key(p).context("previous_signing_key_file")?,
+            verifier::evidence::signing::load_signing_key(p)
+                .context("previous_signing_key_file")?,
         );
     }
     if let Some(why) = l.signing_tail()?.refusal() {
@@ -47,14 +48,17 @@ pub fn signing_ledger(cfg: &Config) -> anyhow::Result<Ledger> {
 /// The public halves of `signing_key_file` and `previous_signing_key_file`,
 /// to verify signatures with (none without a key, or when a `.pub` file
 /// cannot be read).
-pub fn verifying_keys(cfg: &Config) -> Vec<verifier::signing::EvidencePublicKey> {
+pub fn verifying_keys(cfg: &Config) -> Vec<verifier::evidence::signing::EvidencePublicKey> {
     [
         &cfg.agent.signing_key_file,
         &cfg.agent.previous_signing_key_file,
     ]
     .into_iter()
     .flatten()
-    .filter_map(|p| verifier::signing::load_public_key(&verifier::signing::public_path(p)).ok())
+    .filter_map(|p| {
+        verifier::evidence::signing::load_public_key(&verifier::evidence::signing::public_path(p))
+            .ok()
+    })
     .collect()
 }
 
@@ -163,7 +167,7 @@ pub fn start_problems(cfg: &Config) -> Vec<StartProblem> {
             .agent
             .previous_signing_key_file
             .as_ref()
-            .is_some_and(|p| verifier::signing::load_signing_key(p).is_err());
+            .is_some_and(|p| verifier::evidence::signing::load_signing_key(p).is_err());
         // A ledger that cannot be read is the state directory's problem.
         let unreadable = e
             .downcast_ref::<verifier::LedgerError>()

@@ -180,7 +180,7 @@ pub fn show(ledger: &Ledger, key: &str, json: bool) -> Result<Outcome, CliError>
 /// Checks the chain; the text for people and the outcome.
 pub fn verify_text(
     ledger: &Ledger,
-    keys: &[verifier::signing::EvidencePublicKey],
+    keys: &[verifier::evidence::signing::EvidencePublicKey],
 ) -> Result<(String, Outcome), CliError> {
     use std::fmt::Write;
     let rep = ledger.verify_with(keys)?;
@@ -285,7 +285,7 @@ pub fn range_lines(rep: &verifier::ChainReport, keys_given: bool) -> Vec<String>
 /// Checks every chain in the shared evidence store; the text and the outcome.
 pub fn verify_store_text(
     store: &crate::config::Store,
-    keys: &[verifier::signing::EvidencePublicKey],
+    keys: &[verifier::evidence::signing::EvidencePublicKey],
 ) -> Result<(String, Outcome), CliError> {
     use std::fmt::Write;
     let chains =
@@ -353,7 +353,7 @@ pub fn verify_store_text(
 /// by one of them.
 pub fn verify(
     ledger: &Ledger,
-    keys: &[verifier::signing::EvidencePublicKey],
+    keys: &[verifier::evidence::signing::EvidencePublicKey],
 ) -> Result<Outcome, CliError> {
     let (text, outcome) = verify_text(ledger, keys)?;
     print!("{text}");

@@ -93,7 +93,7 @@ pub fn export(
         }
     }
     if let Some(k) = &cfg.agent.signing_key_file
-        && let Ok(b) = std::fs::read(verifier::signing::public_path(k))
+        && let Ok(b) = std::fs::read(verifier::evidence::signing::public_path(k))
     {
         add(&mut tar, "evidence.pub", &b)?;
     }

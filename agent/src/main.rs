@@ -491,11 +491,11 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             Ok(Outcome::Success)
         }
         Command::Keygen { output } => {
-            verifier::signing::keygen(&output).map_err(|e| CliError::Other(e.into()))?;
+            verifier::evidence::signing::keygen(&output).map_err(|e| CliError::Other(e.into()))?;
             println!(
                 "private key {} (keep it secret; set signing_key_file)\npublic key  {} (give it to auditors: evidence verify --public-key)",
                 output.display(),
-                verifier::signing::public_path(&output).display()
+                verifier::evidence::signing::public_path(&output).display()
             );
             Ok(Outcome::Success)
         }
@@ -541,7 +541,7 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
         } => {
             let s = match (dir, postgres) {
                 (Some(dir), _) => {
-                    verifier::manifest::create(&dir, &output, &verifier::Deadline::none())
+                    verifier::tree::manifest::create(&dir, &output, &verifier::Deadline::none())
                 }
                 (None, Some(conninfo)) if config::has_password(&conninfo) => {
                     return Err(CliError::Usage(
@@ -610,7 +610,7 @@ fn dispatch(cli: Cli) -> Result<Outcome, CliError> {
             EvidenceCommand::Verify { ledger, public_key } => {
                 let keys = public_key
                     .iter()
-                    .map(|p| verifier::signing::load_public_key(p))
+                    .map(|p| verifier::evidence::signing::load_public_key(p))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| CliError::Usage(e.to_string()))?;
                 let cfg = match ledger {

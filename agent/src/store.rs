@@ -313,7 +313,7 @@ pub struct StoredChain {
 /// records.
 pub fn verify(
     store: &Store,
-    keys: &[verifier::signing::EvidencePublicKey],
+    keys: &[verifier::evidence::signing::EvidencePublicKey],
 ) -> anyhow::Result<Vec<StoredChain>> {
     verify_each(store, |_| keys.to_vec())
 }
@@ -322,7 +322,7 @@ pub fn verify(
 /// its first record (none: the chain and the keys its key records name).
 pub fn verify_each(
     store: &Store,
-    keys_for: impl Fn(&str) -> Vec<verifier::signing::EvidencePublicKey>,
+    keys_for: impl Fn(&str) -> Vec<verifier::evidence::signing::EvidencePublicKey>,
 ) -> anyhow::Result<Vec<StoredChain>> {
     let mut client = connect(store, Access::Read)?;
     let chains = client.query(
@@ -355,7 +355,7 @@ pub fn verify_each(
 fn check_chain(
     chain: &str,
     lines: &[String],
-    keys: &[verifier::signing::EvidencePublicKey],
+    keys: &[verifier::evidence::signing::EvidencePublicKey],
 ) -> ChainReport {
     let mut check = ChainChecker::new(keys);
     for (i, line) in lines.iter().enumerate() {

@@ -5,45 +5,29 @@
 //! call: build a [`DrillSpec`], call [`run_drill`], append the [`Record`] to a
 //! [`Ledger`].
 
-mod checks;
-mod compare;
-mod content;
-mod coverage;
-mod deadline;
-pub mod drift;
-mod drill;
+pub mod drill;
 pub mod driver;
-mod findings;
-mod ledger;
-pub mod manifest;
-pub mod metadata;
-pub mod process;
+pub mod evidence;
 pub mod progress;
-pub mod reach;
-mod record;
-pub mod root;
-mod running;
-mod sandbox;
-mod select;
-pub mod signing;
-mod walk;
+pub mod tree;
+pub mod units;
 
-pub use checks::{CheckRecord, CheckSpec, ExpectOutput};
-pub use compare::{
-    CompareError, CompareOptions, CompareReport, ExpectResult, ExpectStatus, Reference, compare,
-    compare_with, display, exclude_set, from_display,
+pub use drill::checks::{CheckSpec, ExpectOutput};
+pub use drill::deadline::{Deadline, Stop};
+pub use drill::marker::{drill_to_ledger, recover_interrupted};
+pub use drill::run::{DrillEnv, DrillSpec, VerifySpec, note_record, run_drill, run_drill_as};
+pub use drill::sandbox::{PREFIX as SANDBOX_PREFIX, Sandbox, overlaps, remove_tree, sandbox_path};
+pub use evidence::coverage::{RotationCoverage, rotation_coverage, slice_list};
+pub use evidence::ledger::{
+    ChainChecker, ChainProblem, ChainReport, GENESIS, Ledger, LedgerError, LostRecords, Records,
+    SignedRange, SigningTail, TailSource, canonical, record_hash,
 };
-pub use content::{CHUNK, ContentError, ContentOutcome, content_check, worker_count};
-pub use coverage::{RotationCoverage, rotation_coverage, slice_list};
-pub use deadline::{Deadline, Stop, human_bytes, humanize};
-pub use drill::{DrillEnv, DrillSpec, VerifySpec, new_id, note_record, run_drill, run_drill_as};
-pub use findings::{Finding, Findings, LIST_CAP};
-pub use ledger::{
-    ChainChecker, ChainProblem, ChainReport, GENESIS, LEDGER_JOB, Ledger, LedgerError, LostRecords,
-    Records, SignedRange, SigningTail, TailSource, canonical, record_hash,
-};
+pub use evidence::record::*;
 pub use progress::{Phase, Progress};
-pub use record::*;
-pub use running::{drill_to_ledger, recover_interrupted};
-pub use sandbox::{PREFIX as SANDBOX_PREFIX, Sandbox, overlaps, remove_tree, sandbox_path};
-pub use select::{ContentSelection, in_slice, path_key};
+pub use tree::compare::{
+    CompareError, CompareOptions, CompareReport, Reference, compare, compare_with, exclude_set,
+};
+pub use tree::content::{CHUNK, ContentError, ContentOutcome, content_check, worker_count};
+pub use tree::path::{display, from_display};
+pub use tree::select::{ContentSelection, in_slice, path_key};
+pub use units::{human_bytes, humanize};

@@ -914,8 +914,12 @@ fn acls_and_attributes_are_restored_and_compared(#[case] script: &str) {
     sh(script, site.tmp.path());
     let mut spec = site.tar_spec(&site.path("share.tar"), &share);
     spec.verify.metadata = Some(
-        verifier::metadata::MetadataSet::parse(&["mode".into(), "acl".into(), "xattr".into()])
-            .unwrap(),
+        verifier::tree::metadata::MetadataSet::parse(&[
+            "mode".into(),
+            "acl".into(),
+            "xattr".into(),
+        ])
+        .unwrap(),
     );
     let rec = site.drill(&spec);
     assert_pass(&rec);
@@ -979,7 +983,7 @@ fn acls_attributes_and_owners_damaged_in_a_copy_fail() {
         &share,
     );
     spec.verify.metadata = Some(
-        verifier::metadata::MetadataSet::parse(&[
+        verifier::tree::metadata::MetadataSet::parse(&[
             "mode".into(),
             "owner".into(),
             "acl".into(),

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use chrono::{DateTime, FixedOffset};
+use verifier::evidence::signing;
 use verifier::*;
 
 fn record(job: &str, n: u64) -> Record {

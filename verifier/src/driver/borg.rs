@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use super::tool::cause::{self, Tool};
 use super::{BackupInfo, Driver, DriverError, RestoreStats, tool};
-use crate::deadline::Deadline;
-use crate::process::{StepOptions, StepOutcome};
+use crate::drill::deadline::Deadline;
+use crate::drill::process::{StepOptions, StepOutcome};
 
 #[derive(Debug, Clone)]
 pub struct BorgDriver {
@@ -55,7 +55,7 @@ const NEEDS_WRITE: &str = "cannot read the repository without writing to it";
 fn explain(out: &StepOutcome, repository: &str) -> Option<String> {
     let e = format!("{}\n{}", out.stderr_seen(), out.stdout_tail);
     let said = |s: &str| e.contains(s);
-    let exception = || crate::process::python_exception(&e).unwrap_or_default();
+    let exception = || crate::drill::process::python_exception(&e).unwrap_or_default();
     Some(if said("passphrase supplied") && said("is incorrect") {
         "wrong passphrase: borg could not open the repository with passphrase_file".into()
     } else if said("No key file for repository") {
@@ -154,7 +154,7 @@ impl BorgDriver {
         argv: Vec<String>,
         cwd: &Path,
         deadline: &Deadline,
-        steps: &mut Vec<crate::record::StepRecord>,
+        steps: &mut Vec<crate::evidence::record::StepRecord>,
     ) -> Result<StepOutcome, DriverError> {
         let repository = self.repository_arg();
         tool::step_on(

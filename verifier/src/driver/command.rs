@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::{BackupInfo, Driver, DriverError, RestoreStats, tool};
-use crate::deadline::Deadline;
-use crate::process::{Isolation, StepOptions};
+use crate::drill::deadline::Deadline;
+use crate::drill::process::{Isolation, StepOptions};
 
 #[derive(Debug, Clone)]
 pub struct CommandDriver {

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::safe::{self, Refusal};
 use super::{BackupInfo, Driver, DriverError, RestoreStats};
-use crate::deadline::Deadline;
+use crate::drill::deadline::Deadline;
 
 #[derive(Debug, Clone)]
 pub struct DirDriver {
@@ -179,7 +179,7 @@ impl Driver for DirDriver {
                 // A device node holds no data and is never made in a sandbox.
                 stats
                     .skipped_special
-                    .push(crate::compare::display(&rel), "device node".into());
+                    .push(crate::tree::path::display(&rel), "device node".into());
             }
         }
         for (from, dir, perms, mtime, (uid, gid)) in dirs.into_iter().rev() {
@@ -199,7 +199,7 @@ impl Driver for DirDriver {
         // none), and owners when more than one (a copy pulled by one account,
         // or through root_squash, is all that account's); ownership is put
         // back only as root.
-        stats.held = crate::metadata::Held {
+        stats.held = crate::tree::metadata::Held {
             owner: as_root,
             acl: any_acl,
             xattr: true,
@@ -221,7 +221,7 @@ fn copy_attrs(
     acls: bool,
     notes: &mut Vec<String>,
 ) -> Result<bool, DriverError> {
-    crate::metadata::copy(from, to, acls, notes).map_err(|(reading, e)| {
+    crate::tree::metadata::copy(from, to, acls, notes).map_err(|(reading, e)| {
         if reading {
             DriverError::Read {
                 path: from.to_path_buf(),
@@ -245,7 +245,7 @@ fn ctime(meta: &std::fs::Metadata) -> Option<SystemTime> {
 enum CopyError {
     Read(std::io::Error),
     Write(std::io::Error),
-    Stopped(crate::deadline::Stop),
+    Stopped(crate::drill::deadline::Stop),
 }
 
 fn copy_file(

@@ -30,7 +30,7 @@ pub use restic::ResticDriver;
 pub use safe::check_all_links;
 pub use tar::{TarDriver, newest_match};
 
-use crate::deadline::{Deadline, Stop};
+use crate::drill::deadline::{Deadline, Stop};
 
 /// What a drill knows about the backup it restores.
 #[derive(Debug, Clone, Default)]
@@ -71,19 +71,19 @@ pub struct RestoreStats {
     /// The restore tool and its version, e.g. "restic 0.14.0".
     pub tool: Option<String>,
     /// Every command run, in order.
-    pub steps: Vec<crate::record::StepRecord>,
+    pub steps: Vec<crate::evidence::record::StepRecord>,
     /// Drivers that verify what they restored themselves (a database is not a
     /// file tree) put their findings here; the tree compare is then skipped.
-    pub verified: Option<crate::compare::CompareReport>,
+    pub verified: Option<crate::tree::compare::CompareReport>,
     /// Extra environment for post-restore checks (e.g. PGHOST).
     pub check_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
     /// Set by the drill before the restore: drivers that write the files
     /// themselves stop when their content passes this many bytes.
     pub max_bytes: Option<u64>,
     /// Special files in the backup that were not restored (device nodes).
-    pub skipped_special: crate::findings::Findings,
+    pub skipped_special: crate::evidence::record::Findings,
     /// The metadata beyond mode the backup holds and the restore put back.
-    pub held: crate::metadata::Held,
+    pub held: crate::tree::metadata::Held,
     /// Why some metadata could not be put back (the sandbox's filesystem has
     /// no ACLs, say): not compared, and said so in the record.
     pub metadata_notes: Vec<String>,
@@ -206,7 +206,7 @@ pub(crate) fn file_backup(
 /// free space of `sandbox_dir` minus a reserve (5% of the filesystem, at most
 /// 1 GiB), so a drill never fills the disk it shares with production.
 pub fn check_space(estimate: u64, max: Option<u64>, sandbox_dir: &Path) -> Result<(), DriverError> {
-    use crate::deadline::human_bytes;
+    use crate::units::human_bytes;
     if let Some(max) = max
         && estimate > max
     {

@@ -111,7 +111,7 @@ pub fn read<R: Read>(entry: &mut tar::Entry<R>, raw: Option<&[u8]>) -> Result<Pa
                 pax.acl_default = Some(String::from_utf8_lossy(v).into_owned())
             }
             k => {
-                if let Some(x) = crate::metadata::from_pax(k, v) {
+                if let Some(x) = crate::tree::metadata::from_pax(k, v) {
                     pax.xattrs.push(x);
                 }
             }

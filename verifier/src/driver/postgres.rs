@@ -21,11 +21,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::tool::cause::{self, Tool};
 use super::{BackupInfo, Driver, DriverError, RestoreStats, newest_match, pgdump, tool};
-use crate::compare::CompareReport;
-use crate::deadline::Deadline;
-use crate::manifest::{ManifestError, ManifestReader};
-use crate::process::{STEP_MARKER, StepOptions, run_step};
-use crate::walk::{Entry, Handle, Kind};
+use crate::drill::deadline::Deadline;
+use crate::drill::process::{STEP_MARKER, StepOptions, run_step};
+use crate::tree::compare::CompareReport;
+use crate::tree::manifest::{ManifestError, ManifestReader};
+use crate::tree::walk::{Entry, Handle, Kind};
 
 const PORT: &str = "5432";
 const DB: &str = "restored";
@@ -78,7 +78,7 @@ impl PostgresDriver {
             tables,
             manifest,
             live: None,
-            live_tolerance: crate::drift::LIVE_TOLERANCE_PERCENT,
+            live_tolerance: crate::tree::drift::LIVE_TOLERANCE_PERCENT,
             server: Mutex::new(None),
             socket_dir: Mutex::new(None),
         }
@@ -114,7 +114,7 @@ fn server_user() -> Result<Option<(u32, u32)>, DriverError> {
     if rustix::process::geteuid().as_raw() != 0 {
         return Ok(None);
     }
-    crate::process::RunAs::lookup("postgres")
+    crate::drill::process::RunAs::lookup("postgres")
         .ok()
         .map(|r| Some((r.uid, r.gid)))
         .ok_or_else(|| {
@@ -169,7 +169,7 @@ fn short_socket_path(sandbox: &Path) -> PathBuf {
     sandbox
         .parent()
         .unwrap_or(Path::new("/"))
-        .join(format!("{}s-{id}", crate::sandbox::PREFIX))
+        .join(format!("{}s-{id}", crate::drill::sandbox::PREFIX))
 }
 
 /// A directory removed when dropped.
@@ -223,7 +223,7 @@ fn short_socket_dir(sandbox: &Path, ids: Option<(u32, u32)>) -> Result<SocketDir
 /// from `/` down must let it search), with what would let it; `None` when
 /// it can.
 fn unreachable(sandbox_dir: &Path, (uid, gid): (u32, u32)) -> Option<String> {
-    let b = crate::reach::first_blocking(sandbox_dir, uid, gid)?;
+    let b = crate::drill::reach::first_blocking(sandbox_dir, uid, gid)?;
     Some(format!(
         "the `postgres` account (uid {uid}), which runs the throw-away PostgreSQL server, cannot reach sandbox_dir {}: {} does not let it search; run `{}`, or set [agent] sandbox_dir to a directory it can reach",
         sandbox_dir.display(),
@@ -305,7 +305,7 @@ fn query(
     args: &[&str],
     server: (&Path, &[(OsString, OsString)], &Path),
     deadline: &Deadline,
-    steps: &mut Vec<crate::record::StepRecord>,
+    steps: &mut Vec<crate::evidence::record::StepRecord>,
 ) -> Result<Vec<u8>, DriverError> {
     let (bin, env, cwd) = server;
     let mut opts = StepOptions::in_dir(cwd);
@@ -322,7 +322,7 @@ fn query(
 fn counts(
     server: (&Path, &[(OsString, OsString)], &Path),
     deadline: &Deadline,
-    steps: &mut Vec<crate::record::StepRecord>,
+    steps: &mut Vec<crate::evidence::record::StepRecord>,
 ) -> Result<Vec<(String, u64)>, DriverError> {
     let args = ["-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", COUNT_SQL];
     let out = query("psql (row counts)", &args, server, deadline, steps)?;
@@ -379,7 +379,7 @@ pub fn table_counts_manifest(
     conninfo: &str,
     database_label: &str,
     out: &Path,
-) -> Result<crate::manifest::ManifestSummary, ManifestError> {
+) -> Result<crate::tree::manifest::ManifestSummary, ManifestError> {
     let rows =
         live_counts(conninfo, &Deadline::after(Duration::from_secs(3600))).map_err(|message| {
             ManifestError::Tree {
@@ -408,7 +408,7 @@ pub fn table_counts_manifest(
             None,
         ))
     });
-    crate::manifest::write(out, &format!("postgres:{database_label}"), entries)
+    crate::tree::manifest::write(out, &format!("postgres:{database_label}"), entries)
 }
 
 impl Driver for PostgresDriver {
@@ -519,8 +519,8 @@ impl Driver for PostgresDriver {
         // The server runs the dump's SQL (COPY … FROM PROGRAM as superuser):
         // never with the agent's ambient capabilities.
         let mut server = vec![tool_path(&bin, "postgres")];
-        if crate::process::has_ambient_caps() {
-            server = crate::process::without_caps(&server);
+        if crate::drill::process::has_ambient_caps() {
+            server = crate::drill::process::without_caps(&server);
         }
         let mut cmd = Command::new(&server[0]);
         cmd.args(&server[1..])
@@ -551,7 +551,7 @@ impl Driver for PostgresDriver {
             ])
             .current_dir(&pg)
             .env_clear()
-            .env("PATH", crate::process::SAFE_PATH)
+            .env("PATH", crate::drill::process::SAFE_PATH)
             .env("LANG", "C.UTF-8")
             .env(STEP_MARKER.0, STEP_MARKER.1)
             .stdin(Stdio::null())
@@ -697,12 +697,12 @@ impl Driver for PostgresDriver {
         }
         let out = match run_step(&argv, &restore_opts, deadline) {
             Ok(o) => o,
-            Err(crate::process::StepError::Spawn { program, source }) => {
+            Err(crate::drill::process::StepError::Spawn { program, source }) => {
                 return Err(DriverError::NoTool(format!(
                     "cannot run {program}: {source}"
                 )));
             }
-            Err(crate::process::StepError::Stopped { stop, outcome }) => {
+            Err(crate::drill::process::StepError::Stopped { stop, outcome }) => {
                 stats.steps.push(tool::record(&argv, &outcome));
                 return Err(DriverError::StepStopped {
                     step: name.into(),
@@ -841,7 +841,7 @@ impl Driver for PostgresDriver {
                 let mut rows = Vec::new();
                 for e in reader {
                     let e = e.map_err(|e| DriverError::Setup(e.message))?;
-                    rows.push((crate::compare::display(&e.rel), e.size));
+                    rows.push((crate::tree::path::display(&e.rel), e.size));
                 }
                 Some(rows)
             }
@@ -910,16 +910,16 @@ impl Driver for PostgresDriver {
                     report.content_checked += 1;
                     report.bytes_checked += n;
                     let rows = what(name);
-                    match crate::drift::live_rows(*n_live, *n, self.live_tolerance) {
-                        crate::drift::Rows::Same => {}
-                        crate::drift::Rows::Drift => report.changed_since_backup.push(
+                    match crate::tree::drift::live_rows(*n_live, *n, self.live_tolerance) {
+                        crate::tree::drift::Rows::Same => {}
+                        crate::tree::drift::Rows::Drift => report.changed_since_backup.push(
                             name.clone(),
                             format!("{rows}: {n_live} live now, {n} restored"),
                         ),
-                        crate::drift::Rows::Short if *n == 0 => report
+                        crate::tree::drift::Rows::Short if *n == 0 => report
                             .mismatched
                             .push(name.clone(), format!("{rows}: {n_live} live now, none restored")),
-                        crate::drift::Rows::Short => report.mismatched.push(
+                        crate::tree::drift::Rows::Short => report.mismatched.push(
                             name.clone(),
                             format!(
                                 "{rows}: {n_live} live now, {n} restored: {:.1}% fewer, beyond live_tolerance {}%",
@@ -1046,7 +1046,7 @@ fn tar_dump_cut(p: &Path) -> Option<String> {
 fn databases(
     server: (&Path, &[(OsString, OsString)], &Path),
     deadline: &Deadline,
-    steps: &mut Vec<crate::record::StepRecord>,
+    steps: &mut Vec<crate::evidence::record::StepRecord>,
 ) -> Result<Vec<String>, DriverError> {
     let sql = format!(
         "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname NOT IN ('postgres', '{DB}') ORDER BY 1"

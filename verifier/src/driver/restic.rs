@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use super::tool::cause::{self, Tool};
 use super::{BackupInfo, Driver, DriverError, RestoreStats, tool};
-use crate::deadline::Deadline;
-use crate::process::{StepOptions, StepOutcome};
+use crate::drill::deadline::Deadline;
+use crate::drill::process::{StepOptions, StepOutcome};
 
 #[derive(Debug, Clone)]
 pub struct ResticDriver {
@@ -293,7 +293,7 @@ impl Driver for ResticDriver {
         let rel = if self.path.is_some() {
             PathBuf::from(root.trim_start_matches('/'))
         } else {
-            crate::root::find_root(sandbox, Path::new(&root)).unwrap_or_default()
+            crate::tree::root::find_root(sandbox, Path::new(&root)).unwrap_or_default()
         };
         let (files, bytes) = tool::tree_stats(&sandbox.join(&rel));
         stats.files = files;

@@ -14,7 +14,7 @@ use super::compression::{Compression, Decoder};
 use super::pax;
 use super::safe::{self, Refusal};
 use super::{BackupInfo, Driver, DriverError, RestoreStats};
-use crate::deadline::Deadline;
+use crate::drill::deadline::Deadline;
 
 const CHUNK: usize = 1 << 20;
 
@@ -240,7 +240,7 @@ impl<'a> Extract<'a> {
         // leaves its size field empty, which the tar reader refuses, so it is
         // passed over here.
         let mut first = [0u8; 512];
-        let got = crate::content::fill(&mut r, &mut first, 512)
+        let got = crate::tree::content::fill(&mut r, &mut first, 512)
             .map_err(|e| self.damaged(e.to_string()))?;
         let skip = got == 512
             && first[156] == b'V'
@@ -420,11 +420,11 @@ impl<'a> Extract<'a> {
                     return Ok(());
                 }
                 // A second name of a device node that was not made.
-                let target_key = crate::compare::display(&target_rel);
+                let target_key = crate::tree::path::display(&target_rel);
                 if self.stats.skipped_special.contains(&target_key) {
                     self.stats
                         .skipped_special
-                        .push(crate::compare::display(&rel), "device node".into());
+                        .push(crate::tree::path::display(&rel), "device node".into());
                     return Ok(());
                 }
                 let src = self.root.join(&target_rel);
@@ -473,7 +473,7 @@ impl<'a> Extract<'a> {
             tar::EntryType::Char | tar::EntryType::Block => {
                 self.stats
                     .skipped_special
-                    .push(crate::compare::display(&rel), "device node".into());
+                    .push(crate::tree::path::display(&rel), "device node".into());
             }
             other => {
                 return Err(DriverError::Unsupported(format!(
@@ -491,7 +491,7 @@ impl<'a> Extract<'a> {
     /// What a member carries beyond mode and time, in the form it is put
     /// back in. Ownership only when the agent may give it (root).
     fn extra(&mut self, header: &tar::Header, pax: &pax::Pax) -> Extra {
-        use crate::metadata::{ACL_ACCESS, ACL_DEFAULT, acl_from_text, lookup_id};
+        use crate::tree::metadata::{ACL_ACCESS, ACL_DEFAULT, acl_from_text, lookup_id};
         let mut notes = Vec::new();
         let mut acl = |text: &Option<String>| {
             let text = text.as_deref()?;
@@ -554,7 +554,7 @@ impl<'a> Extract<'a> {
 
     /// ACLs, after the mode: an ACL's mask is the mode's group bits.
     fn put_acls(&mut self, path: &Path, extra: &Extra) -> Result<(), DriverError> {
-        use crate::metadata::{ACL_ACCESS, ACL_DEFAULT};
+        use crate::tree::metadata::{ACL_ACCESS, ACL_DEFAULT};
         for (name, value) in [
             (ACL_ACCESS, &extra.acl_access),
             (ACL_DEFAULT, &extra.acl_default),
@@ -572,7 +572,7 @@ impl<'a> Extract<'a> {
         name: &std::ffi::OsStr,
         value: &[u8],
     ) -> Result<(), DriverError> {
-        crate::metadata::put(path, name, value, &mut self.stats.metadata_notes).map_err(|e| {
+        crate::tree::metadata::put(path, name, value, &mut self.stats.metadata_notes).map_err(|e| {
             DriverError::Sandbox {
                 path: path.to_path_buf(),
                 source: e,
@@ -636,7 +636,7 @@ impl<'a> Extract<'a> {
                     {
                         return Err(DriverError::Space(format!(
                             "the restore passed max_restore_bytes ({}) while writing {}; stopped",
-                            crate::deadline::human_bytes(max),
+                            crate::units::human_bytes(max),
                             self.rel(dest)
                         )));
                     }

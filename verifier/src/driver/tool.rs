@@ -7,9 +7,9 @@ pub mod cause;
 use std::path::{Path, PathBuf};
 
 use super::DriverError;
-use crate::deadline::Deadline;
-use crate::process::{StepError, StepOptions, StepOutcome, run_read_only, run_step};
-use crate::record::StepRecord;
+use crate::drill::deadline::Deadline;
+use crate::drill::process::{StepError, StepOptions, StepOutcome, run_read_only, run_step};
+use crate::evidence::record::StepRecord;
 
 /// What the tool said: its stderr, or its stdout when stderr is empty.
 fn said(out: &StepOutcome) -> &str {

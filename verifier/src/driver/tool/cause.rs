@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use crate::process::python_exception;
+use crate::drill::process::python_exception;
 
 /// A tool whose output has known patterns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,8 +443,8 @@ SSH_ORIGINAL_COMMAND: None
             })
             .collect();
         std::fs::write(src.join("a.bin"), &data).unwrap();
-        let opts = crate::process::StepOptions::in_dir(tmp.path());
-        let deadline = crate::deadline::Deadline::none();
+        let opts = crate::drill::process::StepOptions::in_dir(tmp.path());
+        let deadline = crate::drill::deadline::Deadline::none();
         let run = |argv: &[&str]| {
             super::super::step(
                 argv[0],
@@ -515,7 +515,7 @@ SSH_ORIGINAL_COMMAND: None
     )]
     #[case::plain("one\ntwo\nthree\nfour\n", "two | three | four")]
     fn last_words_of_a_crash(#[case] stderr: &str, #[case] want: &str) {
-        let out = crate::process::StepOutcome {
+        let out = crate::drill::process::StepOutcome {
             exit_code: Some(2),
             signal: None,
             duration: std::time::Duration::ZERO,

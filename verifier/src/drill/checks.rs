@@ -4,10 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::deadline::{Deadline, Stop};
-use crate::process::{Isolation, StepError, StepOptions, run_step};
+use crate::drill::deadline::{Deadline, Stop};
+use crate::drill::process::{Isolation, StepError, StepOptions, run_step};
+use crate::evidence::record::CheckRecord;
 
 /// What a check's standard output must be.
 #[derive(Debug, Clone)]
@@ -24,18 +23,6 @@ pub struct CheckSpec {
     pub expect_exit: i32,
     pub expect_stdout: Option<ExpectOutput>,
     pub timeout: Option<Duration>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CheckRecord {
-    pub argv: Vec<String>,
-    pub exit_code: Option<i32>,
-    pub duration_seconds: f64,
-    pub passed: bool,
-    /// Why it did not pass.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub output_tail: String,
 }
 
 /// Runs one check in `root`; the record says whether it passed and why not.

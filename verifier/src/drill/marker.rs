@@ -12,10 +12,11 @@ use std::time::SystemTime;
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
-use crate::drill::{DrillEnv, DrillSpec, new_id, note_record, run_drill_as};
-use crate::ledger::{Ledger, LedgerError};
-use crate::record::{Record, Trigger, Verdict};
-use crate::sandbox::{PREFIX, remove_tree, sandbox_path};
+use crate::drill::run::{DrillEnv, DrillSpec, note_record, run_drill_as};
+use crate::drill::sandbox::{PREFIX, remove_tree, sandbox_path};
+use crate::evidence::ledger::{Ledger, LedgerError};
+use crate::evidence::record::new_id;
+use crate::evidence::record::{Record, Trigger, Verdict};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct MarkerData {

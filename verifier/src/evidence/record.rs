@@ -3,9 +3,6 @@
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
-use crate::compare::ExpectResult;
-use crate::findings::Findings;
-
 pub const FORMAT: &str = "restore-verifier/record/v1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,7 +177,7 @@ pub struct Record {
     pub objectives: Objectives,
     /// Post-restore checks, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub checks: Vec<crate::checks::CheckRecord>,
+    pub checks: Vec<CheckRecord>,
     pub sandbox: SandboxSection,
     /// Where this drill's artifacts (manifest of checked files) are, relative to
     /// the state directory.
@@ -198,13 +195,17 @@ pub struct Record {
     pub signature_previous: Option<String>,
 }
 
+/// `job` of the `error` record that notes a repair of the ledger itself (job
+/// names in a config cannot contain parentheses).
+pub const LEDGER_JOB: &str = "(ledger)";
+
 /// `job` of a key record (job names in a config cannot contain parentheses).
 pub const KEY_JOB: &str = "(key)";
 
 /// Whether a record is the ledger's own (a repair note or a key record), not
 /// a job's.
 pub fn is_ledger_note(job: &str) -> bool {
-    job == crate::ledger::LEDGER_JOB || job == KEY_JOB
+    job == LEDGER_JOB || job == KEY_JOB
 }
 
 /// What a key record says: the public key in force from it on.
@@ -212,7 +213,7 @@ pub fn is_ledger_note(job: &str) -> bool {
 pub struct KeySection {
     /// SPKI PEM, as in `FILE.pub`.
     pub public_key: String,
-    /// SHA-256 of the key's SPKI DER, hex (see [`crate::signing::fingerprint`]).
+    /// SHA-256 of the key's SPKI DER, hex (as `evidence::signing::fingerprint` computes it).
     pub fingerprint: String,
     /// The fingerprint of the key it replaces; none when signing begins.
     pub previous: Option<String>,
@@ -266,4 +267,75 @@ impl Record {
             signature_previous: None,
         }
     }
+}
+
+/// A new record id: a UUID v7, so ids sort by time.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+// What a record holds of a compare, a canary and a check.
+
+/// How many items of each finding list a record keeps; counts stay exact.
+pub const LIST_CAP: usize = 100;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Finding {
+    pub path: String,
+    /// What is wrong or different, e.g. "content differs at byte 1234".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Findings {
+    /// Exact number of paths in this category.
+    pub count: u64,
+    /// The first `LIST_CAP` of them, in tree order.
+    pub items: Vec<Finding>,
+}
+
+impl Findings {
+    pub fn push(&mut self, path: String, what: String) {
+        self.count += 1;
+        if self.items.len() < LIST_CAP {
+            self.items.push(Finding { path, what });
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn contains(&self, path: &str) -> bool {
+        self.items.iter().any(|f| f.path == path)
+    }
+}
+
+/// The outcome of one canary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpectStatus {
+    Matched,
+    Missing,
+    Mismatched,
+    ChangedSinceBackup,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpectResult {
+    pub path: String,
+    pub status: ExpectStatus,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckRecord {
+    pub argv: Vec<String>,
+    pub exit_code: Option<i32>,
+    pub duration_seconds: f64,
+    pub passed: bool,
+    /// Why it did not pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub output_tail: String,
 }

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::deadline::{Deadline, Stop};
+use crate::drill::deadline::{Deadline, Stop};
 
 /// The PATH children get; nothing else is inherited unless passed explicitly.
 pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

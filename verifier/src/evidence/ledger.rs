@@ -14,11 +14,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::record::{FORMAT, KEY_JOB, KeySection, Record};
-
-/// `job` of the `error` record that notes a repair of the ledger itself (job
-/// names in a config cannot contain parentheses).
-pub const LEDGER_JOB: &str = "(ledger)";
+use crate::evidence::record::{FORMAT, KEY_JOB, KeySection, LEDGER_JOB, Record};
 
 /// `prev_hash` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -221,7 +217,7 @@ pub struct SignedRange {
     pub from: u64,
     pub to: u64,
     pub signed: bool,
-    /// The fingerprint of the key that signs them ([`crate::signing::fingerprint`]);
+    /// The fingerprint of the key that signs them ([`crate::evidence::signing::fingerprint`]);
     /// `None` when unsigned, or signed before key records (seq 1 on) with no
     /// public key given to check them.
     pub key: Option<String>,
@@ -306,7 +302,7 @@ impl<'k> ChainChecker<'k> {
         let trusted: Vec<String> = self
             .trusted
             .iter()
-            .map(crate::signing::fingerprint)
+            .map(crate::evidence::signing::fingerprint)
             .collect();
         let any = self
             .report
@@ -379,7 +375,7 @@ impl<'k> ChainChecker<'k> {
                     format!(
                         "finished at {}, {} before seq {} finished ({}): the clock went backwards or was set back between them",
                         rec.finished_at.to_rfc3339(),
-                        crate::deadline::humanize(back.to_std().unwrap_or_default()),
+                        crate::units::humanize(back.to_std().unwrap_or_default()),
                         before.seq,
                         before.finished_at.to_rfc3339()
                     ),
@@ -404,7 +400,7 @@ impl<'k> ChainChecker<'k> {
     /// The signing rules for one record (see the type's documentation), and
     /// the ranges they make.
     fn check_signing(&mut self, v: &Value, hash: &str, seq: u64) -> Result<(), String> {
-        use crate::signing::{fingerprint, public_from_pem, verify_hash};
+        use crate::evidence::signing::{fingerprint, public_from_pem, verify_hash};
         let sig = v["signature"].as_str();
         let key_section = v.get("key").filter(|k| !k.is_null());
         if key_section.is_none() && v.get("signature_previous").is_some() {
@@ -674,7 +670,7 @@ impl Ledger {
         let by = |k: &ed25519_dalek::SigningKey| {
             v["signature"]
                 .as_str()
-                .is_some_and(|s| crate::signing::verify_hash(&k.verifying_key(), hash, s))
+                .is_some_and(|s| crate::evidence::signing::verify_hash(&k.verifying_key(), hash, s))
         };
         // The head file names the key of the record it records: a ledger
         // that ends unsigned after a signed record was written was replaced
@@ -919,20 +915,20 @@ impl Ledger {
             return Ok(());
         };
         let public = key.verifying_key();
-        let fingerprint = crate::signing::fingerprint(&public);
+        let fingerprint = crate::evidence::signing::fingerprint(&public);
         let previous = rotates
             .then_some(self.previous.as_ref())
             .flatten()
-            .map(|k| crate::signing::fingerprint(&k.verifying_key()));
+            .map(|k| crate::evidence::signing::fingerprint(&k.verifying_key()));
         let reason = match &previous {
             None => format!("signing begins: records from here on are signed by key {fingerprint}"),
             Some(p) => format!(
                 "the signing key changes from {p} to {fingerprint}: this record is signed by both, and records from here on by the new key"
             ),
         };
-        let mut note = note_like(like, KEY_JOB, crate::record::Verdict::Key, reason);
+        let mut note = note_like(like, KEY_JOB, crate::evidence::record::Verdict::Key, reason);
         note.key = Some(KeySection {
-            public_key: crate::signing::public_pem(&public),
+            public_key: crate::evidence::signing::public_pem(&public),
             fingerprint,
             previous,
         });
@@ -982,12 +978,12 @@ impl Ledger {
         let hash = record_hash(&v);
         v["hash"] = Value::String(hash.clone());
         if let Some(key) = &self.signer {
-            let sig = crate::signing::sign_hash(key, &hash);
+            let sig = crate::evidence::signing::sign_hash(key, &hash);
             v["signature"] = Value::String(sig.clone());
             rec.signature = Some(sig);
         }
         if signed_by_previous && let Some(key) = &self.previous {
-            let sig = crate::signing::sign_hash(key, &hash);
+            let sig = crate::evidence::signing::sign_hash(key, &hash);
             v["signature_previous"] = Value::String(sig.clone());
             rec.signature_previous = Some(sig);
         }
@@ -1001,7 +997,7 @@ impl Ledger {
         let signer = self
             .signer
             .as_ref()
-            .map(|k| crate::signing::fingerprint(&k.verifying_key()));
+            .map(|k| crate::evidence::signing::fingerprint(&k.verifying_key()));
         if let Err(e) = self.write_head(seq, &hash, signer.as_deref()) {
             tracing::warn!(ledger = %self.path.display(), error = %e, "Could not update the ledger head file.");
         }
@@ -1322,21 +1318,31 @@ fn repair_record(next: &Record, loss: &Loss) -> Record {
             torn.kept.display()
         ),
     };
-    note_like(next, LEDGER_JOB, crate::record::Verdict::Error, reason)
+    note_like(
+        next,
+        LEDGER_JOB,
+        crate::evidence::record::Verdict::Error,
+        reason,
+    )
 }
 
 /// A record of the ledger's own (`job`), now, with the host, version and
 /// zone of `like`.
-fn note_like(like: &Record, job: &str, result: crate::record::Verdict, reason: String) -> Record {
+fn note_like(
+    like: &Record,
+    job: &str,
+    result: crate::evidence::record::Verdict,
+    reason: String,
+) -> Record {
     let now = chrono::Utc::now().with_timezone(like.finished_at.offset());
     Record::note(
-        crate::record::NoteHead {
-            id: crate::drill::new_id(),
+        crate::evidence::record::NoteHead {
+            id: crate::evidence::record::new_id(),
             job: job.to_string(),
             system: None,
             host: like.host.clone(),
             agent_version: like.agent_version.clone(),
-            trigger: crate::record::Trigger {
+            trigger: crate::evidence::record::Trigger {
                 kind: like.trigger.kind,
                 reason: None,
                 scheduled_for: None,

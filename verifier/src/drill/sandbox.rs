@@ -7,7 +7,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::process::STEP_MARKER;
+use crate::drill::process::STEP_MARKER;
 
 /// Every sandbox directory name starts with this, so leftovers can be found.
 pub const PREFIX: &str = "rv-";

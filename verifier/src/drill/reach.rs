@@ -81,7 +81,7 @@ pub fn first_blocking(path: &Path, uid: u32, gid: u32) -> Option<Blocked> {
         if mode & bit != 0 {
             continue;
         }
-        let acl = crate::metadata::get(&dir, OsStr::new(crate::metadata::ACL_ACCESS));
+        let acl = crate::tree::metadata::get(&dir, OsStr::new(crate::tree::metadata::ACL_ACCESS));
         if !matches!(acl, Ok(None)) {
             return None;
         }

@@ -17,9 +17,9 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::deadline::{Deadline, Stop};
+use crate::drill::deadline::{Deadline, Stop};
 use crate::progress::Progress;
-use crate::walk::{DirFd, Handle, open_file};
+use crate::tree::walk::{DirFd, Handle, open_file};
 
 /// Read size. Two buffers of this size stay in a core's L2 cache, so the bytes
 /// read are hashed and compared while still hot.

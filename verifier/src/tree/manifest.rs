@@ -14,10 +14,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::compare::display;
-use crate::content::content_check;
-use crate::deadline::Deadline;
-use crate::walk::{Entry, Handle, Kind, Walk, WalkError};
+use crate::drill::deadline::Deadline;
+use crate::tree::content::content_check;
+use crate::tree::path::display;
+use crate::tree::walk::{Entry, Handle, Kind, Walk, WalkError};
 
 pub const MANIFEST_FORMAT: &str = "restore-verifier/manifest/v1";
 
@@ -316,7 +316,7 @@ impl Iterator for ManifestReader {
             Ok(l) => l,
             Err(e) => return bad(format!("bad manifest line: {e}")),
         };
-        let rel = crate::compare::from_display(&l.path);
+        let rel = crate::tree::path::from_display(&l.path);
         if self.prev.as_ref().is_some_and(|p| *p >= rel) {
             return bad(format!(
                 "manifest entries are not in tree order at {}",
@@ -343,7 +343,7 @@ impl Iterator for ManifestReader {
             mtime: t,
             ctime: t,
             btime: None,
-            target: l.target.as_deref().map(crate::compare::from_display),
+            target: l.target.as_deref().map(crate::tree::path::from_display),
             sha256: l.sha256,
             kind_label,
             handle: Handle::Path,

@@ -16,15 +16,16 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::content::{ContentError, Done, Handles, Pool, Roots, worker_count};
-use crate::deadline::{Deadline, Stop};
-use crate::drift::{Drift, Judgement, content_change, inode_change};
-use crate::findings::Findings;
-use crate::manifest::ManifestReader;
-use crate::metadata::MetadataSet;
+use crate::drill::deadline::{Deadline, Stop};
+use crate::evidence::record::{ExpectResult, ExpectStatus, Findings};
 use crate::progress::Progress;
-use crate::select::{BottomK, ContentSelection, in_slice};
-use crate::walk::{Entry, Handle, Kind, Walk, WalkError, open_root};
+use crate::tree::content::{ContentError, Done, Handles, Pool, Roots, worker_count};
+use crate::tree::drift::{Drift, Judgement, content_change, inode_change};
+use crate::tree::manifest::ManifestReader;
+use crate::tree::metadata::MetadataSet;
+use crate::tree::path::{display, from_display};
+use crate::tree::select::{BottomK, ContentSelection, in_slice};
+use crate::tree::walk::{Entry, Handle, Kind, Walk, WalkError, open_root};
 
 /// How to compare a restored tree.
 #[derive(Debug, Clone)]
@@ -33,7 +34,7 @@ pub struct CompareOptions {
     /// Glob patterns relative to the tree root (`*.tmp`, `cache/**`).
     pub exclude: Vec<String>,
     /// When the backup read the source's files, so that changes made after it
-    /// are drift, not failures (see [`crate::drift`]). `None` compares exactly.
+    /// are drift, not failures (see [`crate::tree::drift`]). `None` compares exactly.
     pub drift: Option<Drift>,
     /// Canaries: always content-checked, must be restored and match.
     pub expect: Vec<PathBuf>,
@@ -63,22 +64,6 @@ impl Default for CompareOptions {
             metadata: MetadataSet::default(),
         }
     }
-}
-
-/// The outcome of one canary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExpectStatus {
-    Matched,
-    Missing,
-    Mismatched,
-    ChangedSinceBackup,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExpectResult {
-    pub path: String,
-    pub status: ExpectStatus,
 }
 
 /// Everything a compare found. Counts are exact; lists are capped.
@@ -363,51 +348,6 @@ fn next_source(w: &mut Option<Entries>, r: &mut CompareReport) -> Option<Entry> 
     }
 }
 
-/// A path as it appears in records: relative, `/`-separated. Valid UTF-8 is
-/// kept exactly; a byte that is not UTF-8 is NUL and two lowercase hex digits
-/// ("a\0ffb" for a<ff>b). No file name holds NUL, so two names never share a
-/// form, and [`from_display`] gives the name back. People see `a\xffb` (the
-/// agent escapes what it prints).
-pub fn display(rel: &Path) -> String {
-    use std::fmt::Write;
-    use std::os::unix::ffi::OsStrExt;
-    let mut out = String::new();
-    for chunk in rel.as_os_str().as_bytes().utf8_chunks() {
-        out.push_str(chunk.valid());
-        for b in chunk.invalid() {
-            let _ = write!(out, "\0{b:02x}");
-        }
-    }
-    out
-}
-
-/// The path a record's text stands for: the reverse of [`display`].
-pub fn from_display(s: &str) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let hex = |h: &[u8]| -> Option<u8> {
-        if h.len() == 2 && h.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
-            u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
-        } else {
-            None
-        }
-    };
-    let mut out = Vec::with_capacity(s.len());
-    let mut rest = s.as_bytes();
-    while let Some((&b, tail)) = rest.split_first() {
-        match (b == 0).then(|| tail.get(..2).and_then(hex)).flatten() {
-            Some(x) => {
-                out.push(x);
-                rest = &tail[2..];
-            }
-            None => {
-                out.push(b);
-                rest = tail;
-            }
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
-}
-
 struct Comparer<'a> {
     reference: Reference<'a>,
     restored_root: &'a Path,
@@ -557,7 +497,7 @@ impl Comparer<'_> {
     /// the inode (ctime), so drift is judged as for the mode. The content is
     /// still checked.
     fn other_metadata(&mut self, source_root: &Path, x: &Entry, y: &Entry) {
-        use crate::metadata::{ACL_ACCESS, ACL_DEFAULT, get, xattrs};
+        use crate::tree::metadata::{ACL_ACCESS, ACL_DEFAULT, get, xattrs};
         let m = self.opts.metadata;
         let j = inode_change(self.opts.drift, x.ctime);
         if m.owner && (x.uid, x.gid) != (y.uid, y.gid) {

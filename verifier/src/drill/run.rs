@@ -11,20 +11,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
 
-use crate::checks::{CheckSpec, run_check};
-use crate::compare::{
-    CompareError, CompareOptions, CompareReport, ExpectStatus, Reference, compare_with,
-};
-use crate::deadline::{Deadline, Stop, humanize};
-use crate::drift::Drift;
+use crate::drill::checks::{CheckSpec, run_check};
+use crate::drill::deadline::{Deadline, Stop};
+use crate::drill::process::Isolation;
+use crate::drill::sandbox::{Sandbox, overlaps};
 use crate::driver::{BackupInfo, Driver, DriverError, RestoreStats};
-use crate::findings::Findings;
-use crate::metadata::{Held, MetadataSet};
-use crate::process::Isolation;
+use crate::evidence::record::Findings;
+use crate::evidence::record::*;
 use crate::progress::{Phase, Progress};
-use crate::record::*;
-use crate::sandbox::{Sandbox, overlaps};
-use crate::select::ContentSelection;
+use crate::tree::compare::{CompareError, CompareOptions, CompareReport, Reference, compare_with};
+use crate::tree::drift::Drift;
+use crate::tree::metadata::{Held, MetadataSet};
+use crate::tree::select::ContentSelection;
+use crate::units::humanize;
 
 /// What to verify after the restore.
 #[derive(Debug, Clone)]
@@ -222,11 +221,6 @@ fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
-/// A new record id: a UUID v7, so ids sort by time.
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
 /// How far a backup's time may be ahead of the drill's clock (clocks of two
 /// hosts differ a little) before the clock is judged wrong.
 const CLOCK_SKEW: i64 = 300;
@@ -372,8 +366,8 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                 (Ok(()), Some(max)) if stats.bytes > max && spec.driver.kind() != "postgres" => {
                     Err(DriverError::Space(format!(
                         "the restore wrote {}, more than max_restore_bytes ({})",
-                        crate::deadline::human_bytes(stats.bytes),
-                        crate::deadline::human_bytes(max)
+                        crate::units::human_bytes(stats.bytes),
+                        crate::units::human_bytes(max)
                     )))
                 }
                 (r, _) => r,
@@ -391,10 +385,10 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
             && stats.verified.is_none()
             && let Some(src) = &spec.source
         {
-            stats.root = crate::root::root_for_source(sb.path(), src);
+            stats.root = crate::tree::root::root_for_source(sb.path(), src);
         }
         let root = stats.root.clone().unwrap_or_default();
-        if fine && let Err(why) = crate::root::check_root(sb.path(), &root) {
+        if fine && let Err(why) = crate::tree::root::check_root(sb.path(), &root) {
             d.fails.push(why);
         }
         let restored_root = sb.path().join(root);
@@ -461,7 +455,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                 Ok(())
             } else {
                 crate::driver::check_all_links(sb.path()).map_err(|(rel, why)| {
-                    let rel = crate::compare::display(&rel);
+                    let rel = crate::tree::path::display(&rel);
                     if why.starts_with("cannot be checked") {
                         format!(
                             "the restored {rel} {why}, and a check could follow a link in it to live data"
@@ -626,7 +620,7 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
                 .root
                 .as_deref()
                 .filter(|r| !r.as_os_str().is_empty())
-                .map(crate::compare::display),
+                .map(crate::tree::path::display),
             notes: stats.notes.clone(),
         },
         verify: VerifySection {

@@ -5,7 +5,7 @@
 use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
-use crate::record::{Record, Verdict};
+use crate::evidence::record::{Record, Verdict};
 
 /// Which rotation slices of a job were content-verified by its last N drills.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -98,7 +98,7 @@ pub fn slice_list(slices: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::RotateSlice;
+    use crate::evidence::record::RotateSlice;
 
     fn rec(job: &str, slice: u64, over: u64, result: Verdict) -> Record {
         let t = DateTime::parse_from_rfc3339("2026-01-01T03:00:00+09:00").unwrap();
