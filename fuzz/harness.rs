@@ -39,7 +39,7 @@ pub fn config(data: &[u8]) {
     let path = Path::new("/nonexistent/fuzz/config.toml");
     match restore_verifier::config::parse(path, text, restore_verifier::config::Check::Values) {
         Ok(cfg) => {
-            let _ = restore_verifier::config::describe(&cfg, chrono::Utc::now());
+            let _ = restore_verifier::describe::config(&cfg, chrono::Utc::now());
         }
         Err(errors) => {
             let shown = errors.to_string();

@@ -3,5 +3,6 @@
 
 pub mod alert_state;
 pub mod config;
+pub mod describe;
 pub mod due;
 pub mod store;

@@ -1,0 +1,180 @@
+use super::*;
+
+fn errs(text: &str) -> Vec<String> {
+    match parse(Path::new("/etc/rv.toml"), text, Check::Values) {
+        Ok(_) => vec![],
+        Err(e) => e.0.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+/// The alert state keeps what each sink was told under its name: an
+/// unnamed sink keeps its name when another is added above it.
+#[test]
+fn unnamed_sinks_keep_their_names_when_sinks_are_added() {
+    let hook = "[[alert]]\ntype = \"webhook\"\nurl = \"http://hook.example/a\"\n";
+    let other = "[[alert]]\ntype = \"webhook\"\nurl = \"http://hook.example/b\"\n";
+    let names = |text: &str| -> Vec<String> {
+        parse(Path::new("/etc/rv.toml"), text, Check::Values)
+            .unwrap()
+            .alerts
+            .into_iter()
+            .map(|a| a.name)
+            .collect()
+    };
+    let alone = names(hook);
+    let below = names(&format!("{other}{hook}"));
+    assert_eq!(below[1], alone[0]);
+    assert_ne!(below[0], below[1]);
+    assert!(alone[0].starts_with("webhook-"), "{alone:?}");
+    // Two unnamed sinks to one target are numbered, in file order.
+    let twice = names(&format!("{hook}{hook}"));
+    assert_eq!(twice, [alone[0].clone(), format!("{}-2", alone[0])]);
+    // A URL's password and query are not part of what names it.
+    let secret = names(
+        &hook
+            .replace("http://hook", "http://u:pw@hook")
+            .replace("/a", "/a?token=1"),
+    );
+    assert_eq!(secret, alone);
+}
+
+#[test]
+fn crontab_weekdays_follow_crontab() {
+    // 0 and 7 are Sunday in crontab; the cron crate would read 0 as invalid.
+    let s = parse_cron("30 2 * * 0").unwrap();
+    let sun = parse_cron("30 2 * * Sun").unwrap();
+    use chrono::TimeZone;
+    let t = chrono_tz::UTC
+        .with_ymd_and_hms(2026, 11, 25, 0, 0, 0)
+        .unwrap();
+    assert_eq!(s.after(&t).next(), sun.after(&t).next());
+    let fri_sun = parse_cron("0 0 * * 5-7").unwrap();
+    let days: Vec<_> = fri_sun
+        .after(&t)
+        .take(3)
+        .map(|d| d.format("%a").to_string())
+        .collect();
+    assert_eq!(days, ["Fri", "Sat", "Sun"]);
+    assert!(parse_cron("* * * *").is_err());
+    assert!(parse_cron("61 * * * *").is_err());
+    assert!(parse_cron("*/5 * * * * *").is_ok());
+}
+
+#[test]
+fn shipped_example_config_parses() {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/config.example.toml"
+    ));
+    let text = std::fs::read_to_string(path).unwrap();
+    let cfg = parse(path, &text, Check::Values).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.jobs.len(), 5);
+    assert_eq!(cfg.agent.timezone, chrono_tz::Asia::Tokyo);
+    assert_eq!(cfg.jobs.iter().filter(|j| j.schedule.is_some()).count(), 4);
+    assert_eq!(cfg.jobs[3].checks.len(), 1);
+    assert_eq!(cfg.alerts.len(), 2);
+}
+
+#[test]
+fn canaries_are_normalised_and_must_not_be_excluded() {
+    let base = "[[job]]\nname = \"a\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n[job.verify]\n";
+    let ok = format!("{base}expect = [\"./finance//ledger.csv\"]\n");
+    let cfg = parse(Path::new("/etc/rv.toml"), &ok, Check::Values).unwrap();
+    assert_eq!(
+        cfg.jobs[0].verify.expect,
+        [PathBuf::from("finance/ledger.csv")]
+    );
+    let bad = format!("{base}exclude = [\"*.tmp\"]\nexpect = [\"a/b.tmp\"]\n");
+    let e = errs(&bad);
+    assert!(
+        e[0].contains("job[0].verify.expect: canary a/b.tmp is excluded"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn sandbox_inside_a_source_is_refused() {
+    let text = "[agent]\nsandbox_dir = \"/srv/share/.rv\"\n[[job]]\nname = \"a\"\nsource = \"/srv/share\"\n[job.backup]\ntype = \"dir\"\npath = \"/x\"\n";
+    let e = errs(text);
+    assert!(
+        e.iter().any(
+            |m| m.contains("job[0].source: sandbox_dir /srv/share/.rv and this source overlap")
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn passwords_in_connection_strings_are_spotted() {
+    assert!(has_password("host=db dbname=erp password=secret"));
+    assert!(has_password("postgresql://erp:secret@db/erp"));
+    assert!(has_password("host=db password = secret dbname=erp"));
+    assert!(has_password("postgresql://db/erp?password=secret"));
+    assert!(!has_password("postgresql://erp@db/erp"));
+    assert!(!has_password("host=/run/postgresql dbname=erp"));
+}
+
+#[test]
+fn percentages() {
+    assert_eq!(parse_percent("10%"), Ok(10.0));
+    assert_eq!(parse_percent(" 2.5 % "), Ok(2.5));
+    assert_eq!(parse_percent("0%"), Ok(0.0));
+    for bad in ["10", "101%", "-1%", "ten%", ""] {
+        assert!(parse_percent(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+    assert_eq!(
+        parse_duration("7d").unwrap(),
+        Duration::from_secs(7 * 86400)
+    );
+    assert!(parse_duration("2 fortnights").is_err());
+    assert!(parse_duration("0s").is_err());
+}
+
+#[test]
+fn every_error_is_reported_with_its_position() {
+    let text = r#"[agent]
+timezone = "Mars/Olympus"
+
+[[job]]
+name = "a"
+schedule = "not cron"
+rpo = "soon"
+[job.backup]
+type = "dir"
+path = "/x"
+
+[[job]]
+name = "a"
+[job.backup]
+type = "tar"
+path = "/y/*.tar"
+[job.verify]
+sample_filez = 3
+"#;
+    let e = errs(text);
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("/etc/rv.toml:2:12: agent.timezone:")),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("/etc/rv.toml:6:12: job[0].schedule:")),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("/etc/rv.toml:7:7: job[0].rpo:")),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains(":18:1: job[1].verify") && m.contains("sample_filez")),
+        "{e:#?}"
+    );
+}
