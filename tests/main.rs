@@ -8,6 +8,7 @@ mod faults;
 mod fuzz;
 mod guides;
 mod isolation;
+mod outputs;
 mod pg_dumps;
 mod pg_server;
 mod store;

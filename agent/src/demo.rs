@@ -265,7 +265,7 @@ pub fn run(dir: Option<PathBuf>, quiet: bool) -> Result<Outcome, CliError> {
         since: now - chrono::Duration::days(365),
         until: now,
     };
-    let assessment = crate::report::for_config(&cfg, &period, now)?;
+    let assessment = crate::cli::report::for_config(&cfg, &period, now)?;
     let report_en = dir.join("report.en.html");
     let report_ja = dir.join("report.ja.html");
     fs::write(

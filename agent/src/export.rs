@@ -97,7 +97,7 @@ pub fn export(
     {
         add(&mut tar, "evidence.pub", &b)?;
     }
-    let a = report::for_config(cfg, period, now)?;
+    let a = crate::cli::report::for_config(cfg, period, now)?;
     add(
         &mut tar,
         "report.en.md",

@@ -1,8 +1,13 @@
-//! The agent's configuration, as a library: the binary reads it, and the
-//! fuzz targets and tests drive the parser directly.
+//! The agent's library: the configuration and the domain rules the binary,
+//! the fuzz targets and the tests all call. Each rule is a pure function
+//! given `now`: the alert state (`alert_state`), "due by" and overdue
+//! (`due`), the No.151 assessment (`report`), and the scheduler's decisions
+//! (`schedule`).
 
 pub mod alert_state;
 pub mod config;
 pub mod describe;
 pub mod due;
+pub mod escape;
+pub mod report;
 pub mod store;

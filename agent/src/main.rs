@@ -14,9 +14,8 @@ mod http;
 mod metrics;
 mod output;
 mod progress;
-mod report;
 
-use restore_verifier::{alert_state, config, due, store};
+use restore_verifier::{alert_state, config, due, report, store};
 
 use std::process::ExitCode;
 

@@ -8,7 +8,7 @@ mod config_check;
 mod evidence;
 mod keygen;
 mod manifest;
-mod report;
+pub(crate) mod report;
 mod run;
 
 use std::io::IsTerminal;
