@@ -11,138 +11,21 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use verifier::{Record, Trigger, TriggerKind, Verdict};
 
 use crate::config::{self, Check, Config, Job};
-use crate::drills;
 use crate::exit::{CliError, Outcome};
-
-/// What the agent remembers of a job's last drills, for the API and metrics.
-#[derive(Debug, Default, Clone)]
-pub struct JobState {
-    /// The queued or running drill, if any.
-    pub busy: Option<String>,
-    /// The last drill that ran (not skipped).
-    pub last: Option<Summary>,
-    pub last_pass: Option<DateTime<FixedOffset>>,
-    pub totals: BTreeMap<&'static str, u64>,
-    /// Since when the job has been watched: its first record in the ledger,
-    /// else when the agent (or the reload that added it) began to watch it.
-    /// A job that never passed is due from then.
-    pub watching_since: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Summary {
-    pub id: String,
-    pub seq: u64,
-    pub result: Verdict,
-    pub started_at: DateTime<FixedOffset>,
-    pub finished_at: DateTime<FixedOffset>,
-    pub duration_seconds: f64,
-    pub backup_age_seconds: Option<i64>,
-    pub bytes_checked: u64,
-    pub files_compared: u64,
-    pub reasons: Vec<String>,
-}
-
-impl JobState {
-    fn apply(&mut self, r: &Record) {
-        let t = r.started_at.with_timezone(&Utc);
-        self.watching_since = Some(self.watching_since.map_or(t, |w| w.min(t)));
-        *self.totals.entry(r.result.as_str()).or_default() += 1;
-        if r.result == Verdict::Skipped {
-            return;
-        }
-        if r.result == Verdict::Pass {
-            self.last_pass = Some(r.started_at);
-        }
-        self.last = Some(Summary {
-            id: r.id.clone(),
-            seq: r.seq,
-            result: r.result,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            duration_seconds: r.restore.duration_seconds + r.verify.duration_seconds,
-            backup_age_seconds: r.backup.age_seconds,
-            bytes_checked: r.verify.bytes_checked,
-            files_compared: r.verify.files_compared,
-            reasons: r.reasons.iter().take(3).cloned().collect(),
-        });
-    }
-
-    /// When the job is due by, and whether it is overdue (the one rule,
-    /// [`crate::due`]); a job that never passed counts from `watching_since`.
-    pub fn due(
-        &self,
-        job: &Job,
-        tz: chrono_tz::Tz,
-        watching_since: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> crate::due::Due {
-        let last = self.last_pass.map(|t| t.with_timezone(&Utc));
-        let since = self.watching_since.unwrap_or(watching_since);
-        crate::due::job_due(job, tz, last, since, now)
-    }
-}
-
-/// A drill the API has answered for but whose record is not written yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pending {
-    Queued,
-    Running,
-}
+use crate::state::{Agent, JobState, Pending, Submitted};
+use crate::{drills, schedule};
 
 /// How often the agent verifies its whole ledger.
 const LEDGER_CHECK_EVERY: Duration = Duration::from_secs(600);
 
-pub struct Agent {
-    pub cfg_path: PathBuf,
-    cfg: RwLock<Arc<Config>>,
-    pub jobs: Mutex<BTreeMap<String, JobState>>,
-    pub pending: Mutex<HashMap<String, (String, Pending)>>,
-    slots: Arc<Semaphore>,
-    slot_count: AtomicU32,
-    /// Set at shutdown: running drills stop and record `error`.
-    stop: Arc<AtomicBool>,
-    /// Cancelled at shutdown: schedulers, the HTTP server and queued drills stop.
-    pub shutdown: CancellationToken,
-    schedulers: Mutex<CancellationToken>,
-    tracker: TaskTracker,
-    pub running: AtomicUsize,
-    token: RwLock<Option<String>>,
-    pub alerts: Arc<crate::alerts::Alerts>,
-    /// The last verification of the whole ledger.
-    ledger_check: Mutex<Option<drills::LedgerCheck>>,
-    /// Wakes the publisher to the shared evidence store.
-    publish_wanted: tokio::sync::Notify,
-    /// When the agent began to watch its jobs: a job that never passed is
-    /// due from then.
-    pub started: DateTime<Utc>,
-}
-
-/// The outcome of asking for a drill.
-pub enum Submitted {
-    Queued(String),
-    /// The job's previous drill is still queued or running; a `skipped` record
-    /// was written.
-    Skipped {
-        skipped: String,
-        running: String,
-    },
-    UnknownJob,
-}
-
 impl Agent {
-    pub fn ledger_check(&self) -> Option<drills::LedgerCheck> {
-        self.ledger_check.lock().expect("ledger check lock").clone()
-    }
-
     /// Verifies the whole ledger now and then (at start, then every
     /// [`LEDGER_CHECK_EVERY`]), for the metrics: a chain or a signature that
     /// broke is an alert even when no one runs `evidence verify`.
@@ -188,22 +71,6 @@ impl Agent {
     /// A record was appended: publish it soon.
     fn published(&self) {
         self.publish_wanted.notify_one();
-    }
-
-    pub fn config(&self) -> Arc<Config> {
-        self.cfg.read().expect("config lock").clone()
-    }
-
-    /// Compares a presented bearer token with the configured one in constant time.
-    pub fn token_matches(&self, presented: &str) -> Option<bool> {
-        let guard = self.token.read().expect("token lock");
-        let want = guard.as_ref()?;
-        let (a, b) = (want.as_bytes(), presented.as_bytes());
-        let diff = a.len() ^ b.len()
-            | a.iter()
-                .zip(b.iter())
-                .fold(0usize, |acc, (x, y)| acc | (x ^ y) as usize);
-        Some(diff == 0)
     }
 
     /// Appends a record for a drill that did not run (skipped) or could not
@@ -457,52 +324,44 @@ impl Agent {
         since: DateTime<chrono_tz::Tz>,
         token: CancellationToken,
     ) {
-        let Some((_, schedule)) = job.schedule.clone() else {
+        let Some((_, cron)) = job.schedule.clone() else {
             return;
         };
         let tz = since.timezone();
         let mut last = since;
         loop {
-            let Some(next) = schedule.after(&last).next() else {
-                return;
-            };
             let now = Utc::now();
-            let behind = (now - next.with_timezone(&Utc))
-                .to_std()
-                .unwrap_or_default();
-            if behind > Duration::from_secs(60) + job.jitter.unwrap_or_default() {
-                // The host slept or the clock jumped: one record says so, instead
-                // of a burst of drills for every tick that passed.
-                let missed = schedule
-                    .after(&last)
-                    .take_while(|t| t.with_timezone(&Utc) <= now)
-                    .take(100_000)
-                    .count();
-                let cfg = self.config();
-                let reason = format!(
-                    "skipped: {missed} scheduled run(s) from {} on were missed (the host was suspended or the clock jumped)",
-                    next.to_rfc3339()
-                );
-                let trigger = Trigger {
-                    kind: TriggerKind::Schedule,
-                    reason: None,
-                    scheduled_for: Some(next.fixed_offset()),
-                };
-                self.note(&cfg, &job, trigger, None, Verdict::Skipped, reason)
-                    .await;
-                last = now.with_timezone(&tz);
-                continue;
-            }
-            let mut wait = (next.with_timezone(&Utc) - now)
-                .to_std()
-                .unwrap_or_default();
-            if let Some(j) = job.jitter {
-                wait += Duration::from_millis(drills::random_u64() % j.as_millis().max(1) as u64);
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = token.cancelled() => return,
-            }
+            let next = match schedule::next_tick(&cron, last, now, job.jitter) {
+                None => return,
+                Some(schedule::Tick::Missed { count, first }) => {
+                    // The host slept or the clock jumped: one record says so,
+                    // instead of a burst of drills for every tick that passed.
+                    let cfg = self.config();
+                    let trigger = Trigger {
+                        kind: TriggerKind::Schedule,
+                        reason: None,
+                        scheduled_for: Some(first.fixed_offset()),
+                    };
+                    let reason = schedule::missed_reason(count, first);
+                    self.note(&cfg, &job, trigger, None, Verdict::Skipped, reason)
+                        .await;
+                    last = now.with_timezone(&tz);
+                    continue;
+                }
+                Some(schedule::Tick::Wait { next, wait }) => {
+                    let mut wait = wait;
+                    if let Some(j) = job.jitter {
+                        wait += Duration::from_millis(
+                            drills::random_u64() % j.as_millis().max(1) as u64,
+                        );
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = token.cancelled() => return,
+                    }
+                    next
+                }
+            };
             last = next;
             let trigger = Trigger {
                 kind: TriggerKind::Schedule,
@@ -519,7 +378,7 @@ impl Agent {
         let cfg = self.config();
         let now = Utc::now().with_timezone(&cfg.agent.timezone);
         for job in cfg.jobs.iter().filter(|j| j.catch_up) {
-            let Some((_, schedule)) = &job.schedule else {
+            let Some((_, cron)) = &job.schedule else {
                 continue;
             };
             let last = self
@@ -528,19 +387,7 @@ impl Agent {
                 .expect("jobs lock")
                 .get(&job.name)
                 .and_then(|s| s.last.as_ref().map(|l| l.started_at));
-            let reason = match last {
-                None => Some("catch-up: no drill of this job has been recorded yet".to_string()),
-                Some(l) => schedule
-                    .after(&l.with_timezone(&cfg.agent.timezone))
-                    .next()
-                    .filter(|t| *t <= now)
-                    .map(|t| {
-                        format!(
-                            "catch-up: the run due at {} was missed while the agent was down",
-                            t.to_rfc3339()
-                        )
-                    }),
-            };
+            let reason = schedule::catch_up_reason(cron, last, now);
             if let Some(reason) = reason {
                 tracing::info!(job = %job.name, %reason, "Catching up.");
                 let trigger = Trigger {

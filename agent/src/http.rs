@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 use verifier::{Trigger, TriggerKind};
 
-use crate::daemon::{Agent, Pending, Submitted};
+use crate::state::{Agent, Pending, Submitted};
 use crate::{drills, evidence};
 
 type Shared = Arc<Agent>;

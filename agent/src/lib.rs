@@ -10,4 +10,5 @@ pub mod describe;
 pub mod due;
 pub mod escape;
 pub mod report;
+pub mod schedule;
 pub mod store;

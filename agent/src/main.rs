@@ -14,8 +14,9 @@ mod http;
 mod metrics;
 mod output;
 mod progress;
+mod state;
 
-use restore_verifier::{alert_state, config, due, report, store};
+use restore_verifier::{alert_state, config, due, report, schedule, store};
 
 use std::process::ExitCode;
 

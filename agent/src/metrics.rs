@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use chrono::Utc;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
-use crate::daemon::Agent;
+use crate::state::Agent;
 
 const RESULTS: [&str; 4] = ["pass", "fail", "error", "skipped"];
 
