@@ -178,3 +178,92 @@ sample_filez = 3
         "{e:#?}"
     );
 }
+
+/// Every key the parser accepts, read from the serde structs that deny
+/// unknown keys (the table a section reads is the struct's name), with the
+/// section tables themselves.
+fn accepted_keys() -> Vec<String> {
+    let sources = [
+        include_str!("raw.rs"),
+        include_str!("model.rs"),
+        include_str!("parse.rs"),
+    ];
+    let mut keys = vec![
+        "agent".to_string(),
+        "job".into(),
+        "backup".into(),
+        "verify".into(),
+        "check".into(),
+        "alert".into(),
+        "system".into(),
+        "evidence".into(),
+    ];
+    for src in sources {
+        let mut in_struct = false;
+        let mut rename: Option<String> = None;
+        for line in src.lines().map(str::trim) {
+            if line == "#[serde(deny_unknown_fields)]" {
+                in_struct = true;
+                continue;
+            }
+            if !in_struct {
+                continue;
+            }
+            if line == "}" {
+                in_struct = false;
+                continue;
+            }
+            if let Some(r) = line
+                .strip_prefix("#[serde(rename = \"")
+                .and_then(|r| r.strip_suffix("\")]"))
+            {
+                rename = Some(r.to_string());
+                continue;
+            }
+            let field = line
+                .strip_prefix("pub(super) ")
+                .or_else(|| line.strip_prefix("pub "))
+                .and_then(|l| l.split_once(':'))
+                .map(|(name, _)| name.trim());
+            if let Some(name) = field.filter(|n| !n.contains(' ')) {
+                keys.push(rename.take().unwrap_or_else(|| name.to_string()));
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// docs/design.md is the contract: a key the parser accepts and the contract
+/// does not name is a key no operator can learn of.
+#[test]
+fn every_accepted_config_key_is_in_the_design_contract() {
+    let design = include_str!("../../../docs/design.md");
+    let keys = accepted_keys();
+    assert!(
+        keys.len() > 60 && keys.iter().any(|k| k == "max_restore_bytes"),
+        "the key scan found too little: {keys:?}"
+    );
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| {
+            // Named as a key: `key`, key = …, key (…) in the annotated
+            // example, or a section's table header.
+            let named = [
+                format!("`{k}`"),
+                format!(" {k} ="),
+                format!(" {k} ("),
+                format!("[{k}]"),
+                format!("[[{k}]]"),
+                format!("[job.{k}]"),
+                format!("[[job.{k}]]"),
+            ];
+            !named.iter().any(|n| design.contains(n.as_str()))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "config keys missing from docs/design.md: {missing:?}"
+    );
+}
