@@ -331,3 +331,78 @@ fn an_uncovered_system_scores_zero_and_pulls_the_overall_down() {
     assert_eq!(c.lines().count(), 3);
     assert!(c.lines().nth(2).unwrap().starts_with("\"ERP\""));
 }
+
+/// Every shortfall's wording in both languages, exactly as auditors have
+/// read it, and its JSON shape.
+#[rstest]
+#[case::no_job(
+    Shortfall::NoJob,
+    "no job covers this system",
+    "このシステムを対象とするリストアジョブがありません"
+)]
+#[case::no_real_restore(
+    Shortfall::NoRealRestore,
+    "no real restore in the period",
+    "期間中に実際のリストアが行われていません"
+)]
+#[case::gap_from_the_start_to_a_pass(
+    Shortfall::Gap {
+        days: 100.1,
+        policy_days: 90.0,
+        from: Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(),
+        from_pass: None,
+        to: Utc.with_ymd_and_hms(2025, 4, 11, 3, 0, 0).unwrap(),
+        to_pass: Some("fs-100-pass".into()),
+    },
+    "no passing restore for 100.1 days (policy 90 days), from the period's start (2025-01-01) to pass fs-100-pass (2025-04-11)",
+    "合格したリストアのない期間が 100.1 日あります（方針は 90 日）：期間の開始（2025-01-01）から 合格 fs-100-pass（2025-04-11）まで"
+)]
+#[case::gap_from_a_pass_to_the_end(
+    Shortfall::Gap {
+        days: 2.5,
+        policy_days: 1.1,
+        from: Utc.with_ymd_and_hms(2025, 6, 10, 3, 0, 0).unwrap(),
+        from_pass: Some("a".into()),
+        to: Utc.with_ymd_and_hms(2025, 6, 12, 15, 0, 0).unwrap(),
+        to_pass: None,
+    },
+    "no passing restore for 2.5 days (policy 1.1 days), from pass a (2025-06-10) to the period's end (2025-06-12)",
+    "合格したリストアのない期間が 2.5 日あります（方針は 1.1 日）：合格 a（2025-06-10）から 期間の終了（2025-06-12）まで"
+)]
+#[case::change_not_drilled(
+    Shortfall::ChangeNotDrilled {
+        record: "r1".into(),
+        at: Utc.with_ymd_and_hms(2025, 3, 2, 1, 0, 0).unwrap(),
+        reason: Some("CHG-7".into()),
+        result: Verdict::Error,
+    },
+    "change CHG-7 (2025-03-02) was not drilled to a pass: record r1 is error",
+    "変更 CHG-7（2025-03-02）のドリルが合格に至っていません：記録 r1 は error です"
+)]
+#[case::change_without_a_reason(
+    Shortfall::ChangeNotDrilled {
+        record: "r2".into(),
+        at: Utc.with_ymd_and_hms(2025, 3, 2, 1, 0, 0).unwrap(),
+        reason: None,
+        result: Verdict::Fail,
+    },
+    "change - (2025-03-02) was not drilled to a pass: record r2 is fail",
+    "変更 -（2025-03-02）のドリルが合格に至っていません：記録 r2 は fail です"
+)]
+#[case::ledger(
+    Shortfall::LedgerDoesNotVerify { problem: "line 3: hash mismatch".into() },
+    "the ledger does not verify: line 3: hash mismatch",
+    "証跡台帳の検証に失敗しました：line 3: hash mismatch"
+)]
+fn shortfalls_read_the_same_in_every_renderer(
+    #[case] shortfall: Shortfall,
+    #[case] en: &str,
+    #[case] ja: &str,
+) {
+    assert_eq!(shortfall.text(Lang::En), en);
+    assert_eq!(shortfall.text(Lang::Ja), ja);
+    assert_eq!(
+        serde_json::to_value(&shortfall).unwrap(),
+        serde_json::json!({ "en": en, "ja": ja })
+    );
+}
