@@ -13,6 +13,7 @@ use crate::drill::process::{StepOptions, run_step};
 use crate::driver::{DriverError, tool};
 use crate::tree::manifest::ManifestError;
 use crate::tree::walk::{Entry, Handle, Kind};
+
 /// Exact row counts of every user table, and the number of large objects
 /// (as the rows of `pg_catalog.pg_largeobject_metadata`), one query.
 const COUNT_SQL: &str = "SELECT n.nspname || '.' || c.relname, \

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::drill::deadline::Deadline;
 use crate::driver::{DriverError, pgdump};
+
 pub(super) fn is_tar(p: &Path) -> bool {
     let mut b = [0u8; 262];
     File::open(p).and_then(|mut f| f.read_exact(&mut b)).is_ok() && &b[257..262] == b"ustar"

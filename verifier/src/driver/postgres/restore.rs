@@ -24,6 +24,7 @@ use crate::driver::tool::cause::{self, Tool};
 use crate::driver::{BackupInfo, Driver, DriverError, RestoreStats, newest_match, pgdump, tool};
 use crate::tree::compare::CompareReport;
 use crate::tree::manifest::ManifestReader;
+
 impl Driver for PostgresDriver {
     fn kind(&self) -> &'static str {
         "postgres"

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::PORT;
 use crate::driver::DriverError;
+
 /// The newest `/usr/lib/postgresql/N/bin`, else whatever is on PATH.
 pub(super) fn bindir() -> PathBuf {
     let mut best: Option<(u32, PathBuf)> = None;

@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::read::{ends_in_newline, newline_before};
 use super::{ChainChecker, Ledger, LedgerError, LostRecords, note_like};
 use crate::evidence::record::{LEDGER_JOB, Record};
+
 /// A torn last line that an append set aside.
 #[derive(Debug, Clone)]
 struct TornTail {
