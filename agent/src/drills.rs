@@ -6,14 +6,11 @@ use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use verifier::driver::{
-    BorgDriver, CommandDriver, DirDriver, Driver, PostgresDriver, ResticDriver, TarDriver,
-};
 use verifier::{
     ContentSelection, DrillEnv, DrillSpec, Ledger, Record, Trigger, TriggerKind, VerifySpec,
 };
 
-use crate::config::{Backup, Config, Content, Job};
+use crate::config::{Config, Content, Job};
 
 /// The ledger, for reading.
 pub fn ledger(cfg: &Config) -> Ledger {
@@ -348,82 +345,7 @@ fn next_slice(ledger: &Ledger, job: &str, over: u64) -> u64 {
 }
 
 pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpec {
-    let driver: Box<dyn Driver> = match &job.backup {
-        Backup::Dir {
-            path,
-            backup_time,
-            root,
-        } => Box::new(DirDriver {
-            path: path.clone(),
-            backup_time: *backup_time,
-            root: root.clone(),
-        }),
-        Backup::Tar {
-            path,
-            backup_time,
-            root,
-        } => Box::new(TarDriver {
-            path: path.clone(),
-            backup_time: *backup_time,
-            root: root.clone(),
-        }),
-        Backup::Restic {
-            repository,
-            password_file,
-            snapshot,
-            host,
-            tags,
-            path,
-        } => Box::new(ResticDriver {
-            repository: repository.clone(),
-            password_file: password_file.clone(),
-            snapshot: snapshot.clone(),
-            host: host.clone(),
-            tags: tags.clone(),
-            path: path.clone(),
-        }),
-        Backup::Borg {
-            repository,
-            passphrase_file,
-            key_file,
-            archive,
-            path,
-        } => Box::new(BorgDriver {
-            repository: repository.clone(),
-            passphrase_file: passphrase_file.clone(),
-            key_file: key_file.clone(),
-            archive: archive.clone(),
-            path: path.clone(),
-            base_dir: state_dir.join("tools").join("borg"),
-        }),
-        Backup::Postgres {
-            path,
-            backup_time,
-            tables,
-            live,
-            live_tolerance,
-        } => {
-            let mut d = PostgresDriver::new(
-                path.clone(),
-                *backup_time,
-                tables.clone(),
-                job.verify.manifest.clone(),
-            );
-            d.live = live.clone();
-            d.live_tolerance = *live_tolerance;
-            Box::new(d)
-        }
-        Backup::Command {
-            steps,
-            path,
-            backup_time,
-        } => Box::new(CommandDriver {
-            steps: steps.clone(),
-            backup: path.clone(),
-            backup_time: *backup_time,
-            isolation: job.isolation.clone(),
-        }),
-    };
+    let driver = job.backup.driver(job, state_dir);
     let v = &job.verify;
     let selection = match v.content {
         Content::All => ContentSelection::All,

@@ -6,6 +6,7 @@ pub(super) fn job(
     cx: &mut Ctx,
     i: usize,
     j: RawJob,
+    raw_backup: Spanned<DeValue<'_>>,
     base: &Path,
     check: Check,
     agent: &AgentConfig,
@@ -69,14 +70,15 @@ pub(super) fn job(
         p
     });
 
-    let backup_span = j.backup.span();
-    let backup = backup_config(cx, i, j.backup.into_inner(), base, check, agent);
-    // The throw-away PostgreSQL server: what no drill of this job could get
-    // past (its account cannot reach sandbox_dir; no room for its socket).
-    if check == Check::Paths && matches!(backup, Some(Backup::Postgres { .. })) {
-        let sandbox =
-            verifier::sandbox_path(&agent.sandbox_dir, j.name.get_ref(), &verifier::new_id());
-        for why in verifier::driver::postgres_setup_problems(&agent.sandbox_dir, &sandbox) {
+    let backup_span = raw_backup.span();
+    let backup = backup_config(cx, i, raw_backup, base, check, agent);
+    // What no drill of this job could get past on this host (for the
+    // throw-away PostgreSQL server: its account cannot reach sandbox_dir; no
+    // room for its socket).
+    if check == Check::Paths
+        && let Some(b) = &backup
+    {
+        for why in b.setup_problems(agent, j.name.get_ref()) {
             cx.at(backup_span.clone(), k("backup"), why);
         }
     }

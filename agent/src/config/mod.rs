@@ -35,7 +35,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use alert::*;
-use backup::*;
+use backup::backup_config;
+pub use backup::{Backup, BackupKind};
 use job::*;
 use raw::*;
 

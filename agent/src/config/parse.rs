@@ -53,7 +53,7 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
         _ => std::env::current_dir().unwrap_or_default(),
     };
     let mut raw_agent = RawAgent::default();
-    let mut raw_jobs: Vec<(usize, RawJob)> = Vec::new();
+    let mut raw_jobs: Vec<(usize, RawJob, Spanned<DeValue>)> = Vec::new();
     let mut raw_alerts: Vec<(usize, RawAlert)> = Vec::new();
     let mut systems: Vec<SystemDecl> = Vec::new();
     let mut raw_evidence = RawEvidence::default();
@@ -67,8 +67,18 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
             "job" => match v.get_ref() {
                 DeValue::Array(items) => {
                     for (i, item) in items.iter().enumerate() {
-                        if let Some(j) = cx.de::<RawJob>(item.clone(), &format!("job[{i}]")) {
-                            raw_jobs.push((i, j));
+                        // `[job.backup]` is read by its type (backup/), the
+                        // rest of the job here.
+                        let mut rest = item.clone();
+                        let backup = match rest.get_mut() {
+                            DeValue::Table(t) => t.remove("backup"),
+                            _ => None,
+                        };
+                        if let Some(j) = cx.de::<RawJob>(rest, &format!("job[{i}]")) {
+                            match backup {
+                                Some(b) => raw_jobs.push((i, j, b)),
+                                None => cx.at(item.span(), format!("job[{i}]"), "missing field `backup`"),
+                            }
                         }
                     }
                 }
@@ -121,7 +131,7 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
     let store = store_config(&mut cx, raw_evidence, &base);
     let mut jobs = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
-    for (i, rj) in raw_jobs {
+    for (i, rj, backup) in raw_jobs {
         let name = rj.name.get_ref().clone();
         if !valid_name(&name) {
             cx.at(
@@ -137,7 +147,7 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
                 format!("duplicate job name {name:?} (also job[{first}])"),
             );
         }
-        if let Some(j) = job(&mut cx, i, rj, &base, check, &agent) {
+        if let Some(j) = job(&mut cx, i, rj, backup, &base, check, &agent) {
             jobs.push(j);
         }
     }

@@ -58,39 +58,8 @@ pub(super) struct RawJob {
     pub(super) run_as: Option<Spanned<String>>,
     pub(super) network: Option<Spanned<String>>,
     pub(super) source: Option<Spanned<String>>,
-    pub(super) backup: Spanned<RawBackup>,
     pub(super) verify: Option<RawVerify>,
     pub(super) check: Option<Vec<RawCheck>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawBackup {
-    #[serde(rename = "type")]
-    pub(super) kind: Spanned<String>,
-    pub(super) path: Option<Spanned<String>>,
-    pub(super) backup_time: Option<Spanned<String>>,
-    pub(super) repository: Option<Spanned<String>>,
-    pub(super) password_file: Option<Spanned<String>>,
-    pub(super) passphrase_file: Option<Spanned<String>>,
-    pub(super) key_file: Option<Spanned<String>>,
-    pub(super) snapshot: Option<Spanned<String>>,
-    pub(super) host: Option<Spanned<String>>,
-    pub(super) tags: Option<Spanned<Vec<String>>>,
-    pub(super) archive: Option<Spanned<String>>,
-    pub(super) restore: Option<Spanned<Steps>>,
-    pub(super) tables: Option<Spanned<Vec<String>>>,
-    pub(super) live: Option<Spanned<String>>,
-    pub(super) live_tolerance: Option<Spanned<String>>,
-    pub(super) root: Option<Spanned<String>>,
-}
-
-/// `restore = ["tool", "{sandbox}"]` (one step) or `[["a"], ["b"]]` (several).
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub(super) enum Steps {
-    One(Vec<String>),
-    Many(Vec<Vec<String>>),
 }
 
 #[derive(Deserialize, Default)]

@@ -179,9 +179,10 @@ sample_filez = 3
     );
 }
 
-/// Every key the parser accepts, read from the source of the serde structs
-/// that deny unknown keys (their fields, or the `rename` above one), with the
-/// top-level tables `parse` matches. A key is found by name, not by section.
+/// Every key the parser accepts: each backup type's declared keys, the
+/// fields of the other serde structs that deny unknown keys (read from their
+/// source, or the `rename` above one), and the top-level tables `parse`
+/// matches. A key is found by name, not by section.
 fn accepted_keys() -> Vec<String> {
     let sources = [
         include_str!("raw.rs"),
@@ -190,7 +191,11 @@ fn accepted_keys() -> Vec<String> {
     ];
     // The top-level tables, as `parse` matches them, and the one key inside
     // a value: `expect_stdout = { regex = "…" }`.
-    let mut keys = vec!["regex".to_string()];
+    let mut keys = vec!["regex".to_string(), "type".to_string()];
+    // Each backup type's keys, as its section declares them.
+    for t in super::backup::TYPES {
+        keys.extend(t.keys.iter().map(|k| k.to_string()));
+    }
     keys.extend(include_str!("parse.rs").lines().filter_map(|l| {
         let l = l.trim().strip_prefix('"')?;
         let (name, rest) = l.split_once('"')?;
@@ -266,4 +271,87 @@ fn every_accepted_config_key_is_in_the_design_contract() {
         missing.is_empty(),
         "config keys missing from docs/design.md: {missing:?}"
     );
+}
+
+/// `[job.backup]` is read by its type: the messages an operator sees for
+/// each way a section can be wrong.
+#[rstest::rstest]
+#[case::another_types_key(
+    "type = \"restic\"\nrepository = \"/r\"\npassword_file = \"/p\"\nkey_file = \"/k\"\n",
+    "/etc/rv.toml:8:12: job[0].backup.key_file: `key_file` does not apply to backup type \"restic\" (it takes repository, password_file, snapshot, host, tags, path)"
+)]
+#[case::a_key_no_type_takes(
+    "type = \"tar\"\npath = \"/b/*.tar\"\ncolour = \"red\"\n",
+    "/etc/rv.toml:7:1: job[0].backup.colour: unknown field `colour`, expected one of `type`, `path`, `backup_time`, `root`"
+)]
+#[case::no_type(
+    "path = \"/b\"\n",
+    "/etc/rv.toml:4:1: job[0].backup: missing field `type`"
+)]
+#[case::an_unknown_type(
+    "type = \"zip\"\npath = \"/b\"\n",
+    "/etc/rv.toml:5:8: job[0].backup.type: unknown backup type \"zip\"; expected dir, tar, restic, borg, postgres or command"
+)]
+#[case::a_required_key_missing(
+    "type = \"restic\"\nrepository = \"/r\"\n",
+    "/etc/rv.toml:5:8: job[0].backup.password_file: backup type \"restic\" needs `password_file`"
+)]
+#[case::a_value_of_the_wrong_type(
+    "type = \"restic\"\nrepository = \"/r\"\npassword_file = \"/p\"\ntags = \"x\"\n",
+    "/etc/rv.toml:8:8: job[0].backup.tags: invalid type: string \"x\", expected a sequence"
+)]
+#[case::credentials_in_a_repository_url(
+    "type = \"borg\"\nrepository = \"ssh://u:secret@h/r\"\n",
+    "/etc/rv.toml:6:14: job[0].backup.repository: credentials in the repository URL"
+)]
+#[case::a_command_without_steps(
+    "type = \"command\"\n",
+    "/etc/rv.toml:5:8: job[0].backup.restore: backup type \"command\" needs `restore`"
+)]
+fn a_backup_section_is_read_by_its_type(#[case] section: &str, #[case] want: &str) {
+    let text = format!("[[job]]\nname = \"a\"\nschedule = \"0 3 * * *\"\n[job.backup]\n{section}");
+    let got = errs(&text);
+    assert!(
+        got.iter().any(|e| e.starts_with(want)),
+        "{want:?} not in {got:#?}"
+    );
+}
+
+#[test]
+fn a_job_without_a_backup_section_is_an_error() {
+    let got = errs("[[job]]\nname = \"a\"\n");
+    assert_eq!(
+        got,
+        vec!["/etc/rv.toml:1:1: job[0]: missing field `backup`".to_string()]
+    );
+}
+
+/// Every backup type builds its driver from its own section: a drill of it
+/// reaches the driver with what the section said.
+#[rstest::rstest]
+#[case::dir("type = \"dir\"\npath = \"/b\"\n", "dir /b")]
+#[case::tar("type = \"tar\"\npath = \"/b/*.tar\"\n", "tar /b/*.tar")]
+#[case::restic(
+    "type = \"restic\"\nrepository = \"/r\"\npassword_file = \"/p\"\n",
+    "restic /r snapshot latest"
+)]
+#[case::borg(
+    "type = \"borg\"\nrepository = \"/r\"\narchive = \"x-*\"\n",
+    "borg /r archive x-*"
+)]
+#[case::postgres(
+    "type = \"postgres\"\npath = \"/d/*.dump\"\n",
+    "postgres dump /d/*.dump"
+)]
+#[case::command(
+    "type = \"command\"\nrestore = [[\"true\"], [\"true\"]]\n",
+    "command, 2 step(s)"
+)]
+fn every_backup_type_is_described_and_builds_a_driver(#[case] section: &str, #[case] what: &str) {
+    let text = format!("[[job]]\nname = \"a\"\n[job.backup]\n{section}");
+    let cfg = parse(Path::new("/etc/rv.toml"), &text, Check::Values).unwrap();
+    let job = &cfg.jobs[0];
+    assert_eq!(job.backup.describe(), what);
+    let driver = job.backup.driver(job, Path::new("/var/lib/rv"));
+    assert_eq!(driver.kind(), what.split([' ', ',']).next().unwrap());
 }
