@@ -1,198 +1,23 @@
-//! `tar`: a tar archive, plain or compressed with gzip, zstd, xz, bzip2 or lz4
-//! (recognised by content, not name); `path` may be a glob, the
-//! newest match wins. Extraction is done here, entry by entry, so that every
-//! name and link is checked before anything is written (see `safe`).
+//! Extracting a tar stream into the sandbox, member by member: every name and
+//! link checked before anything is written (see `safe`), file data written
+//! with its holes left as holes, directories' modes and times set last.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
-
-use super::compression::{Compression, Decoder};
-use super::pax;
-use super::safe::{self, Refusal};
-use super::{BackupInfo, Driver, DriverError, RestoreStats};
+use super::extra::Extra;
+use super::tap::{Tap, checksum};
 use crate::drill::deadline::Deadline;
+use crate::driver::pax;
+use crate::driver::safe::{self, Refusal};
+use crate::driver::{DriverError, RestoreStats};
 
-const CHUNK: usize = 1 << 20;
-
-#[derive(Debug, Clone)]
-pub struct TarDriver {
-    /// A path or glob pattern.
-    pub path: String,
-    /// Backup time when the archive's mtime is not it.
-    pub backup_time: Option<SystemTime>,
-    /// Where in the backup the data that corresponds to the source is
-    /// (`srv/share`); unset, it is found from the source's path.
-    pub root: Option<PathBuf>,
-}
-
-/// Finds the newest file matching `pattern` (a plain path matches itself).
-pub fn newest_match(pattern: &str) -> Result<PathBuf, DriverError> {
-    let paths = glob::glob(pattern).map_err(|e| {
-        DriverError::NotFound(format!("{pattern} is not a valid glob pattern: {e}"))
-    })?;
-    let mut best: Option<(SystemTime, PathBuf)> = None;
-    for p in paths.flatten() {
-        let Ok(m) = std::fs::metadata(&p) else {
-            continue;
-        };
-        if !m.is_file() {
-            continue;
-        }
-        let t = m.modified().unwrap_or(UNIX_EPOCH);
-        if best.as_ref().is_none_or(|(bt, bp)| (t, &p) > (*bt, bp)) {
-            best = Some((t, p));
-        }
-    }
-    best.map(|(_, p)| p)
-        .ok_or_else(|| DriverError::NotFound(format!("no file matches {pattern}")))
-}
-
-/// What a compressed archive says its content size is, where the format keeps
-/// it: a zstd frame header's content size, or gzip's size field (modulo 4 GiB,
-/// so only a lower bound). `None` for plain tar or when unknown.
-fn uncompressed_size(path: &Path) -> Option<u64> {
-    use std::io::{Seek, SeekFrom};
-    let mut f = File::open(path).ok()?;
-    let mut head = [0u8; 18];
-    let n = f.read(&mut head).ok()?;
-    let compression = Compression::detect(&head[..n]).ok()?;
-    if compression == Compression::Gzip {
-        let mut tail = [0u8; 4];
-        f.seek(SeekFrom::End(-4)).ok()?;
-        f.read_exact(&mut tail).ok()?;
-        return Some(u64::from(u32::from_le_bytes(tail)));
-    }
-    if compression == Compression::Zstd {
-        return zstd::zstd_safe::get_frame_content_size(&head[..n])
-            .ok()
-            .flatten();
-    }
-    if compression != Compression::Plain {
-        return None;
-    }
-    // A plain archive: add up the members' sizes, seeking over their data.
-    f.seek(SeekFrom::Start(0)).ok()?;
-    let mut archive = tar::Archive::new(f);
-    let mut total = 0u64;
-    for entry in archive.entries_with_seek().ok()? {
-        let entry = entry.ok()?;
-        // What is stored, not the logical size: a sparse file's holes take
-        // no room in the sandbox.
-        let size = if entry.header().entry_type().is_gnu_sparse() {
-            entry.header().entry_size().ok()?
-        } else {
-            entry.size()
-        };
-        total = total.saturating_add(size);
-    }
-    Some(total)
-}
-
-impl Driver for TarDriver {
-    fn kind(&self) -> &'static str {
-        "tar"
-    }
-
-    fn locate(&self, _deadline: &Deadline) -> Result<BackupInfo, DriverError> {
-        let mut info = super::file_backup("tar", newest_match(&self.path)?, self.backup_time)?;
-        if let Some(p) = &info.location {
-            info.size_estimate = info.size_estimate.max(uncompressed_size(p));
-        }
-        Ok(info)
-    }
-
-    fn restore(
-        &self,
-        backup: &mut BackupInfo,
-        sandbox: &Path,
-        deadline: &Deadline,
-        stats: &mut RestoreStats,
-    ) -> Result<(), DriverError> {
-        let path = backup
-            .location
-            .clone()
-            .ok_or_else(|| DriverError::NotFound(self.path.clone()))?;
-        let file = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => DriverError::NotFound(path.display().to_string()),
-            _ => DriverError::Read {
-                path: path.clone(),
-                source: e,
-            },
-        })?;
-        let mut raw = BufReader::with_capacity(CHUNK, Hashing::new(file));
-        let head = raw.fill_buf().map_err(|e| DriverError::Read {
-            path: path.clone(),
-            source: e,
-        })?;
-        let compression = Compression::detect(head).map_err(|name| {
-            DriverError::Unsupported(format!(
-                "{} is compressed with {name}, which restore-verifier does not read; recompress it with gzip, zstd, xz, bzip2 or lz4, or restore it with a runbook (type = \"command\")",
-                path.display()
-            ))
-        })?;
-        let damaged = |e: io::Error| DriverError::Damaged {
-            path: path.clone(),
-            detail: e.to_string(),
-        };
-        let mut x = Extract::new(&path, sandbox, deadline);
-        x.stats.max_bytes = stats.max_bytes;
-        let dec = Decoder::new(compression, raw).map_err(damaged)?;
-        let mut dec = x.run(dec)?;
-        // What follows the last member: the tar reader stops after the first
-        // zero block, so a complete archive still has at least the second one.
-        // Nothing at all means the file was cut at a block boundary.
-        let tail = io::copy(&mut dec, &mut io::sink()).map_err(damaged)?;
-        let mut raw = dec.into_inner();
-        if tail < 512 {
-            return Err(DriverError::Damaged {
-                path: path.clone(),
-                detail: "the archive ends without its end-of-archive blocks (truncated?)".into(),
-            });
-        }
-        io::copy(&mut raw, &mut io::sink()).map_err(|e| DriverError::Read {
-            path: path.clone(),
-            source: e,
-        })?;
-
-        backup.sha256 = Some(hex::encode(raw.into_inner().hasher.finalize()));
-        *stats = x.stats;
-        stats.root = self.root.clone();
-        Ok(())
-    }
-}
-
-/// Hashes every byte read from the archive file.
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R> Hashing<R> {
-    fn new(inner: R) -> Self {
-        Hashing {
-            inner,
-            hasher: Sha256::new(),
-        }
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-struct Extract<'a> {
+pub(super) struct Extract<'a> {
     archive: &'a Path,
     root: &'a Path,
     deadline: &'a Deadline,
-    stats: RestoreStats,
+    pub(super) stats: RestoreStats,
     /// Directory modes and times, applied last (children change a dir's mtime).
     dirs: Vec<(PathBuf, u32, filetime::FileTime, Extra)>,
     /// Where each directory is in `dirs`: a directory stored twice takes the
@@ -203,7 +28,7 @@ struct Extract<'a> {
 }
 
 impl<'a> Extract<'a> {
-    fn new(archive: &'a Path, root: &'a Path, deadline: &'a Deadline) -> Self {
+    pub(super) fn new(archive: &'a Path, root: &'a Path, deadline: &'a Deadline) -> Self {
         Extract {
             archive,
             root,
@@ -235,7 +60,7 @@ impl<'a> Extract<'a> {
 
     /// Extracts every entry of the tar stream `r` and hands `r` back so the
     /// caller can read (and check) the rest of the file.
-    fn run<R: Read>(&mut self, mut r: R) -> Result<R, DriverError> {
+    pub(super) fn run<R: Read>(&mut self, mut r: R) -> Result<R, DriverError> {
         // A volume label (`tar -V`) can only be the first header; GNU tar
         // leaves its size field empty, which the tar reader refuses, so it is
         // passed over here.
@@ -488,98 +313,6 @@ impl<'a> Extract<'a> {
         Ok(())
     }
 
-    /// What a member carries beyond mode and time, in the form it is put
-    /// back in. Ownership only when the agent may give it (root).
-    fn extra(&mut self, header: &tar::Header, pax: &pax::Pax) -> Extra {
-        use crate::tree::metadata::{ACL_ACCESS, ACL_DEFAULT, acl_from_text, lookup_id};
-        let mut notes = Vec::new();
-        let mut acl = |text: &Option<String>| {
-            let text = text.as_deref()?;
-            acl_from_text(text, lookup_id)
-                .map_err(|why| notes.push(format!("acl: {why}")))
-                .ok()
-        };
-        let mut extra = Extra {
-            owner: (rustix::process::geteuid().is_root())
-                .then(|| Some((header.uid().ok()? as u32, header.gid().ok()? as u32)))
-                .flatten(),
-            acl_access: acl(&pax.acl_access),
-            acl_default: acl(&pax.acl_default),
-            xattrs: Vec::new(),
-        };
-        // bsdtar writes each attribute twice (SCHILY and LIBARCHIVE); GNU tar
-        // `--xattrs` without `--acls` carries the ACLs as attributes.
-        for (name, value) in &pax.xattrs {
-            if name == ACL_ACCESS {
-                extra.acl_access.get_or_insert_with(|| value.clone());
-            } else if name == ACL_DEFAULT {
-                extra.acl_default.get_or_insert_with(|| value.clone());
-            } else if !extra.xattrs.iter().any(|(n, _)| n == name) {
-                extra.xattrs.push((name.clone(), value.clone()));
-            }
-        }
-        for n in notes {
-            if !self.stats.metadata_notes.contains(&n) {
-                self.stats.metadata_notes.push(n);
-            }
-        }
-        self.stats.held.owner = true;
-        self.stats.held.owners_kept = true;
-        self.stats.held.acl |= pax.acl_access.is_some()
-            || pax.acl_default.is_some()
-            || extra.acl_access.is_some()
-            || extra.acl_default.is_some();
-        self.stats.held.xattr |= !extra.xattrs.is_empty();
-        extra
-    }
-
-    fn owner(&self, path: &Path, extra: &Extra) -> Result<(), DriverError> {
-        let Some((uid, gid)) = extra.owner else {
-            return Ok(());
-        };
-        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| DriverError::Sandbox {
-            path: path.to_path_buf(),
-            source: e,
-        })
-    }
-
-    /// Extended attributes, before the mode (a file made read-only could
-    /// not take them after, unless as root).
-    fn put_xattrs(&mut self, path: &Path, extra: &Extra) -> Result<(), DriverError> {
-        for (name, value) in &extra.xattrs {
-            self.put(path, name, value)?;
-        }
-        Ok(())
-    }
-
-    /// ACLs, after the mode: an ACL's mask is the mode's group bits.
-    fn put_acls(&mut self, path: &Path, extra: &Extra) -> Result<(), DriverError> {
-        use crate::tree::metadata::{ACL_ACCESS, ACL_DEFAULT};
-        for (name, value) in [
-            (ACL_ACCESS, &extra.acl_access),
-            (ACL_DEFAULT, &extra.acl_default),
-        ] {
-            if let Some(v) = value {
-                self.put(path, std::ffi::OsStr::new(name), v)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn put(
-        &mut self,
-        path: &Path,
-        name: &std::ffi::OsStr,
-        value: &[u8],
-    ) -> Result<(), DriverError> {
-        crate::tree::metadata::put(path, name, value, &mut self.stats.metadata_notes).map_err(|e| {
-            DriverError::Sandbox {
-                path: path.to_path_buf(),
-                source: e,
-            }
-        })
-    }
-
     fn rel<'p>(&self, dest: &'p Path) -> std::path::Display<'p> {
         dest.strip_prefix(self.root).unwrap_or(dest).display()
     }
@@ -697,117 +430,6 @@ impl<'a> Extract<'a> {
         }
         self.finish_file(f, dest, sparse.real_size)
     }
-}
-
-/// Keeps what the tar reader reads while it finds the next member (its pax
-/// header among it), up to a bound.
-struct Tap<R> {
-    inner: R,
-    seen: std::rc::Rc<std::cell::RefCell<Seen>>,
-}
-
-#[derive(Default)]
-struct Seen {
-    /// Bytes read so far, and where the current recording began.
-    pos: u64,
-    start: u64,
-    bytes: Vec<u8>,
-    overflow: bool,
-    /// Only between `start` and the member's arrival: not its data.
-    recording: bool,
-}
-
-/// More than this between two members is not headers: not kept.
-const SEEN_MAX: usize = 4 << 20;
-
-impl<R> Tap<R> {
-    fn new(inner: R) -> Tap<R> {
-        Tap {
-            inner,
-            seen: Default::default(),
-        }
-    }
-}
-
-impl<R: Read> Read for Tap<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut s = self.seen.borrow_mut();
-        s.pos += n as u64;
-        if s.recording && !s.overflow {
-            if s.bytes.len() + n > SEEN_MAX {
-                s.overflow = true;
-                s.bytes = Vec::new();
-            } else {
-                s.bytes.extend_from_slice(&buf[..n]);
-            }
-        }
-        Ok(n)
-    }
-}
-
-impl Seen {
-    fn start(&mut self) {
-        self.start = self.pos;
-        self.bytes.clear();
-        self.overflow = false;
-        self.recording = true;
-    }
-
-    /// The data of the last pax (`x`) header among the headers read since
-    /// `start`, when they can be read as headers with good checksums.
-    fn pax_data(&mut self) -> Option<Vec<u8>> {
-        if self.overflow {
-            return None;
-        }
-        // Headers start at the next 512-byte boundary of the stream.
-        let skip = ((512 - self.start % 512) % 512) as usize;
-        let mut at = skip;
-        let mut found = None;
-        while at + 512 <= self.bytes.len() {
-            let block = &self.bytes[at..at + 512];
-            let header = tar::Header::from_byte_slice(block);
-            if header.cksum().ok()? != checksum(block) {
-                return None;
-            }
-            let flag = block[156];
-            let size = usize::try_from(header.entry_size().ok()?).ok()?;
-            let data = at + 512;
-            match flag {
-                b'x' => {
-                    found = Some(self.bytes.get(data..data.checked_add(size)?)?.to_vec());
-                }
-                b'L' | b'K' | b'g' => {}
-                _ => return found,
-            }
-            at = data.checked_add(size.div_ceil(512).checked_mul(512)?)?;
-        }
-        None
-    }
-}
-
-/// A tar header's checksum: its bytes summed with the checksum field as spaces.
-fn checksum(block: &[u8]) -> u32 {
-    block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u32::from(b)
-            }
-        })
-        .sum()
-}
-
-/// A member's owner, ACLs and attributes, ready to put back.
-#[derive(Debug, Clone, Default)]
-struct Extra {
-    owner: Option<(u32, u32)>,
-    acl_access: Option<Vec<u8>>,
-    acl_default: Option<Vec<u8>>,
-    xattrs: Vec<(std::ffi::OsString, Vec<u8>)>,
 }
 
 /// What the tar type flags no restore here reads are.
