@@ -1,153 +1,25 @@
-//! One drill, start to finish: sandbox, restore, compare, objectives, verdict.
-//!
-//! `run_drill` never panics on bad input and always returns a record; the caller
-//! appends it to the ledger. Findings make a `fail`; being unable to run makes an
-//! `error`; anything that verified nothing is never a `pass`.
+//! One drill, in the order it runs: the sandbox, the restore, the compare,
+//! the checks, the objectives, the sandbox removed, and the record. One long
+//! function, kept whole so the order can be read from top to bottom.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
-
-use crate::drill::checks::{CheckSpec, run_check};
+use super::judge::Drill;
+use super::metadata::metadata_to_compare;
+use super::{DrillEnv, DrillSpec};
+use crate::drill::checks::run_check;
 use crate::drill::deadline::{Deadline, Stop};
 use crate::drill::process::Isolation;
 use crate::drill::sandbox::{Sandbox, overlaps};
-use crate::driver::{BackupInfo, Driver, DriverError, RestoreStats};
-use crate::evidence::record::Findings;
+use crate::driver::{BackupInfo, DriverError, RestoreStats};
 use crate::evidence::record::*;
-use crate::progress::{Phase, Progress};
+use crate::progress::Phase;
 use crate::tree::compare::{CompareError, CompareOptions, CompareReport, Reference, compare_with};
 use crate::tree::drift::Drift;
-use crate::tree::metadata::{Held, MetadataSet};
+use crate::tree::metadata::MetadataSet;
 use crate::tree::select::ContentSelection;
 use crate::units::humanize;
-
-/// What to verify after the restore.
-#[derive(Debug, Clone)]
-pub struct VerifySpec {
-    pub selection: ContentSelection,
-    pub exclude: Vec<String>,
-    /// Fewer restored files than this fails the drill.
-    pub min_files: u64,
-    /// Canaries: must be restored and match.
-    pub expect: Vec<PathBuf>,
-    /// What is compared beyond content (`[job.verify] metadata`); `None`:
-    /// mode, owner when the agent is root, and ACLs, each where the backup
-    /// holds it.
-    pub metadata: Option<MetadataSet>,
-}
-
-impl Default for VerifySpec {
-    fn default() -> Self {
-        VerifySpec {
-            selection: ContentSelection::All,
-            exclude: Vec::new(),
-            min_files: 1,
-            expect: Vec::new(),
-            metadata: None,
-        }
-    }
-}
-
-/// The metadata a drill compares: what the job asks for, less what the backup
-/// does not hold or the agent cannot put back; each left out is said why.
-pub fn metadata_to_compare(
-    asked: Option<MetadataSet>,
-    held: Held,
-    restore_notes: &[String],
-    against_tree: bool,
-    as_root: bool,
-) -> (MetadataSet, Vec<String>) {
-    let mut m = asked.unwrap_or(MetadataSet {
-        mode: true,
-        owner: as_root,
-        acl: true,
-        xattr: false,
-    });
-    let mut notes = Vec::new();
-    let mut drop = |on: &mut bool, why: String| {
-        if *on {
-            *on = false;
-            notes.push(why);
-        }
-    };
-    if !against_tree {
-        drop(
-            &mut m.owner,
-            "owner: only compared against a source tree".into(),
-        );
-        drop(
-            &mut m.acl,
-            "acl: only compared against a source tree".into(),
-        );
-        drop(
-            &mut m.xattr,
-            "xattr: only compared against a source tree".into(),
-        );
-    }
-    if !as_root {
-        drop(
-            &mut m.owner,
-            "owner: the agent is not root, so restored files are its own".into(),
-        );
-    }
-    // The restore's own word first: it says why more precisely.
-    for n in restore_notes {
-        if n.starts_with("acl:") {
-            drop(&mut m.acl, n.clone());
-        } else if n.starts_with("xattr:") {
-            drop(&mut m.xattr, n.clone());
-        } else if n.starts_with("owner:") {
-            drop(&mut m.owner, n.clone());
-        }
-    }
-    if !held.owner {
-        drop(
-            &mut m.owner,
-            "owner: the backup holds no owners that were restored".into(),
-        );
-    }
-    if asked.is_none() && !held.owners_kept {
-        drop(
-            &mut m.owner,
-            "owner: every entry of the copy has one owner, so its owners may not be the source's (ask for \"owner\" in metadata to compare them)".into(),
-        );
-    }
-    if !held.acl {
-        drop(&mut m.acl, "acl: the backup holds no ACLs".into());
-    }
-    if !held.xattr {
-        drop(
-            &mut m.xattr,
-            "xattr: the backup holds no extended attributes".into(),
-        );
-    }
-    (m, notes)
-}
-
-/// One configured backup to drill.
-pub struct DrillSpec {
-    pub job: String,
-    pub system: Option<String>,
-    pub driver: Box<dyn Driver>,
-    /// Live data to compare against; `None` reads the restored tree only.
-    pub source: Option<PathBuf>,
-    /// A manifest to verify against exactly, instead of the source.
-    pub manifest: Option<PathBuf>,
-    pub verify: VerifySpec,
-    pub timeout: Option<Duration>,
-    pub rto: Option<Duration>,
-    pub rpo: Option<Duration>,
-    /// Refuse (before, or stop during) a restore larger than this.
-    pub max_restore_bytes: Option<u64>,
-    /// Commands run against the restored data after the compare.
-    pub checks: Vec<CheckSpec>,
-    /// Who runs the checks (and a runbook's steps), and with what network.
-    pub isolation: Isolation,
-}
 
 /// Hands the sandbox to the job's `run_as` account and proves the isolation
 /// can be had here, before anything runs.
@@ -164,59 +36,6 @@ fn isolate(sandbox: &Path, isolation: &Isolation) -> Result<(), String> {
     isolation.probe(sandbox)
 }
 
-/// Where and when a drill runs.
-#[derive(Debug, Clone)]
-pub struct DrillEnv {
-    pub sandbox_dir: PathBuf,
-    /// Run artifacts go to `state_dir/runs/<id>/`.
-    pub state_dir: PathBuf,
-    pub trigger: Trigger,
-    /// Timestamps in records are written with this UTC offset.
-    pub offset: FixedOffset,
-    pub host: String,
-    pub agent_version: String,
-    /// The drill's start time; `None` reads the clock.
-    pub now: Option<SystemTime>,
-    /// When set (by a signal handler), the drill stops, records `error`, and
-    /// still removes its sandbox.
-    pub cancel: Option<Arc<AtomicBool>>,
-    /// Counters for a progress display.
-    pub progress: Option<Arc<Progress>>,
-}
-
-impl DrillEnv {
-    /// An environment with the local host name and UTC timestamps.
-    pub fn new(sandbox_dir: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> DrillEnv {
-        DrillEnv {
-            sandbox_dir: sandbox_dir.into(),
-            state_dir: state_dir.into(),
-            trigger: Trigger {
-                kind: TriggerKind::Manual,
-                reason: None,
-                scheduled_for: None,
-            },
-            offset: FixedOffset::east_opt(0).expect("zero offset"),
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
-            agent_version: env!("CARGO_PKG_VERSION").to_string(),
-            now: None,
-            cancel: None,
-            progress: None,
-        }
-    }
-
-    fn phase(&self, phase: Phase) {
-        if let Some(p) = &self.progress {
-            p.set_phase(phase);
-        }
-    }
-
-    pub fn stamp(&self, t: SystemTime) -> DateTime<FixedOffset> {
-        DateTime::<Utc>::from(t)
-            .with_timezone(&self.offset)
-            .trunc_subsecs(3)
-    }
-}
-
 fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
@@ -224,39 +43,6 @@ fn secs(d: Duration) -> f64 {
 /// How far a backup's time may be ahead of the drill's clock (clocks of two
 /// hosts differ a little) before the clock is judged wrong.
 const CLOCK_SKEW: i64 = 300;
-
-/// Runs one drill and returns its (not yet appended) record.
-pub fn run_drill(spec: &DrillSpec, env: &DrillEnv) -> Record {
-    run_drill_as(spec, env, new_id())
-}
-
-/// A record for a drill that did not restore anything: skipped, or interrupted
-/// by a crash. Its sections are empty; `reasons` say why.
-pub fn note_record(
-    env: &DrillEnv,
-    id: String,
-    job: &str,
-    system: Option<String>,
-    started: SystemTime,
-    result: Verdict,
-    reasons: Vec<String>,
-) -> Record {
-    let now = SystemTime::now().max(started);
-    Record::note(
-        NoteHead {
-            id,
-            job: job.to_string(),
-            system,
-            host: env.host.clone(),
-            agent_version: env.agent_version.clone(),
-            trigger: env.trigger.clone(),
-            started_at: env.stamp(started),
-            finished_at: env.stamp(now),
-        },
-        result,
-        reasons,
-    )
-}
 
 /// Runs one drill with a given record id (known in advance, e.g. to answer an
 /// API request or to write an in-progress marker).
@@ -681,113 +467,5 @@ pub fn run_drill_as(spec: &DrillSpec, env: &DrillEnv, id: String) -> Record {
         hash: String::new(),
         signature: None,
         signature_previous: None,
-    }
-}
-
-struct Drill {
-    fails: Vec<String>,
-    errors: Vec<String>,
-}
-
-/// At most this many reasons name individual paths per category.
-const NAMED: usize = 3;
-
-impl Drill {
-    fn driver_error(&mut self, e: &DriverError) {
-        let text = format!("restore failed: {e}");
-        if e.is_finding() {
-            self.fails.push(text);
-        } else {
-            self.errors.push(text);
-        }
-    }
-
-    fn list(&mut self, f: &Findings, one: impl Fn(&str, &str) -> String, many: &str, error: bool) {
-        if f.count == 0 {
-            return;
-        }
-        let out = if error {
-            &mut self.errors
-        } else {
-            &mut self.fails
-        };
-        if f.count as usize <= NAMED {
-            out.extend(f.items.iter().map(|i| one(&i.path, &i.what)));
-        } else {
-            let eg: Vec<&str> = f
-                .items
-                .iter()
-                .take(NAMED)
-                .map(|i| i.path.as_str())
-                .collect();
-            out.push(format!("{} {many}, e.g. {}", f.count, eg.join(", ")));
-        }
-    }
-
-    fn judge(&mut self, spec: &DrillSpec, stats: &RestoreStats, r: &CompareReport) {
-        if stats.files == 0 && r.restored_files == 0 {
-            self.fails.push("the restore produced no files".into());
-        }
-        self.list(
-            &r.missing,
-            |p, _| format!("missing from the restore: {p}"),
-            "entries missing from the restore",
-            false,
-        );
-        self.list(
-            &r.mismatched,
-            |p, w| {
-                let kind = if w.starts_with("content") {
-                    "content"
-                } else {
-                    w.split(':').next().unwrap_or("entry")
-                };
-                format!("{kind} mismatch: {p} ({w})")
-            },
-            "entries differ from the source",
-            false,
-        );
-        self.list(
-            &r.unreadable,
-            |p, w| format!("restored entry unreadable: {p} ({w})"),
-            "restored entries unreadable",
-            false,
-        );
-        if spec.manifest.is_some() {
-            self.list(
-                &r.extra,
-                |p, _| format!("not in the manifest: {p}"),
-                "restored entries are not in the manifest",
-                false,
-            );
-        }
-        self.list(
-            &r.source_unreadable,
-            |p, w| format!("cannot read source entry {p}: {w}"),
-            "source entries unreadable",
-            true,
-        );
-        for e in &r.expect {
-            match e.status {
-                ExpectStatus::Missing => self.fails.push(format!("canary missing: {}", e.path)),
-                ExpectStatus::Mismatched => self
-                    .fails
-                    .push(format!("canary does not match the source: {}", e.path)),
-                ExpectStatus::Matched | ExpectStatus::ChangedSinceBackup => {}
-            }
-        }
-        if r.restored_files < spec.verify.min_files {
-            self.fails.push(format!(
-                "only {} files restored, fewer than min_files = {}",
-                r.restored_files, spec.verify.min_files
-            ));
-        }
-        let restored_nothing = stats.files == 0 && r.restored_files == 0;
-        if r.files_compared == 0 && !restored_nothing {
-            self.fails.push(
-                "nothing was verified: no restored file was compared (check exclude and source)"
-                    .into(),
-            );
-        }
     }
 }
