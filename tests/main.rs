@@ -3,6 +3,7 @@
 mod agent;
 mod alerts;
 mod common;
+mod conformance;
 mod deploy;
 mod faults;
 mod fuzz;

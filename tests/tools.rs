@@ -26,7 +26,7 @@ pub(crate) fn need(tool: &str) {
     );
 }
 
-fn sh(cmd: &mut Command) -> String {
+pub(crate) fn sh(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{cmd:?}: {}", text(&out.stderr));
     text(&out.stdout)
@@ -142,7 +142,7 @@ fn assert_unchanged(
 }
 
 /// The conformance rule for a good backup: a pass with no finding at all.
-fn assert_clean_pass(r: &Value) {
+pub(crate) fn assert_clean_pass(r: &Value) {
     assert_eq!(r["result"], "pass", "{}", reasons(r));
     for list in [
         "missing",
@@ -1200,7 +1200,7 @@ impl LivePg {
         }
     }
 
-    fn dump(&self, db: &str, format: &str, out: &Path) {
+    pub fn dump(&self, db: &str, format: &str, out: &Path) {
         self.dump_with(db, &["-F", format], out)
     }
 

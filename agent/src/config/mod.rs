@@ -47,6 +47,12 @@ pub use parse::{Check, config_path, load, parse};
 use values::*;
 pub use values::{has_password, parse_bytes, parse_cron, parse_duration, parse_percent};
 
+/// The backup types `[job.backup] type` accepts, in the order messages list
+/// them.
+pub fn backup_types() -> impl Iterator<Item = &'static str> {
+    backup::TYPES.iter().map(|t| t.name)
+}
+
 pub const DEFAULT_CONFIG: &str = "/etc/restore-verifier/config.toml";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/restore-verifier";
 pub const DEFAULT_SANDBOX_DIR: &str = "/var/tmp/restore-verifier";
