@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::agent::{Daemon, TOKEN, daemon_site, free_port, ledger_records};
 
 /// A minimal HTTP receiver: records every POST body, answers 200.
 struct Receiver {

@@ -7,9 +7,6 @@
 
 use std::os::unix::fs::FileExt;
 
-use super::tools::{
-    LivePg, assert_clean_pass, need, orders_site, reasons, set_jobs, sh, tool_site,
-};
 use super::*;
 
 /// Every driver, as `[job.backup] type` names it.

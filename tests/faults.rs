@@ -3,6 +3,7 @@
 //! the sandbox is always removed.
 
 use std::process::Stdio;
+
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -17,20 +18,6 @@ fn need(tool: &str, package: &str) {
         found,
         "{tool} is missing: install {package} (scripts/test.sh does)"
     );
-}
-
-/// A command job that restores the fixture source with `restore` (a shell
-/// snippet run by `sh -c`, with the mirror in $1 and the sandbox in $2).
-pub fn command_site(restore: &str, extra: &str) -> Site {
-    let site = Site::new("");
-    copy_tree(&site.path("source"), &site.path("mirror"));
-    let snippet = restore.replace('"', "\\\"");
-    let jobs = format!(
-        "\n[[job]]\nname = \"faulty\"\nsource = \"source\"\n{extra}[job.backup]\ntype = \"command\"\npath = \"{}\"\nbackup_time = \"2026-06-01T00:00:00Z\"\nrestore = [[\"sh\", \"-c\", \"{snippet}\", \"restore\", \"{{backup}}\", \"{{sandbox}}\"]]\n",
-        site.path("mirror").display()
-    );
-    std::fs::write(&site.config, format!("{AGENT}{jobs}")).unwrap();
-    site
 }
 
 /// `run --json` under /usr/bin/time: the output and the run's peak RSS in KiB.
@@ -58,12 +45,6 @@ fn run_measured(site: &Site) -> (Output, u64) {
 fn first_reason_says(rec: &Value, text: &str) {
     let first = rec["reasons"][0].as_str().unwrap_or_default();
     assert!(first.contains(text), "{}", rec["reasons"]);
-}
-
-pub fn one_record(out: &Output) -> Value {
-    let recs = records(out);
-    assert_eq!(recs.len(), 1, "{}", text(&out.stderr));
-    recs.into_iter().next().unwrap()
 }
 
 #[rstest]

@@ -6,7 +6,6 @@
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 
-use super::faults::{command_site, one_record};
 use super::*;
 
 fn need_root() {

@@ -3,7 +3,6 @@
 //! a table behind the live database. And one policy on restore errors for
 //! every format, in UTF-8 and EUC_JP databases.
 
-use super::tools::{LivePg, need, orders_site, reasons, set_jobs, tool_site};
 use super::*;
 
 /// SQL sent in UTF-8, whatever the database's encoding.
@@ -397,7 +396,7 @@ fn postgres_restore_errors_follow_one_policy_in_every_format_and_encoding() {
 fn postgres_drills_tell_what_production_has_from_what_the_dump_lacks() {
     need("pg_dump");
     let (site, live) = orders_site();
-    let (u, g) = super::tools::postgres_ids();
+    let (u, g) = postgres_ids();
     let ts = site.path("fastspace");
     std::fs::create_dir_all(&ts).unwrap();
     std::os::unix::fs::chown(&ts, Some(u), Some(g)).unwrap();

@@ -6,7 +6,6 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
-use super::tools::{LivePg, need, postgres_ids, reasons, run_while, set_jobs, tool_site};
 use super::*;
 
 /// A live database `app` with `rows` orders.

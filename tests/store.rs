@@ -6,8 +6,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use super::agent::{Daemon, daemon_site};
-use super::tools::LivePg;
 use super::*;
 
 /// Two scheduled tar jobs of the fleet's file server, drilled every second.
@@ -244,9 +242,9 @@ fn over_tcp_the_store_is_reached_with_tls_and_a_verified_certificate() {
     let tmp = tempfile::tempdir().unwrap();
     let certs = tmp.path().join("certs");
     test_ca(&certs);
-    let port = super::agent::free_port();
+    let port = free_port();
     let pg = LivePg::start_with(&tmp.path().join("pg"), |data| {
-        let (u, g) = super::tools::postgres_ids();
+        let (u, g) = postgres_ids();
         for f in ["server.pem", "server.key"] {
             std::fs::copy(certs.join(f), data.join(f)).unwrap();
             std::os::unix::fs::chown(data.join(f), Some(u), Some(g)).unwrap();

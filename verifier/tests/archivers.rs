@@ -3,7 +3,7 @@
 //! judged against what the tool's own restore gives: a faithful backup passes,
 //! a damaged one fails and names the file.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/support/fixtures.rs"]
 mod common;
 
 use std::os::unix::fs::PermissionsExt;

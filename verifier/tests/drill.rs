@@ -1,7 +1,7 @@
 //! Drills of the committed fixtures through the library: the driver conformance
 //! table (good backups pass, each broken one yields its finding), drift, safety.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/support/fixtures.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
