@@ -6,11 +6,10 @@ use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use verifier::{
-    ContentSelection, DrillEnv, DrillSpec, Ledger, Record, Trigger, TriggerKind, VerifySpec,
-};
+use verifier::{DrillEnv, DrillSpec, Ledger, Record, Trigger, TriggerKind};
 
 use crate::config::{Config, Content, Job};
+use crate::plan;
 
 /// The ledger, for reading.
 pub fn ledger(cfg: &Config) -> Ledger {
@@ -330,56 +329,21 @@ fn random_seed() -> u64 {
     random_u64() & i64::MAX as u64
 }
 
-/// The rotation slice for the next drill of `job`: the one after the last drill
-/// that finished its verify over the same number of slices, so a drill that
-/// erred before verifying does not leave a slice unchecked.
-fn next_slice(ledger: &Ledger, job: &str, over: u64) -> u64 {
-    let last = ledger.records().ok().and_then(|it| {
-        it.filter_map(Result::ok)
-            .filter(|r| r.job == job && r.artifacts.is_some())
-            .filter_map(|r| r.verify.rotate)
-            .filter(|r| r.over == over)
-            .last()
-    });
-    last.map_or(0, |r| (r.slice + 1) % over)
-}
-
+/// The drill of `job` ([`plan::spec`]): a seed drawn for a sample the
+/// config does not seed, the rotation slice from the ledger.
 pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpec {
-    let driver = job.backup.driver(job, state_dir);
-    let v = &job.verify;
-    let selection = match v.content {
-        Content::All => ContentSelection::All,
-        Content::None => ContentSelection::None,
-        Content::Sample => ContentSelection::Sample {
-            files: v.sample_files,
-            seed: v.seed.unwrap_or_else(random_seed),
-        },
-        Content::Rotate => ContentSelection::Rotate {
-            over: v.rotate_over,
-            slice: next_slice(ledger, &job.name, v.rotate_over),
-            seed: v.seed.unwrap_or(0),
-        },
+    let slice = match job.verify.content {
+        Content::Rotate => {
+            let records = ledger
+                .records()
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok);
+            plan::next_slice(records, &job.name, job.verify.rotate_over)
+        }
+        _ => 0,
     };
-    DrillSpec {
-        job: job.name.clone(),
-        system: job.system.clone(),
-        driver,
-        source: job.source.clone(),
-        manifest: v.manifest.clone(),
-        checks: job.checks.clone(),
-        verify: VerifySpec {
-            selection,
-            exclude: v.exclude.clone(),
-            min_files: v.min_files,
-            expect: v.expect.clone(),
-            metadata: v.metadata,
-        },
-        timeout: Some(job.timeout),
-        rto: job.rto,
-        rpo: job.rpo,
-        max_restore_bytes: job.max_restore_bytes,
-        isolation: job.isolation.clone(),
-    }
+    plan::spec(job, state_dir, random_seed(), slice)
 }
 
 /// Set by SIGINT/SIGTERM: running drills stop, record `error` and clean up.

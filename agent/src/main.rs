@@ -16,7 +16,7 @@ mod output;
 mod progress;
 mod state;
 
-use restore_verifier::{alert_state, config, due, report, schedule, store};
+use restore_verifier::{alert_state, config, due, plan, report, schedule, store};
 
 use std::process::ExitCode;
 
