@@ -4,14 +4,14 @@
 
 use std::path::Path;
 
-use super::extract::Extract;
-use crate::driver::DriverError;
 use crate::driver::pax;
+use crate::driver::{DriverError, RestoreStats};
 
-impl Extract<'_> {
+impl Extra {
     /// What a member carries beyond mode and time, in the form it is put
-    /// back in. Ownership only when the agent may give it (root).
-    pub(super) fn extra(&mut self, header: &tar::Header, pax: &pax::Pax) -> Extra {
+    /// back in, and what the restore holds of it (`stats`). Ownership only
+    /// when the agent may give it (root).
+    pub(super) fn read(header: &tar::Header, pax: &pax::Pax, stats: &mut RestoreStats) -> Extra {
         use crate::tree::metadata::{ACL_ACCESS, ACL_DEFAULT, acl_from_text, lookup_id};
         let mut notes = Vec::new();
         let mut acl = |text: &Option<String>| {
@@ -40,22 +40,22 @@ impl Extract<'_> {
             }
         }
         for n in notes {
-            if !self.stats.metadata_notes.contains(&n) {
-                self.stats.metadata_notes.push(n);
+            if !stats.metadata_notes.contains(&n) {
+                stats.metadata_notes.push(n);
             }
         }
-        self.stats.held.owner = true;
-        self.stats.held.owners_kept = true;
-        self.stats.held.acl |= pax.acl_access.is_some()
+        stats.held.owner = true;
+        stats.held.owners_kept = true;
+        stats.held.acl |= pax.acl_access.is_some()
             || pax.acl_default.is_some()
             || extra.acl_access.is_some()
             || extra.acl_default.is_some();
-        self.stats.held.xattr |= !extra.xattrs.is_empty();
+        stats.held.xattr |= !extra.xattrs.is_empty();
         extra
     }
 
-    pub(super) fn owner(&self, path: &Path, extra: &Extra) -> Result<(), DriverError> {
-        let Some((uid, gid)) = extra.owner else {
+    pub(super) fn put_owner(&self, path: &Path) -> Result<(), DriverError> {
+        let Some((uid, gid)) = self.owner else {
             return Ok(());
         };
         std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| DriverError::Sandbox {
@@ -66,40 +66,48 @@ impl Extract<'_> {
 
     /// Extended attributes, before the mode (a file made read-only could
     /// not take them after, unless as root).
-    pub(super) fn put_xattrs(&mut self, path: &Path, extra: &Extra) -> Result<(), DriverError> {
-        for (name, value) in &extra.xattrs {
-            self.put(path, name, value)?;
+    pub(super) fn put_xattrs(
+        &self,
+        path: &Path,
+        stats: &mut RestoreStats,
+    ) -> Result<(), DriverError> {
+        for (name, value) in &self.xattrs {
+            put(path, name, value, stats)?;
         }
         Ok(())
     }
 
     /// ACLs, after the mode: an ACL's mask is the mode's group bits.
-    pub(super) fn put_acls(&mut self, path: &Path, extra: &Extra) -> Result<(), DriverError> {
+    pub(super) fn put_acls(
+        &self,
+        path: &Path,
+        stats: &mut RestoreStats,
+    ) -> Result<(), DriverError> {
         use crate::tree::metadata::{ACL_ACCESS, ACL_DEFAULT};
         for (name, value) in [
-            (ACL_ACCESS, &extra.acl_access),
-            (ACL_DEFAULT, &extra.acl_default),
+            (ACL_ACCESS, &self.acl_access),
+            (ACL_DEFAULT, &self.acl_default),
         ] {
             if let Some(v) = value {
-                self.put(path, std::ffi::OsStr::new(name), v)?;
+                put(path, std::ffi::OsStr::new(name), v, stats)?;
             }
         }
         Ok(())
     }
+}
 
-    fn put(
-        &mut self,
-        path: &Path,
-        name: &std::ffi::OsStr,
-        value: &[u8],
-    ) -> Result<(), DriverError> {
-        crate::tree::metadata::put(path, name, value, &mut self.stats.metadata_notes).map_err(|e| {
-            DriverError::Sandbox {
-                path: path.to_path_buf(),
-                source: e,
-            }
-        })
-    }
+fn put(
+    path: &Path,
+    name: &std::ffi::OsStr,
+    value: &[u8],
+    stats: &mut RestoreStats,
+) -> Result<(), DriverError> {
+    crate::tree::metadata::put(path, name, value, &mut stats.metadata_notes).map_err(|e| {
+        DriverError::Sandbox {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    })
 }
 
 /// A member's owner, ACLs and attributes, ready to put back.

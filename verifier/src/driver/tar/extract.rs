@@ -99,13 +99,13 @@ impl<'a> Extract<'a> {
         self.dir_index.clear();
         let dirs = std::mem::take(&mut self.dirs);
         for (dir, mode, mtime, extra) in dirs.into_iter().rev() {
-            self.owner(&dir, &extra)?;
-            self.put_xattrs(&dir, &extra)?;
+            extra.put_owner(&dir)?;
+            extra.put_xattrs(&dir, &mut self.stats)?;
             set_mode(&dir, mode).map_err(|e| DriverError::Sandbox {
                 path: dir.clone(),
                 source: e,
             })?;
-            self.put_acls(&dir, &extra)?;
+            extra.put_acls(&dir, &mut self.stats)?;
             let _ = filetime::set_file_mtime(&dir, mtime);
         }
         Ok(archive.into_inner().inner.into_inner().1)
@@ -127,7 +127,7 @@ impl<'a> Extract<'a> {
             self.damaged(format!("{name}: {why}"))
         })?;
         let mtime = pax::member_mtime(entry.header(), &pax);
-        let extra = self.extra(entry.header(), &pax);
+        let extra = Extra::read(entry.header(), &pax, &mut self.stats);
         let name = match pax.sparse.as_ref().and_then(|s| s.name.clone()) {
             Some(n) => n,
             None => entry
@@ -189,13 +189,13 @@ impl<'a> Extract<'a> {
                     }
                 }
                 drop(f);
-                self.owner(&dest, &extra)?;
-                self.put_xattrs(&dest, &extra)?;
+                extra.put_owner(&dest)?;
+                extra.put_xattrs(&dest, &mut self.stats)?;
                 set_mode(&dest, mode).map_err(|e| DriverError::Sandbox {
                     path: dest.clone(),
                     source: e,
                 })?;
-                self.put_acls(&dest, &extra)?;
+                extra.put_acls(&dest, &mut self.stats)?;
                 let _ = filetime::set_file_mtime(&dest, mtime);
                 self.stats.files += 1;
             }
@@ -215,7 +215,7 @@ impl<'a> Extract<'a> {
                     path: dest.clone(),
                     source: e,
                 })?;
-                self.owner(&dest, &extra)?;
+                extra.put_owner(&dest)?;
                 let _ = filetime::set_symlink_file_times(&dest, mtime, mtime);
                 self.stats.files += 1;
             }
@@ -285,9 +285,9 @@ impl<'a> Extract<'a> {
                     source: e,
                 };
                 safe::make_fifo(&dest).map_err(sandbox_err)?;
-                self.owner(&dest, &extra)?;
+                extra.put_owner(&dest)?;
                 set_mode(&dest, mode).map_err(sandbox_err)?;
-                self.put_acls(&dest, &extra)?;
+                extra.put_acls(&dest, &mut self.stats)?;
                 // (set_file_mtime would open it, and wait for a writer.)
                 let _ = filetime::set_symlink_file_times(&dest, mtime, mtime);
                 self.stats.files += 1;
