@@ -330,7 +330,7 @@ fn random_seed() -> u64 {
 }
 
 /// The drill of `job` ([`plan::spec`]): a seed drawn for a sample the
-/// config does not seed, the rotation slice from the ledger.
+/// config does not seed, the rotation slice read from the ledger.
 pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpec {
     let slice = match job.verify.content {
         Content::Rotate => {
@@ -343,7 +343,11 @@ pub fn spec(job: &Job, ledger: &Ledger, state_dir: &std::path::Path) -> DrillSpe
         }
         _ => 0,
     };
-    plan::spec(job, state_dir, random_seed(), slice)
+    let seed = match (job.verify.content, job.verify.seed) {
+        (Content::Sample, None) => random_seed(),
+        _ => 0,
+    };
+    plan::spec(job, state_dir, seed, slice)
 }
 
 /// Set by SIGINT/SIGTERM: running drills stop, record `error` and clean up.

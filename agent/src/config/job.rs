@@ -6,7 +6,7 @@ pub(super) fn job(
     cx: &mut Ctx,
     i: usize,
     j: RawJob,
-    raw_backup: Spanned<DeValue<'_>>,
+    raw_backup: ReadBackup<'_>,
     base: &Path,
     check: Check,
     agent: &AgentConfig,

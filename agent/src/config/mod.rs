@@ -35,8 +35,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use alert::*;
-use backup::backup_config;
 pub use backup::{Backup, BackupKind};
+use backup::{ReadBackup, backup_config, read_backup};
 use job::*;
 use raw::*;
 

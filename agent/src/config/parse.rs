@@ -53,7 +53,7 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
         _ => std::env::current_dir().unwrap_or_default(),
     };
     let mut raw_agent = RawAgent::default();
-    let mut raw_jobs: Vec<(usize, RawJob, Spanned<DeValue>)> = Vec::new();
+    let mut raw_jobs: Vec<(usize, RawJob, ReadBackup)> = Vec::new();
     let mut raw_alerts: Vec<(usize, RawAlert)> = Vec::new();
     let mut systems: Vec<SystemDecl> = Vec::new();
     let mut raw_evidence = RawEvidence::default();
@@ -67,18 +67,11 @@ pub fn parse(path: &Path, text: &str, check: Check) -> Result<Config, ConfigErro
             "job" => match v.get_ref() {
                 DeValue::Array(items) => {
                     for (i, item) in items.iter().enumerate() {
-                        // `[job.backup]` is read by its type (backup/), the
-                        // rest of the job here.
-                        let mut rest = item.clone();
-                        let backup = match rest.get_mut() {
-                            DeValue::Table(t) => t.remove("backup"),
-                            _ => None,
-                        };
-                        if let Some(j) = cx.de::<RawJob>(rest, &format!("job[{i}]")) {
-                            match backup {
-                                Some(b) => raw_jobs.push((i, j, b)),
-                                None => cx.at(item.span(), format!("job[{i}]"), "missing field `backup`"),
-                            }
+                        let prefix = format!("job[{i}]");
+                        if let Some(j) = cx.de::<RawJob>(item.clone(), &prefix)
+                            && let Some(b) = read_backup(&mut cx, i, item)
+                        {
+                            raw_jobs.push((i, j, b));
                         }
                     }
                 }

@@ -58,6 +58,10 @@ pub(super) struct RawJob {
     pub(super) run_as: Option<Spanned<String>>,
     pub(super) network: Option<Spanned<String>>,
     pub(super) source: Option<Spanned<String>>,
+    /// Read by its type (`backup/`); named here so that serde requires it
+    /// and lists it among a job's keys.
+    #[allow(dead_code)]
+    pub(super) backup: serde::de::IgnoredAny,
     pub(super) verify: Option<RawVerify>,
     pub(super) check: Option<Vec<RawCheck>>,
 }

@@ -355,3 +355,36 @@ fn every_backup_type_is_described_and_builds_a_driver(#[case] section: &str, #[c
     let driver = job.backup.driver(job, Path::new("/var/lib/rv"));
     assert_eq!(driver.kind(), what.split([' ', ',']).next().unwrap());
 }
+
+/// A misspelt section of a job is told with every key a job takes,
+/// `backup` among them.
+#[test]
+fn a_misspelt_backup_section_lists_backup_among_the_job_keys() {
+    let got = errs("[[job]]\nname = \"a\"\n[job.bakup]\ntype = \"dir\"\npath = \"/b\"\n");
+    assert!(
+        got.len() == 1
+            && got[0].contains("unknown field `bakup`")
+            && got[0].contains("`source`, `backup`, `verify`"),
+        "{got:#?}"
+    );
+}
+
+/// A backup section serde cannot read drops its job, as any key of the job
+/// would: its other values are not checked.
+#[test]
+fn a_backup_section_serde_cannot_read_is_the_jobs_only_problem() {
+    let got =
+        errs("[[job]]\nname = \"a\"\ntimeout = \"soon\"\n[job.backup]\ntype = \"tar\"\npath = 5\n");
+    assert_eq!(
+        got,
+        vec![
+            "/etc/rv.toml:6:8: job[0].backup.path: invalid type: integer `5`, expected a string"
+                .to_string()
+        ]
+    );
+    let got = errs("[[job]]\nname = \"a\"\nbackup = \"x\"\n");
+    assert_eq!(
+        got,
+        vec!["/etc/rv.toml:3:10: job[0].backup: invalid type: string \"x\", expected struct RawBackup".to_string()]
+    );
+}

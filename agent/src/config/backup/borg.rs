@@ -16,6 +16,7 @@ section!(Raw {
 pub(super) const TYPE: Type = Type {
     name: "borg",
     keys: Raw::KEYS,
+    read: Raw::read,
     check,
 };
 

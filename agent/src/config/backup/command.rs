@@ -22,6 +22,7 @@ enum Steps {
 pub(super) const TYPE: Type = Type {
     name: "command",
     keys: Raw::KEYS,
+    read: Raw::read,
     check,
 };
 

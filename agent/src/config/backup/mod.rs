@@ -4,9 +4,12 @@
 //! `TYPES` is the one list of types: adding a backup type is a file and a
 //! line there.
 //!
-//! The section is read in two steps: `type` first, then the type's own
-//! struct. A key that belongs to another type is named as such ("does not
-//! apply to backup type …"); a key no type takes is serde's unknown field.
+//! The section is read with its job (`read_backup`): `type` first, then the
+//! type's own struct, so that what serde finds wrong drops the job as any
+//! other key of it would. It is checked with the job (`backup_config`): a key
+//! that belongs to another type is named as such ("does not apply to backup
+//! type …"); a key no type takes is serde's unknown field, with the keys of
+//! the section's type.
 
 mod borg;
 mod command;
@@ -37,6 +40,12 @@ macro_rules! section {
         }
         impl $name {
             pub(super) const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            /// Whether serde reads the section as this type's struct (what
+            /// it finds wrong is reported).
+            fn read(cx: &mut Ctx, v: Spanned<DeValue<'_>>, prefix: &str) -> bool {
+                cx.de::<$name>(v, prefix).is_some()
+            }
         }
     };
 }
@@ -47,6 +56,7 @@ use section;
 pub(super) struct Type {
     pub(super) name: &'static str,
     pub(super) keys: &'static [&'static str],
+    read: fn(&mut Ctx, Spanned<DeValue<'_>>, &str) -> bool,
     check: fn(&mut Section, Spanned<DeValue<'_>>) -> Option<Backup>,
 }
 
@@ -219,32 +229,87 @@ fn type_names() -> String {
     }
 }
 
+/// The section's `type`, read first; other keys are the type's to read.
+#[derive(Deserialize)]
+struct RawBackup {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+}
+
+/// `[job.backup]` as read with its job.
+pub(super) struct ReadBackup<'i> {
+    /// The whole section, for problems of the backup as a whole.
+    span: std::ops::Range<usize>,
+    kind: Spanned<String>,
+    /// `None`: a type no backup has, said when the job is checked.
+    ty: Option<&'static Type>,
+    /// Keys of another type, said when the job is checked.
+    elsewhere: Vec<(String, std::ops::Range<usize>)>,
+    /// The type's own keys, which serde has read.
+    own: Spanned<DeValue<'i>>,
+}
+
+impl ReadBackup<'_> {
+    pub(super) fn span(&self) -> std::ops::Range<usize> {
+        self.span.clone()
+    }
+}
+
+/// Reads job `i`'s `[job.backup]` (from the job's table `job`): `None`, with
+/// the problem reported, when serde cannot.
+pub(super) fn read_backup<'i>(
+    cx: &mut Ctx,
+    i: usize,
+    job: &Spanned<DeValue<'i>>,
+) -> Option<ReadBackup<'i>> {
+    let prefix = format!("job[{i}].backup");
+    // The job's own struct has checked that `backup` is there.
+    let v = job.get_ref().as_table()?.get("backup")?;
+    let head: RawBackup = cx.de(v.clone(), &prefix)?;
+    let ty = TYPES
+        .iter()
+        .find(|t| t.name == head.kind.get_ref().as_str());
+    let mut elsewhere = Vec::new();
+    let mut own = v.get_ref().as_table()?.clone();
+    if let Some(ty) = ty {
+        for (key, value) in v.get_ref().as_table()?.iter() {
+            let key = key.get_ref().as_ref();
+            let elsewhere_key = TYPES.iter().any(|t| t.keys.contains(&key));
+            if key != "type" && !ty.keys.contains(&key) && elsewhere_key {
+                elsewhere.push((key.to_string(), value.span()));
+                own.remove(key);
+            }
+        }
+    }
+    let own = Spanned::new(v.span(), DeValue::Table(own));
+    if let Some(ty) = ty
+        && !(ty.read)(cx, own.clone(), &prefix)
+    {
+        return None;
+    }
+    Some(ReadBackup {
+        span: v.span(),
+        kind: head.kind,
+        ty,
+        elsewhere,
+        own,
+    })
+}
+
+/// Checks job `i`'s backup section and builds its [`Backup`].
 pub(super) fn backup_config(
     cx: &mut Ctx,
     i: usize,
-    v: Spanned<DeValue<'_>>,
+    read: ReadBackup<'_>,
     base: &Path,
     check: Check,
     agent: &AgentConfig,
 ) -> Option<Backup> {
-    let prefix = format!("job[{i}].backup");
-    let DeValue::Table(table) = v.get_ref() else {
+    let Some(ty) = read.ty else {
+        let name = read.kind.get_ref();
         cx.at(
-            v.span(),
-            prefix,
-            format!("invalid type: {}, expected a table", v.get_ref().type_str()),
-        );
-        return None;
-    };
-    let Some(kind) = table.get("type") else {
-        cx.at(v.span(), prefix, "missing field `type`");
-        return None;
-    };
-    let name: String = cx.de(kind.clone(), &format!("{prefix}.type"))?;
-    let Some(ty) = TYPES.iter().find(|t| t.name == name.as_str()) else {
-        cx.at(
-            kind.span(),
-            format!("{prefix}.type"),
+            read.kind.span(),
+            format!("job[{i}].backup.type"),
             format!("unknown backup type {name:?}; expected {}", type_names()),
         );
         return None;
@@ -253,31 +318,24 @@ pub(super) fn backup_config(
         cx,
         i,
         kind: ty.name,
-        kind_span: kind.span(),
+        kind_span: read.kind.span(),
         base,
         check,
         agent,
         ok: true,
     };
-    // Another type's key: said so, and left out of the type's struct.
-    let mut own = table.clone();
-    for (key, value) in table.iter() {
-        let key = key.get_ref().as_ref();
-        let elsewhere = TYPES.iter().any(|t| t.keys.contains(&key));
-        if key != "type" && !ty.keys.contains(&key) && elsewhere {
-            section.at(
-                value.span(),
-                key,
-                format!(
-                    "`{key}` does not apply to backup type {:?} (it takes {})",
-                    ty.name,
-                    ty.keys.join(", ")
-                ),
-            );
-            section.ok = false;
-            own.remove(key);
-        }
+    for (key, span) in &read.elsewhere {
+        section.at(
+            span.clone(),
+            key,
+            format!(
+                "`{key}` does not apply to backup type {:?} (it takes {})",
+                ty.name,
+                ty.keys.join(", ")
+            ),
+        );
+        section.ok = false;
     }
-    let backup = (ty.check)(&mut section, Spanned::new(v.span(), DeValue::Table(own)))?;
+    let backup = (ty.check)(&mut section, read.own)?;
     section.ok.then_some(backup)
 }

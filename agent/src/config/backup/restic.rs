@@ -17,6 +17,7 @@ section!(Raw {
 pub(super) const TYPE: Type = Type {
     name: "restic",
     keys: Raw::KEYS,
+    read: Raw::read,
     check,
 };
 

@@ -14,6 +14,7 @@ section!(Raw {
 pub(super) const TYPE: Type = Type {
     name: "tar",
     keys: Raw::KEYS,
+    read: Raw::read,
     check,
 };
 
