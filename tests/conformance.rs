@@ -63,12 +63,8 @@ fn file_backup(site: &Site, kind: &str, broken: bool) -> (String, PathBuf) {
         "restic" => {
             need("restic");
             std::fs::write(site.path("pw"), format!("{PASSWORD}\n")).unwrap();
-            for args in [vec!["init"], vec!["backup", abs.as_str()]] {
-                sh(Command::new("restic")
-                    .args(["--repo", "repo", "--password-file", "pw", "--no-cache"])
-                    .args(args)
-                    .current_dir(site.tmp.path()));
-            }
+            restic(site, "repo", &["init"]);
+            restic(site, "repo", &["backup", &abs]);
             (
                 "repo",
                 "type = \"restic\"\nrepository = \"repo\"\npassword_file = \"pw\"\n".to_string(),
@@ -77,16 +73,8 @@ fn file_backup(site: &Site, kind: &str, broken: bool) -> (String, PathBuf) {
         "borg" => {
             need("borg");
             std::fs::write(site.path("pp"), format!("{PASSWORD}\n")).unwrap();
-            for args in [
-                vec!["init", "-e", "repokey", "repo"],
-                vec!["create", "repo::share", abs.as_str()],
-            ] {
-                sh(Command::new("borg")
-                    .args(args)
-                    .env("BORG_PASSPHRASE", PASSWORD)
-                    .env("BORG_BASE_DIR", site.path("borg-home"))
-                    .current_dir(site.tmp.path()));
-            }
+            borg(site, &["init", "-e", "repokey", "repo"]);
+            borg(site, &["create", "repo::share", &abs]);
             (
                 "repo",
                 format!(
